@@ -1,0 +1,1 @@
+"""The canvas engine: contribution rules per layer kind, chunked computation, streaming reductions."""

@@ -1,0 +1,92 @@
+"""Top-level dispatcher. Each command lives in its own module as `run(argv, prog) -> int`.
+
+Sub-command modules parse their own arguments with tyro from a dataclass, so every option is
+typed and documented in one place. User errors (XincError) become one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from xinc.errors import XincError
+
+# command -> "module:function" or {sub-command: "module:function"}; help text per entry.
+COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
+    "train": (
+        {"ffn": "xinc.cli.train:train_ffn", "nerv": "xinc.cli.train:train_nerv"},
+        "train an INR: `train ffn` (one image) or `train nerv` (one video)",
+    ),
+    "reconstruct": ("xinc.cli.train:reconstruct", "decode frames of a model directory to PNGs"),
+    "import": (
+        {
+            "xinc-ffn": "xinc.cli.importers:import_xinc_ffn",
+            "nerv": "xinc.cli.importers:import_nerv",
+            "hnerv-quant": "xinc.cli.importers:import_hnerv_quant",
+        },
+        "convert an original checkpoint into an xinc model directory",
+    ),
+    "canvas": ("xinc.cli.canvas:run", "compute implicit neural canvases into a zarr store"),
+    "synth": ("xinc.cli.data:synth", "generate a synthetic panoptic video in a published dataset layout"),
+    "flow": ("xinc.cli.data:flow", "optical flow between consecutive frames (+ colour-wheel PNGs)"),
+    "analyze": ("xinc.cli.analyze:run", "run the paper's analyses A1-A6 on a model and data"),
+    "report": ("xinc.cli.report:run", "build one self-contained HTML report from an analyze run"),
+    "demo": ("xinc.cli.pipeline:demo", "the whole pipeline on generated data, end to end"),
+    "run": ("xinc.cli.pipeline:run", "run train/canvas/analyze/report for many clips from a config"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: xinc <command> [<sub-command>] [options]", "", "commands:"]
+    for name, (target, text) in COMMANDS.items():
+        subs = f" {{{','.join(target)}}}" if isinstance(target, dict) else ""
+        lines.append(f"  {name + subs:<34} {text}")
+    lines += ["", "`xinc <command> --help` explains each command's options."]
+    return "\n".join(lines)
+
+
+def _load(spec: str):
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `xinc` executable."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from xinc import __version__
+
+        print(f"xinc {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"xinc: error: unknown command {name!r}; run `xinc --help` for the list", file=sys.stderr)
+        return 2
+    target, text = COMMANDS[name]
+    prog = f"xinc {name}"
+    if isinstance(target, dict):
+        if not rest or rest[0] in ("-h", "--help"):
+            print(f"usage: {prog} {{{','.join(target)}}} [options]\n\n{text}")
+            return 0 if rest else 2
+        sub, rest = rest[0], rest[1:]
+        if sub not in target:
+            print(f"xinc: error: unknown {name} kind {sub!r}; choose one of {', '.join(target)}", file=sys.stderr)
+            return 2
+        prog, spec = f"{prog} {sub}", target[sub]
+    else:
+        spec = target
+    try:
+        return int(_load(spec)(rest, prog) or 0)
+    except XincError as e:
+        print(f"xinc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xinc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: images, videos, panoptic datasets, optical flow, synthetic scenes."""
