@@ -17,7 +17,20 @@ from typing import Any
 
 import torch
 
+from xinc.errors import XincError
 from xinc.utils import atomic_save
+
+# analysis mode -> (variant, canvas mode) pairs: faithful = paper canvas + the paper's statistics,
+# corrected = exact linear canvas + the corrected statistics (SPEC §4).
+VARIANTS = {"faithful": [("faithful", "paper")], "corrected": [("corrected", "linear")],
+            "both": [("faithful", "paper"), ("corrected", "linear")]}
+
+
+def variants(mode: str) -> list[tuple[str, str]]:
+    """The (variant, canvas_mode) pairs an analysis mode asks for."""
+    if mode not in VARIANTS:
+        raise XincError(f"--mode {mode!r}: choose faithful, corrected or both")
+    return VARIANTS[mode]
 
 
 @dataclass
@@ -38,6 +51,43 @@ class AnalysisContext:
     chunk_neurons: int | None = None
     memory_budget_mb: float | None = None
     options: dict[str, Any] = field(default_factory=dict)  # per-analysis extras from the CLI
+    canvases: dict[str, Any] | None = None  # {canvas_mode: {layer: (T,K,H,W)}} or {layer: ...}: analyse given maps
+    canvas_log: dict[str, dict[str, Any]] = field(default_factory=dict)  # {mode/layer: info + residuals seen}
+    progress: Callable[[int], Any] | None = None  # called with the number of neuron maps streamed (tqdm.update)
+
+    def stream(self, layer: str, reducers: list, canvas_mode: str = "paper", frames: list[int] | None = None):
+        """Drive `reducers` over every neuron chunk of every frame of `layer` (engine, or ctx.canvases).
+
+        Frames default to ctx.frames; with ctx.canvases set, frame f is row ctx.frames.index(f)
+        of the given tensor. The layer's info and per-frame residuals are logged in canvas_log.
+        """
+        frames = list(self.frames if frames is None else frames)
+        log = _InfoLog()
+        reducers = [*reducers, log]
+        if self.canvases is not None:
+            given = self.canvases.get(canvas_mode, self.canvases)
+            if layer not in given:
+                raise XincError(f"canvases: no {canvas_mode!r} maps for layer {layer!r}; give them or use a model")
+            maps = given[layer]
+            rows = [self.frames.index(f) for f in frames]
+            stream_tensors(maps[rows], reducers, frames=frames, layer=layer, chunk=self.chunk_neurons,
+                           mode=canvas_mode)
+        else:
+            from xinc.canvas import stream_canvas
+
+            stream_canvas(self.model, layer, frames, reducers, mode=canvas_mode, chunk_neurons=self.chunk_neurons,
+                          memory_budget_mb=self.memory_budget_mb, device=self.device, progress=self.progress)
+        entry = self.canvas_log.setdefault(f"{canvas_mode}/{layer}", {"residual": {}})
+        entry.update(log.summary())
+        entry["residual"].update(log.residuals)
+        return reducers[:-1]
+
+    def option(self, aid: str, name: str, default: Any) -> Any:
+        """Per-analysis option: ctx.options[aid][name] wins over ctx.options[f'{aid}_{name}'], else default."""
+        nested = self.options.get(aid)
+        if isinstance(nested, dict) and name in nested:
+            return nested[name]
+        return self.options.get(f"{aid}_{name}", default)
 
     def figure(self, aid: str, name: str, fig) -> Path:
         """Save a matplotlib figure as figures/<aid>/<name>.png and .pdf (atomically); close it."""
@@ -94,3 +144,55 @@ def register_analysis(aid: str, title: str, *, needs_panoptic: bool = False, nee
         return fn
 
     return deco
+
+
+class _InfoLog:
+    """Reducer that records the layer info and each frame's completeness residual (no map data)."""
+
+    def __init__(self) -> None:
+        self.info = None
+        self.residuals: dict[str, dict[str, float]] = {}
+
+    def begin_frame(self, info, frame: int) -> None:
+        self.info, self.frame = info, frame
+
+    def update(self, start: int, maps: torch.Tensor) -> None:
+        pass
+
+    def end_frame(self) -> None:
+        self.residuals[str(self.frame)] = dict(getattr(self.info, "residual", {}) or {})
+
+    def summary(self) -> dict[str, Any]:
+        i = self.info
+        if i is None:
+            return {}
+        return {"exact": bool(i.exact), "rule": i.rule, "num_neurons": int(i.num_neurons),
+                "height": int(i.height), "width": int(i.width), "notes": getattr(i, "notes", "")}
+
+
+def stream_tensors(maps: torch.Tensor, reducers: list, *, frames: list[int] | None = None, layer: str = "given",
+                   chunk: int | None = None, mode: str = "given") -> list:
+    """Drive reducers over given canvases `maps` (T, K, H, W) in neuron chunks, like the canvas engine.
+
+    For the Python API on ready-made canvases and for tests on constructed ones.
+    """
+    from xinc.canvas.reduce import LayerInfo
+
+    if maps.dim() == 3:
+        maps = maps[None]
+    if maps.dim() != 4:
+        raise XincError(f"canvases: expected (T, K, H, W) maps, got shape {tuple(maps.shape)}")
+    T, K, H, W = maps.shape
+    frames = list(range(T)) if frames is None else list(frames)
+    step = max(1, int(chunk or K))
+    for t, f in enumerate(frames):
+        info = LayerInfo(name=layer, num_neurons=K, height=H, width=W, exact=True, rule=f"given ({mode})")
+        for r in reducers:
+            r.begin_frame(info, f)
+        for s in range(0, K, step):
+            part = maps[t, s:s + step]
+            for r in reducers:
+                r.update(s, part)
+        for r in reducers:
+            r.end_frame()
+    return reducers

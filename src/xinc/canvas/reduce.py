@@ -4,14 +4,21 @@ A reducer sees, for each frame, the signed maps of consecutive neuron ranges (ch
     begin_frame(info, frame) -> update(start, maps) ... -> end_frame()
 and finally result(). `maps` is a (n, H, W) float tensor of neurons [start, start+n) (or
 (n, C, H, W) for per-output-channel canvases). Analyses write their own reducers on this protocol.
+
+When end_frame() runs, `self.info.residual` already holds the completeness residual of the frame
+(computed by the engine in the same streaming pass), so reducers can record it.
+Standard reducers return {frame: tensor} on the CPU from result(); they accumulate in float64 so
+their results do not depend on the chunking beyond float32 round-off of the maps themselves.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from xinc.errors import XincError
 
 
 @dataclass
@@ -26,6 +33,17 @@ class LayerInfo:
     rule: str
     c_in: int | None = None
     c_out: int | None = None
+    mode: str = "paper"
+    kind: str = ""  # "mlp" | "conv-head" | "conv-block"
+    neuron_index: str = ""  # how the flat neuron index k maps to (c_in, c_out)
+    channels: int | None = None  # C of (n, C, H, W) per-output-channel maps; None for (n, H, W)
+    residual: dict[str, float] = field(default_factory=dict)  # filled per frame by the engine
+    notes: str = ""  # the approximations of the rule, in words
+
+    @property
+    def map_shape(self) -> tuple[int, ...]:
+        """Shape of one neuron's map."""
+        return (self.height, self.width) if self.channels is None else (self.channels, self.height, self.width)
 
 
 class Reducer:
@@ -42,3 +60,121 @@ class Reducer:
 
     def result(self) -> Any:
         raise NotImplementedError
+
+
+class _PerFrame(Reducer):
+    """Shared plumbing: one float64 accumulator per frame, returned as float32 CPU tensors."""
+
+    def __init__(self) -> None:
+        self.results: dict[int, torch.Tensor] = {}
+        self.residuals: dict[int, dict[str, float]] = {}
+        self._acc: torch.Tensor | None = None
+
+    def end_frame(self) -> None:
+        self.results[self.frame] = self._acc.to("cpu", torch.float32)
+        self.residuals[self.frame] = dict(self.info.residual)
+        self._acc = None
+
+    def result(self) -> dict[int, torch.Tensor]:
+        return dict(self.results)
+
+
+class HeatMap(_PerFrame):
+    """Per-pixel total |C| over all neurons: H(p) = sum_k |C_k(p)|; (H, W) (or (C, H, W)) per frame."""
+
+    def begin_frame(self, info: LayerInfo, frame: int) -> None:
+        super().begin_frame(info, frame)
+        self._acc = None
+
+    def update(self, start: int, maps: torch.Tensor) -> None:
+        part = maps.abs().sum(0, dtype=torch.float64)
+        self._acc = part if self._acc is None else self._acc + part
+
+
+class NeuronTotals(_PerFrame):
+    """Per-neuron total |C| over all pixels: T_k = sum_p |C_k(p)|; (K,) (or (K, C)) per frame."""
+
+    def begin_frame(self, info: LayerInfo, frame: int) -> None:
+        super().begin_frame(info, frame)
+        extra = () if info.channels is None else (info.channels,)
+        self._acc = torch.zeros(info.num_neurons, *extra, dtype=torch.float64)
+
+    def update(self, start: int, maps: torch.Tensor) -> None:
+        tot = maps.abs().sum(dim=(-2, -1), dtype=torch.float64).cpu()
+        self._acc[start:start + maps.shape[0]] = tot
+
+
+class GroupSums(_PerFrame):
+    """Per-neuron sum of |C| inside each pixel group: (K, G) (or (K, C, G)) per frame.
+
+    `labels` is an (H, W) int64 map of group ids in [0, num_groups) used for every frame, or a
+    dict {frame: (H, W)} / a callable frame -> (H, W) when the groups change per frame (segments).
+    """
+
+    def __init__(self, labels, num_groups: int) -> None:
+        super().__init__()
+        if num_groups < 1:
+            raise XincError(f"GroupSums: num_groups {num_groups} must be positive")
+        self.labels, self.num_groups = labels, int(num_groups)
+        self._flat: torch.Tensor | None = None
+
+    def _labels_for(self, frame: int) -> torch.Tensor:
+        lab = self.labels
+        if callable(lab):
+            lab = lab(frame)
+        elif isinstance(lab, dict):
+            if frame not in lab:
+                raise XincError(f"GroupSums: no labels for frame {frame}; give labels for every streamed frame")
+            lab = lab[frame]
+        return torch.as_tensor(lab)
+
+    def begin_frame(self, info: LayerInfo, frame: int) -> None:
+        super().begin_frame(info, frame)
+        lab = self._labels_for(frame)
+        if tuple(lab.shape) != (info.height, info.width):
+            raise XincError(
+                f"GroupSums: labels have shape {tuple(lab.shape)} but layer {info.name} maps are "
+                f"{info.height}x{info.width}; resample the labels to the canvas size"
+            )
+        if lab.is_floating_point() or lab.dtype == torch.bool:
+            raise XincError("GroupSums: labels must be an integer map of group ids")
+        lab = lab.to(torch.int64)
+        if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= self.num_groups):
+            raise XincError(
+                f"GroupSums: label values span {int(lab.min())}..{int(lab.max())}, outside 0..{self.num_groups - 1}"
+            )
+        self._flat = lab.reshape(-1)
+        extra = () if info.channels is None else (info.channels,)
+        self._acc = torch.zeros(info.num_neurons, *extra, self.num_groups, dtype=torch.float64)
+
+    def update(self, start: int, maps: torch.Tensor) -> None:
+        a = maps.abs().flatten(-2).to(torch.float64)  # (n, [C,] P)
+        flat = self._flat.to(a.device)
+        out = torch.zeros(*a.shape[:-1], self.num_groups, dtype=torch.float64, device=a.device)
+        out.index_add_(out.dim() - 1, flat, a)
+        self._acc[start:start + maps.shape[0]] = out.cpu()
+
+
+class Collect(Reducer):
+    """Keep the whole signed canvas of every frame: {frame: (K, H, W)} (small layers / tests only)."""
+
+    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
+        self.dtype = dtype
+        self.results: dict[int, torch.Tensor] = {}
+        self.residuals: dict[int, dict[str, float]] = {}
+        self._parts: list[torch.Tensor] = []
+
+    def begin_frame(self, info: LayerInfo, frame: int) -> None:
+        super().begin_frame(info, frame)
+        self._parts = []
+
+    def update(self, start: int, maps: torch.Tensor) -> None:
+        self._parts.append(maps.to("cpu", self.dtype))
+
+    def end_frame(self) -> None:
+        self.results[self.frame] = torch.cat(self._parts, 0)
+        self.residuals[self.frame] = dict(self.info.residual)
+        self._parts = []
+
+    def result(self) -> dict[int, torch.Tensor]:
+        return dict(self.results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TypeVar
 
 import tyro
@@ -11,4 +12,4 @@ T = TypeVar("T")
 
 def parse(cls: type[T], argv: list[str], prog: str) -> T:
     """Parse argv into an instance of the options dataclass `cls` (its docstring is the help text)."""
-    return tyro.cli(cls, args=argv, prog=prog, description=cls.__doc__, config=(tyro.conf.FlagConversionOff,))
+    return tyro.cli(cls, args=argv, prog=prog, description=inspect.cleandoc(cls.__doc__ or ""), config=(tyro.conf.FlagConversionOff,))

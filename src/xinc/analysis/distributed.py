@@ -1,0 +1,369 @@
+"""A2 — are representations distributed? (SPEC §4 A2), streamed in four passes over each layer.
+
+With A_k = |C_k|, H(p) = Σ_k A_k(p), K neurons, P pixels:
+- pixels per neuron: share s_k(p) = A_k(p)/H(p); neuron k covers p if s_k(p) > 1/K; sorted counts.
+- neurons per pixel: one threshold τ_a per layer (pooled over the analysed frames) such that the
+  values above τ_a hold (1 − a) of the layer's total |C| mass, a ∈ {0.1, 0.5};
+  n(p) = #{k : A_k(p) > τ_a} / K.
+- beyond the paper: per pixel, the fewest neurons whose largest contributions hold q of H(p),
+  q ∈ {0.5, 0.9} ("neurons needed"), from an exact per-pixel top-k merge.
+
+Passes (nothing of size K x P is ever held):
+1. H per frame, the largest and smallest positive A (histogram range).
+2. share counts per neuron; a mass histogram of all A on `bins` log-spaced bins; per-pixel top-k
+   (k = min(K, topk)) kept by merging each chunk into the running top-k (torch.topk).
+3. inside the coarse bin where the cumulative mass from the top crosses (1 − a)·M, a fine linear
+   histogram of `sub_bins` bins; τ_a = the fine edge at the crossing (bracket reported).
+4. n(p) at τ_a and the exact mass above τ_a (reported beside the target 1 − a).
+Neurons-needed is exact for every pixel whose top-k already holds q of H(p); other pixels are
+censored (> k) and counted; a median is exact whenever fewer than half the pixels are censored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from xinc.analysis.registry import AnalysisContext, register_analysis, stream_tensors, variants
+from xinc.canvas.reduce import Reducer
+
+AID = "a2"
+MASS_LEVELS = (0.1, 0.5)
+QUANTILES = (0.5, 0.9)
+
+
+class _Pass1(Reducer):
+    """H(p) per frame (float64), global max and min positive |C|."""
+
+    def __init__(self) -> None:
+        self.heat: dict[int, torch.Tensor] = {}
+        self.vmax, self.vmin = 0.0, math.inf
+
+    def begin_frame(self, info, frame):
+        super().begin_frame(info, frame)
+        self._h = None
+
+    def update(self, start, maps):
+        a = maps.abs()
+        part = a.sum(0, dtype=torch.float64)
+        self._h = part if self._h is None else self._h + part
+        self.vmax = max(self.vmax, float(a.max()))
+        pos = a[a > 0]
+        if pos.numel():
+            self.vmin = min(self.vmin, float(pos.min()))
+
+    def end_frame(self):
+        self.heat[self.frame] = self._h
+
+    def result(self):
+        return self
+
+
+class _LogBins:
+    """The coarse log-spaced bins over [lo, hi] shared by passes 2 and 3 (identical index arithmetic)."""
+
+    def __init__(self, lo: float, hi: float, bins: int) -> None:
+        self.lo, self.hi, self.bins = float(lo), float(max(hi, lo * (1 + 1e-6))), int(bins)
+        self.l0 = math.log(self.lo)
+        self.scale = self.bins / (math.log(self.hi) - self.l0)
+
+    def index(self, v: torch.Tensor) -> torch.Tensor:
+        """Bin of each positive value (float64 log), clamped to [0, bins)."""
+        idx = ((torch.log(v.to(torch.float64)) - self.l0) * self.scale).floor().to(torch.int64)
+        return idx.clamp_(0, self.bins - 1)
+
+    def edges(self, b: int) -> tuple[float, float]:
+        lo = math.exp(self.l0 + b / self.scale) if b > 0 else self.lo
+        hi = math.exp(self.l0 + (b + 1) / self.scale) if b < self.bins - 1 else self.hi
+        return lo, hi
+
+
+class _Pass2(Reducer):
+    """Share counts per neuron and frame, coarse mass histogram, per-pixel top-k of A."""
+
+    def __init__(self, heat: dict[int, torch.Tensor], bins: _LogBins, topk: int) -> None:
+        self.heat, self.bins, self.topk = heat, bins, topk
+        self.counts: dict[int, torch.Tensor] = {}
+        self.needed: dict[int, dict[float, torch.Tensor]] = {}
+        self.censored: dict[int, dict[float, int]] = {}
+        self.mass = None
+        self.count = None
+
+    def begin_frame(self, info, frame):
+        super().begin_frame(info, frame)
+        self.K = info.num_neurons
+        self._c = torch.zeros(self.K, dtype=torch.int64)
+        self._top = None
+
+    def update(self, start, maps):
+        a = maps.abs().flatten(1)  # (n, P)
+        h = self.heat[self.frame].reshape(-1).to(a.device)
+        thr = (h / self.K).to(a.dtype)
+        covered = (a > thr[None]) & (h[None] > 0)
+        self._c[start:start + a.shape[0]] = covered.sum(1).cpu()
+        pos = a[a > 0]
+        if pos.numel():
+            idx = self.bins.index(pos)
+            m = torch.bincount(idx, weights=pos.to(torch.float64), minlength=self.bins.bins)
+            c = torch.bincount(idx, minlength=self.bins.bins)
+            self.mass = m if self.mass is None else self.mass + m.to(self.mass.device)
+            self.count = c if self.count is None else self.count + c.to(self.count.device)
+        cand = a.t() if self._top is None else torch.cat([self._top, a.t()], 1)  # (P, k + n)
+        k = min(self.topk, cand.shape[1])
+        self._top = torch.topk(cand, k, dim=1, sorted=False).values
+
+    def end_frame(self):
+        self.counts[self.frame] = self._c
+        top = torch.sort(self._top, dim=1, descending=True).values.to(torch.float64)
+        cum = top.cumsum(1)
+        h = self.heat[self.frame].reshape(-1).to(cum.device)
+        self.needed[self.frame], self.censored[self.frame] = {}, {}
+        for q in QUANTILES:
+            reach = cum >= (q * h)[:, None] * (1 - 1e-12)
+            ok = reach.any(1)
+            m = reach.to(torch.int8).argmax(1).to(torch.float64) + 1  # first index that reaches q*H
+            m = torch.where(ok, m, torch.full_like(m, math.inf))
+            m = torch.where(h > 0, m, torch.full_like(m, math.nan))
+            self.needed[self.frame][q] = m.reshape(self.info.height, self.info.width).cpu()
+            self.censored[self.frame][q] = int((~ok & (h > 0)).sum())
+        self._top = None
+
+    def result(self):
+        return self
+
+
+class _Pass3(Reducer):
+    """Fine linear histograms inside the coarse bracket bins (one per mass level)."""
+
+    def __init__(self, bins: _LogBins, brackets: dict[float, int], sub_bins: int) -> None:
+        self.bins, self.brackets, self.sub = bins, brackets, sub_bins
+        self.fine = {a: torch.zeros(sub_bins, dtype=torch.float64) for a in brackets}
+
+    def update(self, start, maps):
+        a = maps.abs().reshape(-1)
+        pos = a[a > 0]
+        if not pos.numel():
+            return
+        idx = self.bins.index(pos)
+        for lev, b in self.brackets.items():
+            v = pos[idx == b].to(torch.float64)
+            if not v.numel():
+                continue
+            lo, hi = self.bins.edges(b)
+            j = ((v - lo) / (hi - lo) * self.sub).floor().to(torch.int64).clamp_(0, self.sub - 1)
+            self.fine[lev] += torch.bincount(j, weights=v, minlength=self.sub).cpu()
+
+    def result(self):
+        return self
+
+
+class _Pass4(Reducer):
+    """n(p) = #{k : A_k(p) > τ_a} per frame and the exact mass above each τ_a."""
+
+    def __init__(self, taus: dict[float, float]) -> None:
+        self.taus = taus
+        self.n: dict[int, dict[float, torch.Tensor]] = {}
+        self.above = dict.fromkeys(taus, 0.0)
+
+    def begin_frame(self, info, frame):
+        super().begin_frame(info, frame)
+        self._n = {}
+
+    def update(self, start, maps):
+        a = maps.abs()
+        for lev, tau in self.taus.items():
+            over = a > tau
+            cnt = over.sum(0)
+            self._n[lev] = cnt if lev not in self._n else self._n[lev] + cnt
+            self.above[lev] += float((a * over).sum(dtype=torch.float64))
+
+    def end_frame(self):
+        self.n[self.frame] = {lev: v.cpu() for lev, v in self._n.items()}
+
+    def result(self):
+        return self
+
+
+def _crossing(mass_desc_cum: np.ndarray, target: float) -> int:
+    """Index of the first entry of a descending cumulative mass that reaches target."""
+    return int(min(np.searchsorted(mass_desc_cum, target, side="left"), len(mass_desc_cum) - 1))
+
+
+def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bins: int = 8192, topk: int = 512,
+                      levels: tuple[float, ...] = MASS_LEVELS) -> dict[str, Any]:
+    """All A2 statistics of one layer; `stream(reducers)` must drive the reducers over every frame once."""
+    p1 = _Pass1()
+    stream([p1])
+    frames = sorted(p1.heat)
+    total = float(sum(float(h.sum()) for h in p1.heat.values()))
+    out: dict[str, Any] = {"frames": frames, "total_mass": total}
+    if total <= 0 or not math.isfinite(p1.vmin):
+        out["empty"] = True
+        return out
+    lb = _LogBins(p1.vmin, p1.vmax, bins)
+    p2 = _Pass2(p1.heat, lb, topk)
+    stream([p2])
+    K = p2.K
+    mass = p2.mass.cpu().numpy()
+    desc = np.cumsum(mass[::-1])  # mass held by the top bins, from the top
+    brackets, cum_above = {}, {}
+    for a in levels:
+        target = (1 - a) * float(mass.sum())
+        j = _crossing(desc, target)
+        b = bins - 1 - j
+        brackets[a] = b
+        cum_above[a] = (float(desc[j - 1]) if j > 0 else 0.0, target)
+    p3 = _Pass3(lb, brackets, sub_bins)
+    stream([p3])
+    taus, tau_info = {}, {}
+    for a, b in brackets.items():
+        above_bin, target = cum_above[a]
+        fine = p3.fine[a].numpy()
+        fdesc = above_bin + np.cumsum(fine[::-1])
+        j = _crossing(fdesc, target)
+        s = sub_bins - 1 - j
+        lo, hi = lb.edges(b)
+        w = (hi - lo) / sub_bins
+        taus[a] = lo + s * w
+        tau_info[a] = {"tau": taus[a], "bracket": [lo + s * w, lo + (s + 1) * w], "coarse_bin": [lo, hi]}
+    p4 = _Pass4(taus)
+    stream([p4])
+    counts = torch.stack([p2.counts[f] for f in frames]).to(torch.float64)  # (T, K)
+    P = p1.heat[frames[0]].numel()
+    ppn = (counts.sum(0) / (len(frames) * P)).numpy()  # fraction of pixels each neuron covers
+    out.update({
+        "num_neurons": K, "num_pixels": P,
+        "pixels_per_neuron": {"fraction_sorted": np.sort(ppn)[::-1], "median_fraction": float(np.median(ppn)),
+                              "mean_fraction": float(ppn.mean()), "fraction_neurons_covering_none":
+                              float((ppn == 0).mean()), "counts_per_frame": counts.to(torch.int64).numpy()},
+        "thresholds": {}, "neurons_per_pixel": {}, "neurons_needed": {},
+        "maps": {"n": {a: {f: (p4.n[f][a].to(torch.float64) / K).numpy() for f in frames} for a in levels},
+                 "needed": {q: {f: p2.needed[f][q].numpy() for f in frames} for q in QUANTILES}},
+        "method": {"tau": f"log histogram ({bins} bins) + linear refinement ({sub_bins} sub-bins) of the crossing "
+                          "bin; exact mass above τ measured in a 4th pass",
+                   "neurons_needed": f"exact per-pixel top-k merge, k = min(K, {topk}); pixels needing more are "
+                                     "censored (> k)"},
+    })
+    for a in levels:
+        held = p4.above[a] / total
+        nmap = np.stack([out["maps"]["n"][a][f] for f in frames])
+        out["thresholds"][str(a)] = {**tau_info[a], "mass_above": held, "target_mass_above": 1 - a}
+        out["neurons_per_pixel"][str(a)] = {"mean_fraction": float(nmap.mean()), "median_fraction":
+                                            float(np.median(nmap)), "max_fraction": float(nmap.max())}
+    kcap = min(K, topk)
+    for q in QUANTILES:
+        vals = np.concatenate([out["maps"]["needed"][q][f].ravel() for f in frames])
+        vals = vals[~np.isnan(vals)]
+        cens = float(np.isinf(vals).mean()) if vals.size else 0.0
+        med = float(np.median(vals)) if vals.size else math.nan
+        out["neurons_needed"][str(q)] = {
+            "median": med if math.isfinite(med) else None, "median_fraction": med / K if math.isfinite(med) else None,
+            "mean_exact_pixels": float(vals[np.isfinite(vals)].mean()) if np.isfinite(vals).any() else None,
+            "censored_fraction": cens, "cap": kcap, "median_is_lower_bound": not math.isfinite(med)}
+    return out
+
+
+def distributed_from_canvases(maps: torch.Tensor, **kw) -> dict[str, Any]:
+    """A2 statistics of given canvases (T, K, H, W) or (K, H, W) (Python API / tests)."""
+    chunk = kw.pop("chunk", None)
+    return distributed_stats(lambda reds: stream_tensors(maps, reds, chunk=chunk), **kw)
+
+
+def _figures(ctx: AnalysisContext, variant: str, cmode: str, res: dict[str, dict[str, Any]]) -> list[dict]:
+    from xinc.report.figures import image_panel, new_figure
+
+    figs = []
+    fig, axes = new_figure(1, 1, panel=(5.0, 3.0), title=f"A2 pixels per neuron — {variant} ({cmode} canvas)")
+    ax = axes[0, 0]
+    for layer, r in res.items():
+        if r.get("empty"):
+            continue
+        y = r["pixels_per_neuron"]["fraction_sorted"]
+        ax.plot(np.linspace(0, 1, len(y)), y, label=f"{layer} (K={r['num_neurons']})")
+    ax.set_xlabel("neuron rank / K (sorted by pixels covered)")
+    ax.set_ylabel("fraction of pixels with share > 1/K")
+    ax.legend(frameon=False)
+    path = ctx.figure(AID, f"pixels_per_neuron_{variant}", fig)
+    figs.append({"path": ctx.rel(path), "caption": f"Sorted fraction of pixels each neuron covers (share > 1/K), "
+                                                     f"per layer ({variant})."})
+    layers = [la for la, r in res.items() if not r.get("empty")]
+    if layers:
+        f0 = ctx.frames[0]
+        fig, axes = new_figure(len(layers), 4, panel=(3.0, 1.8),
+                               title=f"A2 neurons per pixel — {variant} ({cmode} canvas), frame {f0}")
+        for i, layer in enumerate(layers):
+            r = res[layer]
+            for j, a in enumerate(MASS_LEVELS):
+                tau = r["thresholds"][str(a)]["tau"]
+                image_panel(axes[i, j], r["maps"]["n"][a][f0], cmap="viridis", label="n(p)/K",
+                            title=f"{layer}: n(p)/K, a={a} (τ={tau:.3g})")
+            for j, q in enumerate(QUANTILES):
+                m = r["maps"]["needed"][q][f0].copy()
+                m[~np.isfinite(m)] = np.nan
+                image_panel(axes[i, 2 + j], m, cmap="magma", label="neurons",
+                            title=f"{layer}: neurons for {int(q * 100)}% of H(p)")
+        fig.tight_layout()
+        path = ctx.figure(AID, f"neurons_per_pixel_{variant}", fig)
+        figs.append({"path": ctx.rel(path), "caption": "Neurons per pixel above the mass thresholds τ_a (a = 0.1, "
+                                                         "0.5), and the fewest neurons holding 50 % / 90 % of each "
+                                                         f"pixel's contribution ({variant}; blank = censored)."})
+    return figs
+
+
+@register_analysis(AID, "Representations are distributed")
+def run(ctx: AnalysisContext) -> dict[str, Any]:
+    """Pixels per neuron, neurons per pixel at a = 0.1 / 0.5, neurons needed per pixel; per layer."""
+    bins = int(ctx.option(AID, "bins", 2048))
+    sub = int(ctx.option(AID, "sub_bins", 8192))
+    topk = int(ctx.option(AID, "topk", 512))
+    out: dict[str, Any] = {"figures": [], "summary": []}
+    rows, npp_rows = [], []
+    for variant, cmode in variants(ctx.mode):
+        res = {}
+        for layer in ctx.layers:
+            res[layer] = distributed_stats(lambda reds, la=layer, cm=cmode: ctx.stream(la, reds, canvas_mode=cm),
+                                           bins=bins, sub_bins=sub, topk=topk)
+        out["figures"] += _figures(ctx, variant, cmode, res)
+        section = {}
+        for layer, r in res.items():
+            if r.get("empty"):
+                section[layer] = {"empty": True}
+                continue
+            ppn = r["pixels_per_neuron"]
+            section[layer] = {k: r[k] for k in ("num_neurons", "num_pixels", "total_mass", "thresholds",
+                                                 "neurons_per_pixel", "neurons_needed", "method")}
+            section[layer]["pixels_per_neuron"] = {k: v for k, v in ppn.items() if k not in ("counts_per_frame",
+                                                                                           "fraction_sorted")}
+            counts = ppn["counts_per_frame"]  # (T, K)
+            rows.append((variant, layer, np.asarray(r["frames"]), counts))
+            for a in MASS_LEVELS:
+                t = r["thresholds"][str(a)]
+                npp_rows.append({"variant": variant, "canvas": cmode, "layer": layer, "a": a, "tau": t["tau"],
+                                 "tau_lo": t["bracket"][0], "tau_hi": t["bracket"][1], "mass_above": t["mass_above"],
+                                 "mean_neurons_fraction": r["neurons_per_pixel"][str(a)]["mean_fraction"]})
+            n50, n90 = r["neurons_needed"]["0.5"], r["neurons_needed"]["0.9"]
+            out["summary"].append(
+                f"{variant} {layer}: median neuron covers {100 * ppn['median_fraction']:.2f}% of pixels; "
+                f"a=0.5 → {100 * r['neurons_per_pixel']['0.5']['mean_fraction']:.2f}% of {r['num_neurons']} "
+                f"neurons per pixel; median {_needed(n50)} neurons hold 50% and {_needed(n90)} hold 90% of a "
+                "pixel's contribution")
+        out[variant] = section
+    table = []
+    for v, la, frames, counts in rows:
+        T, K = counts.shape
+        fr, nk = np.repeat(frames, K).tolist(), np.tile(np.arange(K), T).tolist()
+        table += [{"variant": v, "layer": la, "frame": f, "neuron": k, "pixels": c}
+                  for f, k, c in zip(fr, nk, counts.ravel().tolist())]
+    ctx.table(AID, "pixels_per_neuron", table)
+    ctx.table(AID, "thresholds", npp_rows)
+    return out
+
+
+def _needed(rec: dict[str, Any]) -> str:
+    if rec["median"] is None:
+        return f">{rec['cap']}"
+    return f"{rec['median']:.0f} ({100 * rec['median_fraction']:.1f}%)"

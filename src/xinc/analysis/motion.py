@@ -1,0 +1,352 @@
+"""A4 — do contribution changes between frames follow the motion? (SPEC §4 A4)
+
+Per layer and consecutive frame pair (t-1, t): the contribution change
+M_t(p) = Σ_k |A_k^t(p) − A_k^{t−1}(p)| with A_k = |C_k|, computed by streaming both frames'
+canvases chunk by chunk in lockstep (same neuron range together), so no layer is ever held.
+
+Paper-faithful: M_t shown beside the optical-flow magnitude, visual only.
+Corrected (beyond the paper): Pearson and Spearman correlation of M_t with the flow magnitude,
+and AUROC of M_t as a detector of moving pixels (flow magnitude above `threshold` pixels), per
+layer and frame pair; optionally after compensating global camera motion (a homography fitted
+to the flow with OpenCV RANSAC; its induced flow is subtracted before scoring).
+
+Flow comes from ctx.flow ((T-1, 2, H, W), channel 0 = horizontal u, 1 = vertical v, from
+frames[i] to frames[i+1]: the synthetic clip's exact flow where the data is synthetic), else
+OpenCV DIS on the images. Since forward flow marks an object's *old* position while M_t lights
+up at both its old and new positions, the moving region is by default the moving pixels of
+frame t-1 united with their destinations in frame t (`region="both"`; `"source"` = flow alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from xinc.analysis.registry import AnalysisContext, register_analysis, variants
+from xinc.errors import XincError
+
+AID = "a4"
+
+
+@dataclass
+class MotionOptions:
+    """Options of A4 (ctx.option('a4', name): ctx.options['a4'][name] or ctx.options['a4_<name>'])."""
+
+    threshold: float = 0.5  # flow magnitude (pixels) above which a pixel counts as moving
+    compensate: bool = True  # also score after removing the camera's homography-induced flow
+    region: str = "both"  # "both" (source pixels + their destinations) or "source" (flow alone)
+    ransac_threshold: float = 1.0  # RANSAC reprojection threshold (pixels) of the homography fit
+    max_points: int = 4000  # flow vectors sampled (seeded) for the homography fit
+    max_pairs_shown: int = 3  # frame pairs drawn in the map figure
+
+
+def options_from(ctx: AnalysisContext) -> MotionOptions:
+    """Collect A4 options from the context (nested dict 'a4' wins over flat 'a4_<name>' keys)."""
+    opts = MotionOptions()
+    for name in MotionOptions.__dataclass_fields__:
+        value = ctx.option(AID, name, None)
+        if value is not None:
+            setattr(opts, name, _coerce(getattr(opts, name), value))
+    if opts.region not in ("both", "source"):
+        raise XincError(f"a4 option region={opts.region!r}: choose 'both' or 'source'")
+    if opts.threshold < 0:
+        raise XincError(f"a4 option threshold={opts.threshold}: must be >= 0 pixels")
+    return opts
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    """Cast an option value to the type of its default ('false'/'0' are False for booleans)."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    return type(default)(value)
+
+
+# ----------------------------------------------------------------------------- canvas side
+
+
+def accumulate_change(chunks_prev: Iterator[tuple[int, torch.Tensor]],
+                      chunks_next: Iterator[tuple[int, torch.Tensor]], what: str = "layer") -> torch.Tensor:
+    """Σ_k | |C_k^next| − |C_k^prev| | over two aligned chunk streams (same neuron ranges), (H, W) on the CPU.
+
+    Runs under no_grad: interleaving two generators that each enter a grad-mode context would
+    otherwise leave grad mode switched off for the caller when they finish in the wrong order.
+    """
+    total: torch.Tensor | None = None
+    with torch.no_grad():
+        for (s_prev, m_prev), (s_next, m_next) in zip(chunks_prev, chunks_next, strict=True):
+            if s_prev != s_next or m_prev.shape != m_next.shape:
+                raise RuntimeError(f"{what}: canvas chunks of the two frames are not aligned")
+            d = (m_next.abs() - m_prev.abs()).abs()
+            d = d.reshape(d.shape[0], -1, *d.shape[-2:]).sum(dim=(0, 1), dtype=torch.float64)
+            total = d if total is None else total + d
+    if total is None:
+        raise RuntimeError(f"{what}: the canvas stream was empty")
+    return total.float().cpu()
+
+
+def change_map(model: torch.nn.Module, layer: str, frame_prev: int, frame_next: int, *, mode: str = "paper",
+               chunk_neurons: int | None = None, memory_budget_mb: float | None = None,
+               device: torch.device | None = None) -> torch.Tensor:
+    """M(p) = Σ_k | |C_k^next(p)| − |C_k^prev(p)| | for one layer of a model, (H, W) float32 on the CPU.
+
+    Both frames' canvases are streamed together (iter_canvas in lockstep, chunk for chunk over the
+    same neuron range), so peak memory is two chunks; a memory budget is split between the streams.
+    """
+    from xinc.canvas import iter_canvas
+
+    budget = None if memory_budget_mb is None else memory_budget_mb / 2
+    kw: dict[str, Any] = dict(mode=mode, chunk_neurons=chunk_neurons, memory_budget_mb=budget, device=device)
+    return accumulate_change(iter_canvas(model, layer, frame_prev, **kw), iter_canvas(model, layer, frame_next, **kw),
+                             layer)
+
+
+def _given_chunks(maps: torch.Tensor, chunk: int | None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Chunks of one frame's given (K, H, W) canvas, like the engine yields them."""
+    step = max(1, int(chunk or maps.shape[0]))
+    for s in range(0, maps.shape[0], step):
+        yield s, maps[s:s + step]
+
+
+def context_change_map(ctx: AnalysisContext, layer: str, frame_prev: int, frame_next: int,
+                       canvas_mode: str) -> torch.Tensor:
+    """change_map for an analysis context: the model's canvases, or ctx.canvases when given."""
+    if ctx.canvases is None:
+        return change_map(ctx.model, layer, frame_prev, frame_next, mode=canvas_mode, chunk_neurons=ctx.chunk_neurons,
+                          memory_budget_mb=ctx.memory_budget_mb, device=ctx.device)
+    given = ctx.canvases.get(canvas_mode, ctx.canvases)
+    if layer not in given:
+        raise XincError(f"canvases: no {canvas_mode!r} maps for layer {layer!r}; give them or use a model")
+    maps = torch.as_tensor(given[layer])
+    rows = ctx.frames.index(frame_prev), ctx.frames.index(frame_next)
+    return accumulate_change(_given_chunks(maps[rows[0]], ctx.chunk_neurons),
+                             _given_chunks(maps[rows[1]], ctx.chunk_neurons), layer)
+
+
+# ----------------------------------------------------------------------------- flow side
+
+
+def homography_flow(flow: np.ndarray, *, seed: int = 0, max_points: int = 4000,
+                    ransac_threshold: float = 1.0) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Fit a homography to a (2, H, W) flow field with RANSAC; return (induced flow, H, inlier share).
+
+    The induced flow H(p) − p is the part of the motion explained by a global (camera) motion of a
+    planar scene; subtracting it leaves the independently moving things. Returns zeros, None, 0
+    when no homography can be fitted (e.g. fewer than 4 points).
+    """
+    import cv2
+
+    _, h, w = flow.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    src_all = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+    dst_all = src_all + np.stack([flow[0].ravel(), flow[1].ravel()], 1).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    take = rng.choice(src_all.shape[0], size=min(max_points, src_all.shape[0]), replace=False)
+    if take.size < 4:
+        return np.zeros_like(flow), None, 0.0
+    cv2.setRNGSeed(int(seed) % (2**31))
+    H, inliers = cv2.findHomography(src_all[take], dst_all[take], cv2.RANSAC, ransac_threshold)
+    if H is None:
+        return np.zeros_like(flow), None, 0.0
+    proj = cv2.perspectiveTransform(src_all[None], H)[0]
+    induced = (proj - src_all).T.reshape(2, h, w).astype(np.float32)
+    return induced, H, float(inliers.mean()) if inliers is not None else 0.0
+
+
+def motion_magnitude(flow: np.ndarray, region: str = "both") -> np.ndarray:
+    """Per-pixel motion magnitude (H, W) of a (2, H, W) flow; 'both' also marks each pixel's destination.
+
+    With 'both', a pixel p of frame t-1 moving by f(p) gives |f(p)| to p and to round(p + f(p))
+    (maximum where several land), so the region covers the object in both frames of the pair.
+    """
+    mag = np.round(np.sqrt(flow[0] ** 2 + flow[1] ** 2), 3).astype(np.float32)  # sub-mpx noise must not rank
+    if region == "source":
+        return mag
+    h, w = mag.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    tx = np.rint(xs + flow[0]).astype(np.int64)
+    ty = np.rint(ys + flow[1]).astype(np.int64)
+    ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+    out = mag.copy().ravel()
+    np.maximum.at(out, (ty[ok] * w + tx[ok]), mag[ok])
+    return out.reshape(h, w)
+
+
+def score_change(change: np.ndarray, magnitude: np.ndarray, threshold: float) -> dict[str, float | None]:
+    """Pearson/Spearman of the change map with the motion magnitude, and AUROC for moving pixels.
+
+    AUROC is None when every pixel is on the same side of the threshold (the score is undefined);
+    correlations are None for constant inputs.
+    """
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    x = np.asarray(change, dtype=np.float64).ravel()
+    y = np.asarray(magnitude, dtype=np.float64).ravel()
+    moving = y > threshold
+    constant = x.std() == 0 or y.std() == 0
+    pearson = None if constant else float(np.corrcoef(x, y)[0, 1])
+    spearman = None if constant else float(spearmanr(x, y).statistic)
+    auroc = float(roc_auc_score(moving, x)) if 0 < moving.sum() < moving.size else None
+    return {"pearson": pearson, "spearman": spearman, "auroc": auroc, "moving_fraction": float(moving.mean())}
+
+
+def _flow_for(ctx: AnalysisContext) -> tuple[np.ndarray, str]:
+    """The (T-1, 2, H, W) flow of the analysed frames and its source (given by the data, or DIS here)."""
+    if ctx.flow is not None:
+        flow = ctx.flow.detach().cpu().numpy() if isinstance(ctx.flow, torch.Tensor) else np.asarray(ctx.flow)
+        method = str(ctx.options.get("flow_method", "given"))
+    else:
+        from xinc.data.flow import compute_flow
+
+        field = compute_flow(ctx.images, method="dis")
+        flow = field.flow.detach().cpu().numpy() if isinstance(field.flow, torch.Tensor) else np.asarray(field.flow)
+        method = str(getattr(field, "method", "dis"))
+    expect = (len(ctx.frames) - 1, 2, *ctx.images.shape[-2:])
+    if flow.shape != expect:
+        raise XincError(f"a4: flow has shape {tuple(flow.shape)} but the analysed frames need {expect}; "
+                        "give flow between consecutive analysed frames at the model's resolution")
+    return flow.astype(np.float32), method
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+# ----------------------------------------------------------------------------- the analysis
+
+
+@register_analysis(AID, "Motion: contribution change vs optical flow", needs_flow=True, needs_video=True)
+def analyze_motion(ctx: AnalysisContext) -> dict[str, Any]:
+    """Run A4 on every layer of ctx: change maps, flow scores (raw and camera-compensated), figures."""
+    opts = options_from(ctx)
+    if len(ctx.frames) < 2:
+        return {"skipped": "A4 needs at least two frames of a video model", "figures": [], "summary": []}
+    flow, method = _flow_for(ctx)
+    pairs = list(zip(ctx.frames[:-1], ctx.frames[1:]))
+    magnitudes, comp_magnitudes, camera = [], [], []
+    for i in range(len(pairs)):
+        magnitudes.append(motion_magnitude(flow[i], opts.region))
+        if opts.compensate:
+            induced, H, inl = homography_flow(flow[i], seed=ctx.seed + i, max_points=opts.max_points,
+                                              ransac_threshold=opts.ransac_threshold)
+            comp_magnitudes.append(motion_magnitude(flow[i] - induced, opts.region))
+            camera.append({"inlier_share": inl, "mean_induced_px": float(np.sqrt((induced**2).sum(0)).mean())})
+    rows: list[dict[str, Any]] = []
+    changes: dict[str, list[np.ndarray]] = {}
+    per_layer: dict[str, dict[str, Any]] = {}
+    pairs_of_modes = variants(ctx.mode)
+    for variant, cmode in pairs_of_modes:
+        for layer in ctx.layers:
+            key = layer if len(pairs_of_modes) == 1 else f"{layer}/{variant}"
+            maps, scores, comp_scores = [], [], []
+            for i, (fa, fb) in enumerate(pairs):
+                m = context_change_map(ctx, layer, fa, fb, cmode).numpy()
+                maps.append(m)
+                s = score_change(m, magnitudes[i], opts.threshold)
+                scores.append(s)
+                row = {"layer": layer, "variant": variant, "canvas_mode": cmode, "frame_prev": fa, "frame_next": fb,
+                       "mean_change": float(m.mean()), **s}
+                if opts.compensate:
+                    c = score_change(m, comp_magnitudes[i], opts.threshold)
+                    comp_scores.append(c)
+                    row.update({f"{k}_compensated": v for k, v in c.items()})
+                rows.append(row)
+            changes[key] = maps
+            summary = {k: _mean([s[k] for s in scores]) for k in ("auroc", "pearson", "spearman")}
+            if opts.compensate:
+                summary.update({f"{k}_compensated": _mean([s[k] for s in comp_scores])
+                                for k in ("auroc", "pearson", "spearman")})
+            per_layer[key] = summary
+    ctx.table(AID, "scores", rows)
+    figures = _figures(ctx, pairs, changes, magnitudes, comp_magnitudes, opts, per_layer, rows)
+    moving = _mean([float((m > opts.threshold).mean()) for m in magnitudes])
+    lines = []
+    for key, s in per_layer.items():
+        if s["auroc"] is not None:
+            text = f"{key}: AUROC {s['auroc']:.3f} of M_t for moving pixels, Spearman {s['spearman']:.3f}"
+            if opts.compensate and s.get("auroc_compensated") is not None:
+                text += f" (camera-compensated AUROC {s['auroc_compensated']:.3f})"
+            lines.append(text)
+    if not lines:
+        lines.append(f"no frame pair has both moving and static pixels at threshold {opts.threshold} px")
+    return {
+        "flow_method": method,
+        "threshold_px": opts.threshold,
+        "region": opts.region,
+        "compensated": opts.compensate,
+        "canvas_modes": {v: c for v, c in pairs_of_modes},
+        "pairs": len(pairs),
+        "moving_fraction": moving,
+        "camera": {"mean_induced_px": _mean([c["mean_induced_px"] for c in camera]),
+                   "inlier_share": _mean([c["inlier_share"] for c in camera])} if camera else None,
+        "layers": per_layer,
+        "figures": figures,
+        "summary": lines,
+    }
+
+
+def _figures(ctx: AnalysisContext, pairs, changes, magnitudes, comp_magnitudes, opts: MotionOptions,
+             per_layer, rows) -> list[dict[str, str]]:
+    """Maps figure (frame, flow, moving region, M_t per layer) and AUROC-per-pair figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    n_show = min(opts.max_pairs_shown, len(pairs))
+    order = np.argsort([-float((m > opts.threshold).mean()) for m in magnitudes])[:n_show]
+    order = sorted(int(i) for i in order)
+    keys = list(changes)
+    mags = comp_magnitudes if opts.compensate else magnitudes
+    ncols = 3 + len(keys)
+    h, w = magnitudes[0].shape
+    fig, axes = plt.subplots(n_show, ncols, figsize=(2.3 * ncols * max(1.0, w / h) / 2, 2.0 * n_show + 0.4),
+                             squeeze=False)
+    pos = {f: j for j, f in enumerate(ctx.frames)}
+    for r, i in enumerate(order):
+        fa, fb = pairs[i]
+        img = ctx.images[pos[fb]].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+        panels = [(img, f"frame {fb}", None), (mags[i], "flow magnitude" + (" (cam.-comp.)" if opts.compensate
+                                                                           else ""), "magma"),
+                  (mags[i] > opts.threshold, f"moving (> {opts.threshold:g} px)", "gray")]
+        panels += [(changes[k][i], f"M_t {k}", "viridis") for k in keys]
+        for c, (data, title, cmap) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(data, cmap=cmap, interpolation="nearest")
+            ax.set_title(title if r == 0 or c == 0 else "", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(f"{fa}→{fb}", fontsize=8)
+    fig.suptitle("A4: contribution change M_t = Σ_k |A_k^t − A_k^{t−1}| beside the motion", fontsize=9)
+    path = ctx.figure(AID, "change_maps", fig)
+    figures.append({"path": ctx.rel(path), "caption": "Frame t, flow magnitude and moving region, and the "
+                    "contribution change M_t of each layer for the frame pairs with the most motion."})
+    if len(pairs) >= 1:
+        fig, ax = plt.subplots(figsize=(6.0, 3.0))
+        for k in keys:
+            layer, _, cmode = k.partition("/")
+            sel = [r for r in rows if r["layer"] == layer and (not cmode or r["variant"] == cmode)]
+            xs = [r["frame_next"] for r in sel]
+            line = ax.plot(xs, [np.nan if r["auroc"] is None else r["auroc"] for r in sel], marker="o",
+                           ms=3, label=k)[0]
+            if opts.compensate:
+                ax.plot(xs, [np.nan if r["auroc_compensated"] is None else r["auroc_compensated"] for r in sel],
+                        ls="--", color=line.get_color(), lw=1)
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("frame t")
+        ax.set_ylabel("AUROC of M_t (moving pixels)")
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title("A4: how well M_t finds moving pixels" + (" (dashed: camera-compensated)"
+                                                             if opts.compensate else ""), fontsize=9)
+        path = ctx.figure(AID, "auroc", fig)
+        figures.append({"path": ctx.rel(path), "caption": "AUROC of the contribution change as a detector "
+                        f"of pixels moving more than {opts.threshold:g} px, per layer and frame pair "
+                        "(0.5 = chance)."})
+    return figures

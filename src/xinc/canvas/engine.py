@@ -1,0 +1,262 @@
+"""Chunked canvas computation: pick the rule, trace one frame, yield neuron chunks, track the residual.
+
+Chunks run over neurons (a contiguous range [start, stop) of the flat c_in-major index) and frames
+(one traced forward pass per frame). The completeness residual of a frame is accumulated in float64
+over the chunks of the same pass, so nothing ever holds a whole layer.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from xinc.canvas.reduce import LayerInfo, Reducer
+from xinc.canvas.rules import Rule, get_rule, layer_kind
+from xinc.errors import XincError
+from xinc.models.trace import Trace
+from xinc.utils import resolve_device
+
+DEFAULT_BUDGET_MB = 256.0
+MODES = ("paper", "linear")
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def check_model(model) -> None:
+    """Raise XincError when the module's tensors do not match what its config describes."""
+    from xinc.models.io import build_model, check_state_dict
+
+    with torch.device("meta"):
+        ref = build_model(model.config)
+    check_state_dict(ref, {k: v for k, v in model.state_dict().items()}, f"{type(model).__name__} weights")
+
+
+def make_rule(model, layer: str, mode: str = "paper", per_channel: bool = False) -> Rule:
+    """Instantiate the registered rule for a layer (validates the layer name and mode)."""
+    if not isinstance(mode, str):
+        raise XincError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    kind = layer_kind(model, layer)
+    return get_rule(kind, mode)(model, layer, mode, per_channel)
+
+
+def layer_info(model, layer: str, mode: str = "paper", per_channel: bool = False) -> LayerInfo:
+    """Static description of a canvas layer (neuron count, map size, rule, exactness, index convention)."""
+    return make_rule(model, layer, mode, per_channel).info
+
+
+def num_frames(model) -> int:
+    """Frames a model can be queried at: the FFN is one image (frame 0)."""
+    return int(getattr(model.config, "num_frames", 1)) if hasattr(model, "blocks") else 1
+
+
+def check_frame(model, frame: int) -> int:
+    n = num_frames(model)
+    if not isinstance(frame, int | torch.Tensor) or isinstance(frame, bool):
+        raise XincError(f"frame {frame!r}: must be an integer index")
+    frame = int(frame)
+    if frame < 0 or frame >= n:
+        what = "an FFN is one image (frame 0 only)" if n == 1 else f"the video has frames 0..{n - 1}"
+        raise XincError(f"frame {frame} is outside the model's frames; {what}")
+    return frame
+
+
+def _trace(model, frame: int, embedding: torch.Tensor | None, device: torch.device) -> Trace:
+    """One forward pass with every layer's input kept (no autograd graph)."""
+    with torch.no_grad():
+        if not hasattr(model, "blocks"):
+            if embedding is not None:
+                raise XincError("embedding= is only for NeRV/HNeRV models; an FFN takes pixel coordinates")
+            return model.trace()
+        if embedding is None:
+            return model.trace([check_frame(model, frame)])
+        emb = torch.as_tensor(embedding, dtype=torch.float32).to(device)
+        if emb.dim() == 3:
+            emb = emb.unsqueeze(0)
+        want = model.stem.in_channels
+        if emb.dim() != 4 or emb.shape[0] != 1 or emb.shape[1] != want:
+            raise XincError(f"embedding has shape {tuple(emb.shape)}; expected ({want}, h, w) or (1, {want}, h, w) "
+                            "for this decoder")
+        base = list(model.config.fc_hw) if not model.config.is_pe else [1, 1]
+        if list(emb.shape[2:]) != base:
+            raise XincError(f"embedding grid {tuple(emb.shape[2:])} does not match the decoder's {tuple(base)}")
+        return model.trace_embedding(emb)
+
+
+def plan_chunk(rule: Rule, chunk_neurons: int | None, memory_budget_mb: float | None) -> int:
+    """Neurons per chunk: chunk_neurons, capped by the memory budget (default budget when neither is set)."""
+    K = rule.info.num_neurons
+    if chunk_neurons is not None and int(chunk_neurons) < 1:
+        raise XincError(f"chunk_neurons {chunk_neurons}: must be a positive integer")
+    if memory_budget_mb is not None and float(memory_budget_mb) <= 0:
+        raise XincError(f"memory_budget_mb {memory_budget_mb}: must be positive")
+    by_budget = None
+    if memory_budget_mb is not None or chunk_neurons is None:
+        budget = float(memory_budget_mb if memory_budget_mb is not None else DEFAULT_BUDGET_MB) * 2**20
+        by_budget = max(1, int(budget // max(rule.bytes_per_neuron(), 1)))
+    n = min(x for x in (chunk_neurons, by_budget) if x is not None)
+    return max(1, min(int(n), K))
+
+
+@dataclass
+class CanvasRun:
+    """One layer x one frame: iterate `chunks()`; after exhaustion `residual` holds the completeness residual."""
+
+    rule: Rule
+    frame: int
+    chunk: int
+    residual: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def info(self) -> LayerInfo:
+        return self.rule.info
+
+    def chunks(self) -> Iterator[tuple[int, torch.Tensor]]:
+        K = self.info.num_neurons
+        total = None
+        with torch.no_grad():
+            for start in range(0, K, self.chunk):
+                stop = min(K, start + self.chunk)
+                maps, part = self.rule.compute(start, stop)
+                if part is not None:
+                    part = part.to(torch.float64)
+                    total = part if total is None else total + part
+                yield start, maps.float()
+            self.residual = self.rule.residual(total)
+            self.info.residual = dict(self.residual)
+
+
+def _resolve(device) -> torch.device:
+    if device is None:
+        return None
+    if isinstance(device, torch.device):
+        return device
+    return resolve_device(str(device))
+
+
+def on_device(model, device):
+    """The model on `device` ('auto' | 'cpu' | 'cuda' | torch.device | None = where it is); the caller's
+    module is never moved (a copy is made when the device differs)."""
+    dev = _resolve(device)
+    if dev is None or dev == model_device(model) or (dev.type == model_device(model).type and dev.index is None):
+        return model
+    return copy.deepcopy(model).to(dev).eval()
+
+
+def _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_mb, device, embedding,
+           check=True) -> CanvasRun:
+    if check:
+        check_model(model)
+    model = on_device(model, device)
+    dev = model_device(model)
+    if embedding is None:
+        frame = check_frame(model, frame)
+    rule = make_rule(model, layer, mode, per_channel)
+    rule.prepare(_trace(model, frame, embedding, dev))
+    return CanvasRun(rule, int(frame), plan_chunk(rule, chunk_neurons, memory_budget_mb))
+
+
+def iter_canvas(model, layer: str, frame: int = 0, *, mode: str = "paper", per_channel: bool = False,
+                chunk_neurons: int | None = None, memory_budget_mb: float | None = None, device=None,
+                embedding: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (start, maps) chunks of one frame's canvas: maps (n, H, W) (or (n, C, H, W)) signed float32.
+
+    Neurons are flattened c_in-major (k = c_in*C_out + c_out for conv layers, k = c_in for MLP layers).
+    The generator's return value (StopIteration.value) is the residual dict; stream_canvas reports it too.
+    """
+    run = _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_mb, device, embedding)
+    yield from run.chunks()
+    return run.residual
+
+
+def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],
+                  *, mode: str = "paper", per_channel: bool = False, chunk_neurons: int | None = None,
+                  memory_budget_mb: float | None = None, device=None, embedding: torch.Tensor | None = None,
+                  progress=None) -> dict[int, dict[str, float]]:
+    """Drive reducers (begin_frame/update/end_frame) over every chunk of every frame; return {frame: residual}.
+
+    `frames` None means every frame. `embedding` (len(frames), C, h, w) gives the decoder input per frame
+    (HNeRV encoders, external embeddings). `progress` is an optional callable(n_neurons_done) (e.g. tqdm.update).
+    """
+    reducers = [reducers] if isinstance(reducers, Reducer) else list(reducers)
+    check_model(model)
+    model = on_device(model, device)
+    if frames is None:
+        frames = list(range(num_frames(model)))
+    elif isinstance(frames, int):
+        frames = [frames]
+    frames = [int(f) for f in frames]
+    if embedding is not None:
+        emb = torch.as_tensor(embedding)
+        if emb.dim() == 3:
+            emb = emb.unsqueeze(0)
+        if emb.shape[0] != len(frames):
+            raise XincError(f"embedding has {emb.shape[0]} entries for {len(frames)} frames; give one per frame")
+    residuals: dict[int, dict[str, float]] = {}
+    for j, f in enumerate(frames):
+        run = _setup(model, layer, f, mode, per_channel, chunk_neurons, memory_budget_mb, None,
+                     None if embedding is None else emb[j], check=False)
+        for red in reducers:
+            red.begin_frame(run.info, run.frame)
+        for start, maps in run.chunks():
+            for red in reducers:
+                red.update(start, maps)
+            if progress is not None:
+                progress(maps.shape[0])
+        for red in reducers:
+            red.end_frame()
+        residuals[run.frame] = dict(run.residual)
+    return residuals
+
+
+@dataclass
+class Canvas:
+    """A whole layer's canvas for one frame, in memory: maps (K, H, W) (or (K, C, H, W)) float32 on the CPU."""
+
+    maps: torch.Tensor
+    layer: str
+    frame: int
+    mode: str
+    exact: bool
+    residual: dict[str, float]
+    neuron_index: str
+    c_in: int | None
+    c_out: int | None
+    rule: str
+    info: LayerInfo
+
+    @property
+    def num_neurons(self) -> int:
+        return int(self.maps.shape[0])
+
+    def neuron(self, c_in: int, c_out: int = 0) -> int:
+        """Flat neuron index of (c_in, c_out) under this canvas's convention."""
+        if self.info.neuron_index.startswith("k = c_in*"):
+            return int(c_in) * int(self.c_out) + int(c_out)
+        return int(c_in)
+
+    def heat(self) -> torch.Tensor:
+        """Per-pixel sum of |C| over neurons."""
+        return self.maps.abs().sum(0)
+
+    def totals(self) -> torch.Tensor:
+        """Per-neuron sum of |C| over pixels."""
+        return self.maps.abs().sum(dim=(-2, -1))
+
+
+def compute_canvas(model, layer: str, frame: int = 0, **kw) -> Canvas:
+    """The whole canvas of a layer for one frame (chunked internally; same kwargs as iter_canvas)."""
+    run = _setup(model, layer, frame, kw.pop("mode", "paper"), kw.pop("per_channel", False),
+                 kw.pop("chunk_neurons", None), kw.pop("memory_budget_mb", None), kw.pop("device", None),
+                 kw.pop("embedding", None))
+    if kw:
+        raise TypeError(f"compute_canvas: unexpected arguments {sorted(kw)}")
+    parts = [maps.cpu() for _, maps in run.chunks()]
+    info = run.info
+    return Canvas(maps=torch.cat(parts, 0), layer=layer, frame=run.frame, mode=info.mode, exact=info.exact,
+                  residual=dict(run.residual), neuron_index=info.neuron_index, c_in=info.c_in, c_out=info.c_out,
+                  rule=info.rule, info=info)

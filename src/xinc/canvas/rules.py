@@ -1,0 +1,419 @@
+"""Contribution rules, one per layer kind and mode, in a registry (like zennit rules / captum algorithms).
+
+A rule is built once per (model, layer, mode, per_channel); `prepare(trace)` binds one frame's forward
+pass; `compute(start, stop)` returns the maps of neurons [start, stop) together with this chunk's part
+of the rule's *additive* quantity, whose sum over all chunks the engine compares with `target()` in the
+same streaming pass (the completeness residual). Extend with:
+
+    @register_rule("conv-block:mymode")
+    class MyRule(Rule): ...
+
+Keys are "<kind>:<mode>" with kind in mlp | conv-head | conv-block.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from xinc.canvas.reduce import LayerInfo
+from xinc.errors import XincError
+from xinc.models.trace import Trace
+
+RULES: dict[str, type[Rule]] = {}
+
+
+def register_rule(key: str):
+    """Class decorator: make `cls` the rule for "<kind>:<mode>" (later registrations replace earlier ones)."""
+
+    def deco(cls):
+        RULES[key] = cls
+        return cls
+
+    return deco
+
+
+def get_rule(kind: str, mode: str) -> type[Rule]:
+    """The registered rule class for a layer kind and mode, or a clear error."""
+    key = f"{kind}:{mode}"
+    if key not in RULES:
+        modes = sorted({k.split(":", 1)[1] for k in RULES if k.startswith(kind + ":")})
+        raise XincError(f"mode {mode!r}: no contribution rule for {kind} layers; choose one of {', '.join(modes)}")
+    return RULES[key]
+
+
+def residual_stats(total: torch.Tensor, target: torch.Tensor, prefix: str = "") -> dict[str, float]:
+    """max |total - target| and that divided by max |target| (both float64)."""
+    diff = (total.to(torch.float64) - target.to(torch.float64)).abs().max().item()
+    scale = target.to(torch.float64).abs().max().item()
+    return {f"{prefix}max_abs": diff, f"{prefix}rel": diff / max(scale, 1e-30)}
+
+
+def activation_slope(fn, z: torch.Tensor) -> torch.Tensor:
+    """Elementwise derivative of the activation `fn` at the true pre-activation z (autograd, no graph kept)."""
+    with torch.enable_grad():
+        x = z.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(fn(x).sum(), x)
+    return g.detach()
+
+
+def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, i: torch.Tensor,
+                o: torch.Tensor, c_in: int) -> torch.Tensor:
+    """Per-kernel convolutions z_k = u[i_k] * W[o_k, i_k] + b[o_k]/C_in for a batch of neurons, as one grouped conv.
+
+    u (C_in, h, w); i, o (n,) int64 -> (n, h, w). 'Same' zero padding as the layer (odd kernels).
+    """
+    n, k = i.numel(), weight.shape[-1]
+    x = u.index_select(0, i).unsqueeze(0)
+    w = weight[o, i].unsqueeze(1)
+    b = None if bias is None else bias.index_select(0, o) / c_in
+    return F.conv2d(x, w, b, padding=k // 2, groups=n)[0]
+
+
+def route_subpixel(z: torch.Tensor, s: torch.Tensor, r: int) -> torch.Tensor:
+    """Place each map z_k (h, w) at its PixelShuffle sub-pixel s_k of an (r*h, r*w) grid, zeros elsewhere."""
+    if r == 1:
+        return z
+    onehot = F.one_hot(s, r * r).to(z.dtype)  # (n, r*r)
+    return F.pixel_shuffle(z.unsqueeze(1) * onehot[:, :, None, None], r)[:, 0]
+
+
+def box_filter(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k x k mean filter with zero padding (the paper's stand-in for a downstream conv); x (n, H, W)."""
+    if k == 1:
+        return x
+    return F.avg_pool2d(x.unsqueeze(1), k, stride=1, padding=k // 2, count_include_pad=True)[:, 0]
+
+
+def upsample_nearest(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Nearest-neighbour x r upsampling (the paper's stand-in for a downstream PixelShuffle); x (n, H, W)."""
+    if r == 1:
+        return x
+    return x.repeat_interleave(r, dim=-2).repeat_interleave(r, dim=-1)
+
+
+def layer_kind(model, layer: str) -> str:
+    """'mlp' | 'conv-head' | 'conv-block' for a canvas layer name, or a clear error naming the valid ones."""
+    names = list(model.layer_names)
+    if layer not in names:
+        raise XincError(f"layer {layer!r} does not exist in this {model.config.kind} model; choose one of "
+                        f"{', '.join(names)}")
+    if hasattr(model, "blocks"):
+        return "conv-head" if layer == "head" else "conv-block"
+    return "mlp"
+
+
+class Rule:
+    """Base class of contribution rules; subclasses fill `info` in __init__ and implement compute()."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    notes: ClassVar[str] = ""
+    maps_per_neuron: ClassVar[float] = 4.0  # working tensors of one neuron's map size held at once (memory plan)
+
+    def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
+        self.model, self.layer, self.mode, self.per_channel = model, layer, mode, per_channel
+        self.info: LayerInfo
+
+    def prepare(self, trace: Trace) -> None:
+        """Bind one frame's forward pass (inputs/pre-activations on the compute device)."""
+        raise NotImplementedError
+
+    def compute(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(maps of neurons [start, stop), this chunk's part of the additive sum or None)."""
+        raise NotImplementedError
+
+    def target(self) -> torch.Tensor | None:
+        """What the additive sum over all neurons must equal (None: nothing to check)."""
+        return None
+
+    def residual(self, total: torch.Tensor | None) -> dict[str, float]:
+        """Completeness residual of the summed additive part against target()."""
+        tgt = self.target()
+        if total is None or tgt is None:
+            return {}
+        return residual_stats(total, tgt)
+
+    def bytes_per_neuron(self) -> int:
+        """Rough peak bytes per neuron of a chunk (the memory budget divides by this)."""
+        per = self.info.height * self.info.width * (self.info.channels or 1) * 4
+        return int(per * self.maps_per_neuron)
+
+
+# --------------------------------------------------------------------------------------------- MLP
+
+
+@register_rule("mlp:paper")
+class MLPRule(Rule):
+    """Paper rule (SPEC 2.1): c_ij = a_i W[j,i] + b_j/n; C_i = phi(sum_j c_ij) in closed form a_i sum_j W[j,i].
+
+    phi is the model's own activation after this linear layer (ReLU for the paper's FFN, sin(w0 x) for
+    SIREN, ...) and identity for the last layer. Per-channel form: C_ij = phi(c_ij), (n, m, H, W).
+    The additive part (before phi) is exact: sum_i = sum_j z_j (or z_j per channel).
+    """
+
+    kind = "mlp"
+    name = "mlp-paper"
+    maps_per_neuron = 3.0
+
+    def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
+        super().__init__(model, layer, mode, per_channel)
+        self.index = int(layer[len("layer"):]) - 1
+        lin = model.layers[self.index]
+        self.W, self.b = lin.weight.detach(), lin.bias.detach()
+        self.n, self.m = lin.in_features, lin.out_features
+        self.last = self.index == len(model.layers) - 1
+        cfg = model.config
+        phi = "identity" if self.last else f"{cfg.activation} (the model's activation after this layer)"
+        self.info = LayerInfo(
+            name=layer, num_neurons=self.n, height=cfg.height, width=cfg.width,
+            exact=self.last, rule=self.name, c_in=self.n, c_out=self.m, mode=mode, kind=self.kind,
+            neuron_index="k = c_in", channels=self.m if per_channel else None,
+            notes=f"C_i = phi(a_i sum_j W[j,i] + sum_j b_j/n), phi = {phi}; residual = additive part before phi",
+        )
+
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.activation(self.index, x)
+
+    def prepare(self, trace: Trace) -> None:
+        self.a = trace.inputs[self.layer]  # (P, n)
+        self.z = trace.pre[self.layer]  # (P, m)
+        self.wsum = self.W.sum(0)
+        self.bshare = self.b.sum() / self.n
+
+    def compute(self, start: int, stop: int):
+        H, W = self.info.height, self.info.width
+        a = self.a[:, start:stop].t()  # (c, P)
+        if self.per_channel:
+            c = a[:, None, :] * self.W[:, start:stop].t()[:, :, None] + (self.b / self.n)[None, :, None]
+            return self.phi(c).reshape(-1, self.m, H, W), c.sum(0)
+        s = a * self.wsum[start:stop, None] + self.bshare
+        return self.phi(s).reshape(-1, H, W), s.sum(0)
+
+    def target(self) -> torch.Tensor:
+        return self.z.t() if self.per_channel else self.z.sum(1)
+
+
+@register_rule("mlp:linear")
+class MLPLinearRule(MLPRule):
+    """Corrected rule: propagate each c_i (the m-vector a_i W[:,i] + b/n) to the output logits through the
+    downstream layers with the true weights and the activations' local slopes at the real forward pass;
+    downstream biases are split evenly over the n neurons. Sum over neurons = the tangent network's output;
+    its difference from the true output is the linearisation residual (0 for ReLU: relu(z) = relu'(z) z).
+    """
+
+    name = "mlp-linear"
+
+    def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
+        super().__init__(model, layer, mode, per_channel)
+        out = model.layers[-1].out_features
+        act = model.config.activation
+        self.info.exact = self.last or act == "relu"
+        self.info.c_out = self.m
+        self.info.channels = out if per_channel else None
+        self.info.notes = ("linearised propagation to the output logits (true weights, local activation slopes, "
+                           "downstream biases split over the neurons); residual = tangent sum vs true logits")
+        self.widest = max(lin.out_features for lin in model.layers[self.index:])
+
+    def prepare(self, trace: Trace) -> None:
+        super().prepare(trace)
+        L = len(self.model.layers)
+        self.slopes = [activation_slope(lambda x, q=q: self.model.activation(q, x), trace.pre[f"layer{q + 1}"])
+                       for q in range(self.index, L - 1)]  # slope after layer q, (P, m_q)
+        self.out_true = trace.pre[f"layer{L}"]  # (P, out)
+
+    def compute(self, start: int, stop: int):
+        H, W = self.info.height, self.info.width
+        a = self.a[:, start:stop].t()
+        c = a[:, None, :] * self.W[:, start:stop].t()[:, :, None] + (self.b / self.n)[None, :, None]  # (c, m, P)
+        for q, slope in zip(range(self.index + 1, len(self.model.layers)), self.slopes):
+            lin = self.model.layers[q]
+            c = torch.einsum("jm,cmp->cjp", lin.weight, c * slope.t()[None]) + (lin.bias / self.n)[None, :, None]
+        part = c.sum(0)  # (out, P)
+        if self.per_channel:
+            return c.reshape(c.shape[0], -1, H, W), part
+        return c.sum(1).reshape(-1, H, W), part
+
+    def target(self) -> torch.Tensor:
+        return self.out_true.t()
+
+    def bytes_per_neuron(self) -> int:
+        return int(self.info.height * self.info.width * self.widest * 4 * 3)
+
+
+# --------------------------------------------------------------------------------------------- conv head
+
+
+@register_rule("conv-head:paper")
+@register_rule("conv-head:linear")
+class ConvHeadRule(Rule):
+    """Exact (SPEC 2.2): C_{i,o} = x_i * W[o,i] + b_o/C_in with the head's 'same' padding; one grouped conv.
+
+    Neurons k = c_in*3 + c_out, maps (K, H, W); per_channel: neurons k = c_in, maps (C_in, 3, H, W).
+    Completeness: sum_i C_{i,o} = head logit z_o.
+    """
+
+    kind = "conv-head"
+    name = "conv-head"
+    maps_per_neuron = 3.0
+
+    def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
+        super().__init__(model, layer, mode, per_channel)
+        conv = model.head
+        self.W, self.b = conv.weight.detach(), conv.bias.detach()
+        self.cin, self.cout = conv.in_channels, conv.out_channels
+        cfg = model.config
+        self.info = LayerInfo(
+            name=layer, num_neurons=self.cin if per_channel else self.cin * self.cout,
+            height=cfg.height, width=cfg.width, exact=True, rule=self.name, c_in=self.cin, c_out=self.cout,
+            mode=mode, kind=self.kind,
+            neuron_index="k = c_in" if per_channel else f"k = c_in*{self.cout} + c_out",
+            channels=self.cout if per_channel else None,
+            notes="exact per-kernel convolution with the bias split over input channels",
+        )
+
+    def prepare(self, trace: Trace) -> None:
+        self.x = trace.inputs[self.layer][0]
+        self.z = trace.pre[self.layer][0]
+
+    def _neurons(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        dev = self.x.device
+        if self.per_channel:
+            i = torch.arange(start, stop, device=dev).repeat_interleave(self.cout)
+            o = torch.arange(self.cout, device=dev).repeat(stop - start)
+            return i, o
+        k = torch.arange(start, stop, device=dev)
+        return k // self.cout, k % self.cout
+
+    def compute(self, start: int, stop: int):
+        i, o = self._neurons(start, stop)
+        maps = kernel_conv(self.x, self.W, self.b, i, o, self.cin)
+        part = torch.zeros_like(self.z).index_add_(0, o, maps)
+        if self.per_channel:
+            maps = maps.reshape(stop - start, self.cout, *maps.shape[-2:])
+        return maps, part
+
+    def target(self) -> torch.Tensor:
+        return self.z
+
+
+# --------------------------------------------------------------------------------------------- conv blocks
+
+
+class _BlockBase(Rule):
+    """Shared parts of the PixelShuffle block rules: neuron (i, o) -> routed per-kernel conv R_{i,o}."""
+
+    kind = "conv-block"
+
+    def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
+        super().__init__(model, layer, mode, per_channel)
+        self.index = int(layer[len("block"):]) - 1
+        blk = model.blocks[self.index]
+        self.conv, self.r = blk.conv, blk.stride
+        self.W, self.b = blk.conv.weight.detach(), blk.conv.bias.detach()
+        self.cin, self.cout = self.conv.in_channels, self.conv.out_channels
+        self.next_name = f"block{self.index + 2}" if self.index + 1 < len(model.blocks) else "head"
+        cfg = model.config
+        self.info = LayerInfo(
+            name=layer, num_neurons=self.cin * self.cout, height=cfg.height, width=cfg.width, exact=False,
+            rule=self.name, c_in=self.cin, c_out=self.cout, mode=mode, kind=self.kind,
+            neuron_index=f"k = c_in*{self.cout} + c_out (c_out = pre-shuffle conv channel)",
+            notes=self.notes,
+        )
+
+    def prepare(self, trace: Trace) -> None:
+        self.u = trace.inputs[self.layer][0]
+        self.post = trace.post[self.layer][0]
+        self.next_in = trace.inputs[self.next_name][0]
+
+    def routed(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R (n, r*h, r*w) of neurons [start, stop), their post-shuffle channel c (n,))."""
+        k = torch.arange(start, stop, device=self.u.device)
+        i, o = k // self.cout, k % self.cout
+        z = kernel_conv(self.u, self.W, self.b, i, o, self.cin)
+        return route_subpixel(z, o % (self.r * self.r), self.r), o // (self.r * self.r)
+
+
+@register_rule("conv-block:paper")
+class ConvBlockPaperRule(_BlockBase):
+    """Paper rule (SPEC 2.3), approximate: routed per-kernel conv -> per-neuron activation -> downstream
+    stand-ins (each conv -> k x k zero-padded mean filter, each PixelShuffle(r) -> nearest x r then the
+    activation), ending with the head's box filter. Residual = the exact PixelShuffle identity
+    act(sum_i sum_s R_{i, c r^2 + s}) = block output channel c (the next layer's input).
+    """
+
+    name = "conv-block-paper"
+    notes = ("approximate: per-neuron activation, downstream convs -> box filters, PixelShuffle -> nearest "
+             "upsampling + activation (paper stand-ins); residual = PixelShuffle identity")
+
+    def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
+        if per_channel:
+            raise XincError(f"layer {layer}: per-channel maps need mode 'linear' (the paper's block rule has one "
+                            "output map per neuron)")
+        super().__init__(model, layer, mode, per_channel)
+
+    def compute(self, start: int, stop: int):
+        R, c = self.routed(start, stop)
+        part = torch.zeros_like(self.post).index_add_(0, c, R)
+        act = self.model.act
+        A = act(R)
+        for blk in self.model.blocks[self.index + 1:]:
+            A = act(upsample_nearest(box_filter(A, blk.conv.kernel_size[0]), blk.stride))
+        return box_filter(A, self.model.head.kernel_size[0]), part
+
+    def target(self) -> torch.Tensor:
+        return self.next_in
+
+    def residual(self, total):
+        return residual_stats(self.model.act(total), self.next_in, prefix="shuffle_")
+
+
+@register_rule("conv-block:linear")
+class ConvBlockLinearRule(_BlockBase):
+    """Corrected rule: propagate each routed R_{i,o} to the head logits with the real downstream convs and
+    the activation's local slope at the true forward pass (downstream biases split over the K neurons).
+    Sum over neurons = the tangent network's logits; residual vs the true logits = the linearisation error.
+    Maps are summed over RGB, or (K, 3, H, W) with per_channel.
+    """
+
+    name = "conv-block-linear"
+    notes = "linearised propagation (true downstream weights, local activation slopes); residual vs head logits"
+
+    def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
+        super().__init__(model, layer, mode, per_channel)
+        self.info.exact = model.config.act == "relu"
+        self.info.channels = 3 if per_channel else None
+        # the widest downstream activation, in units of one output-size (H, W) map
+        self.widest = max([3.0] + [blk.conv.out_channels / blk.stride**2 for blk in model.blocks[self.index + 1:]])
+
+    def bytes_per_neuron(self) -> int:
+        return int(self.info.height * self.info.width * self.widest * 4 * 3)
+
+    def prepare(self, trace: Trace) -> None:
+        super().prepare(trace)
+        act = self.model.act
+        self.slopes = [activation_slope(act, trace.post[f"block{q + 1}"][0])
+                       for q in range(self.index, len(self.model.blocks))]
+        self.logit = trace.pre["head"][0]
+
+    def compute(self, start: int, stop: int):
+        K = self.info.num_neurons
+        R, c = self.routed(start, stop)
+        x = R * self.slopes[0].index_select(0, c)  # (n, H', W'): one nonzero channel c per neuron
+        downstream = [blk.conv for blk in self.model.blocks[self.index + 1:]] + [self.model.head]
+        first = downstream[0]
+        n, kk = x.shape[0], first.kernel_size[0]
+        w = first.weight[:, c].transpose(0, 1).reshape(n * first.out_channels, 1, kk, kk)
+        y = F.conv2d(x.unsqueeze(0), w, None, padding=kk // 2, groups=n)[0]
+        y = y.reshape(n, first.out_channels, *x.shape[-2:]) + (first.bias / K)[None, :, None, None]
+        for q, conv in enumerate(downstream[1:]):
+            blk = self.model.blocks[self.index + 1 + q]
+            y = F.pixel_shuffle(y, blk.stride) * self.slopes[q + 1][None]
+            y = F.conv2d(y, conv.weight, conv.bias / K, padding=conv.kernel_size[0] // 2)
+        part = y.sum(0)
+        return (y if self.per_channel else y.sum(1)), part
+
+    def target(self) -> torch.Tensor:
+        return self.logit

@@ -1,0 +1,315 @@
+"""`xinc analyze`: run registered analyses (a1..a6) on a model directory and one source of frames.
+
+Data (first that applies): --dataset/--root/--video (a panoptic clip: labels available), --data (a
+plain image, video or frame folder: analyses needing labels are skipped, or fail if asked for by
+name), the training data recorded in the model's config.json, else the model's own reconstruction.
+Writes OUT/config.json, OUT/results.json, OUT/figures/<aid>/*.png+pdf and OUT/tables/<aid>_*.csv in one
+atomic rename (a failed run leaves nothing behind).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import tyro
+
+from xinc.cli.common import parse
+from xinc.errors import XincError
+from xinc.utils import atomic_dir, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
+
+CORE_MODULES = ("xinc.analysis.intensity", "xinc.analysis.distributed", "xinc.analysis.objects",
+                "xinc.analysis.selectivity")
+OPTIONAL_MODULES = ("xinc.analysis.motion", "xinc.analysis.clusters")
+DEFAULT_ANALYSES = "a1,a2,a3,a5"
+FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
+
+
+@dataclass
+class AnalyzeOptions:
+    """Run the paper's analyses of the implicit neural canvas (A1 intensity/edges, A2 distributed, A3 objects,
+    A4 motion, A5 selectivity, A6 clusters) on a model directory; write figures (PNG+PDF), tables (CSV) and
+    results.json. All canvases are streamed in neuron chunks (a few GB of RAM for any layer)."""
+
+    model_dir: tyro.conf.Positional[Path]
+    """model directory from `xinc train` or `xinc import`"""
+    out: Path
+    """output run directory (replaced atomically)"""
+    analyses: str | None = None
+    """comma-separated analysis ids (a1..a6) or 'all' (default a1,a2,a3,a5; those whose data is missing are
+    skipped with a reason; ids named here fail instead)"""
+    dataset: Literal["cityscapes-vps", "vipseg"] | None = None
+    """panoptic dataset of the clip (gives the labels A3/A5 use)"""
+    root: Path | None = None
+    """dataset root folder"""
+    video: str | None = None
+    """video id inside the dataset"""
+    frame: int | None = None
+    """FFN only: clip frame j the image was (default: the first annotated frame)"""
+    data: str | None = None
+    """a plain image, video file or frame folder instead of a dataset (no labels)"""
+    layers: str | None = None
+    """comma-separated canvas layers (default all: FFN layer1..L, NeRV block1..N,head)"""
+    frames: str | None = None
+    """NeRV model frame indices, e.g. 4,9,14 or 0-5 (default: the annotated frames of a dataset clip, else all)"""
+    mode: Literal["faithful", "corrected", "both"] = "both"
+    """faithful = paper canvas + the paper's statistics; corrected = exact linear canvas + corrected statistics"""
+    seed: int = 0
+    """seed of every random choice (neuron sampling, k-means, null partitions, bootstrap)"""
+    device: str = "auto"
+    """auto, cpu or cuda[:i]"""
+    chunk_neurons: int | None = None
+    """neurons per canvas chunk (default: planned from --memory-budget-mb)"""
+    memory_budget_mb: float | None = None
+    """memory budget of one canvas chunk in MB"""
+    sample_neurons: int = 6
+    """neurons sampled (seeded) for per-neuron plots (A3)"""
+    option: tuple[str, ...] = ()
+    """per-analysis extras as AID.NAME=VALUE, e.g. a5.null=8 a2.topk=1024 (repeatable)"""
+    progress: bool = True
+    """show tqdm progress bars on stderr"""
+
+
+def import_analyses() -> list[str]:
+    """Import the analysis modules (A4/A6 only if installed); return the optional ones that were absent."""
+    missing = []
+    for mod in CORE_MODULES:
+        importlib.import_module(mod)
+    for mod in OPTIONAL_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            missing.append(mod)
+    return missing
+
+
+def parse_options(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """'a5.null=8' -> {'a5': {'null': 8}}; 'name=value' -> {'name': value}; values parsed as JSON if they can be."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise XincError(f"--option {item!r}: expected AID.NAME=VALUE, e.g. a5.null=8")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if "." in key:
+            aid, name = key.split(".", 1)
+            out.setdefault(aid, {})[name] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _model_frames(model) -> int:
+    return int(getattr(model.config, "num_frames", 1)) if model.config.kind != "ffn" else 1
+
+
+def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Resolve the frames, images and (optional) panoptic clip; returns a dict with a JSON-able 'summary'."""
+    from xinc.data.frames import load_frames
+
+    is_ffn = model.config.kind == "ffn"
+    H, W = int(model.config.height), int(model.config.width)
+    T_model = _model_frames(model)
+    dataset, root, video = o.dataset, o.root, o.video
+    recorded = (cfg.get("train") or {}).get("data") or (cfg.get("import") or {}).get("data")
+    src_kind = "dataset" if dataset else "data" if o.data else None
+    if src_kind is None and isinstance(recorded, dict) and recorded.get("kind") in ("dataset", "image", "video"):
+        src_kind = "recorded"
+        if recorded["kind"] == "dataset":
+            dataset, root, video = recorded.get("dataset"), recorded.get("root"), recorded.get("video")
+    if dataset is not None or (src_kind == "recorded" and recorded["kind"] == "dataset"):
+        if root is None or video is None:
+            raise XincError("--dataset needs --root and --video (the dataset folder and the clip id)")
+        from xinc.data.panoptic import load_panoptic_clip, load_panoptic_frame
+
+        if is_ffn:
+            j = FIRST_ANNOTATED.get(dataset, 0) if o.frame is None else int(o.frame)
+            clip = load_panoptic_frame(dataset, root, video, j, size=(H, W))
+            frames, images = [0], clip.frames[:1]
+        else:
+            clip = load_panoptic_clip(dataset, root, video, size=(H, W))
+            if clip.num_frames != T_model:
+                print(f"xinc analyze: warning: the clip has {clip.num_frames} frames but the model was trained on "
+                      f"{T_model}; model frame k is compared with clip frame k", file=sys.stderr)
+            n = min(clip.num_frames, T_model)
+            frames = parse_index_list(o.frames, n) if o.frames else [j for j in clip.annotated if j < n]
+            if not frames:
+                raise XincError(f"{video}: no annotated frame below {n}; choose --frames")
+            images = clip.frames[frames]
+        return {"frames": frames, "images": images, "panoptic": clip, "flow": _gt_flow(root, video, frames, H, W),
+                "summary": {"source": "dataset" if src_kind != "recorded" else "recorded dataset",
+                            "dataset": dataset, "root": str(root), "video": video, "frames": frames,
+                            "clip": clip.summary(), "labels": True}}
+    if o.data or src_kind == "recorded":
+        src = o.data if o.data else recorded.get("src")
+        crop = None if o.data else (tuple(recorded["crop"]) if recorded.get("crop") else None)
+        if is_ffn:
+            pick = [0 if o.frame is None else int(o.frame)]
+            images = load_frames(src, crop, (H, W), pick)
+            frames = [0]
+        else:
+            avail = load_frames(src, crop, (H, W), None) if o.frames is None else None
+            n = T_model if avail is None else min(T_model, avail.shape[0])
+            frames = parse_index_list(o.frames, n)
+            images = avail[frames] if avail is not None else load_frames(src, crop, (H, W), frames)
+        return {"frames": frames, "images": images.clamp(0, 1), "panoptic": None, "flow": None,
+                "summary": {"source": "data" if o.data else "recorded source", "src": str(src), "frames": frames,
+                            "labels": False}}
+    frames = [0] if is_ffn else parse_index_list(o.frames, T_model)
+    return {"frames": frames, "images": _reconstruct(model, frames).clamp(0, 1), "panoptic": None, "flow": None,
+            "summary": {"source": "reconstruction", "frames": frames, "labels": False,
+                        "note": "no data given or recorded: the model's own (clamped) output is the image"}}
+
+
+def _gt_flow(root, video, frames: list[int], H: int, W: int) -> torch.Tensor | None:
+    """A synthetic clip's exact flow between the analysed frames, when they are consecutive and sizes match."""
+    path = Path(root) / "flow_gt" / str(video) / "flow.npy"
+    if len(frames) < 2 or not path.is_file() or any(b != a + 1 for a, b in zip(frames[:-1], frames[1:])):
+        return None
+    flow = np.load(path)
+    if flow.shape[-2:] != (H, W) or flow.shape[0] < frames[-1]:
+        return None
+    return torch.from_numpy(flow[frames[:-1]].astype(np.float32))
+
+
+@torch.no_grad()
+def _reconstruct(model, frames: list[int]) -> torch.Tensor:
+    """The model's output for the frames as (T, 3, H, W) (FFN: one frame)."""
+    if model.config.kind == "ffn":
+        return model.render().detach().cpu()[None]
+    return torch.cat([model(frames[i:i + 4]).detach().cpu() for i in range(0, len(frames), 4)])
+
+
+def _psnr(model, frames: list[int], images: torch.Tensor) -> dict[str, Any]:
+    from xinc.train.metrics import psnr_8bit, psnr_float
+
+    pred = _reconstruct(model, frames)
+    p8, pf = psnr_8bit(pred, images), psnr_float(pred, images)
+    return {"frames": frames, "psnr_8bit": p8.tolist(), "psnr_float": pf.tolist(),
+            "mean_psnr_8bit": float(p8.mean()), "mean_psnr_float": float(pf.mean())}
+
+
+def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], modes: list[str]) -> dict[str, Any]:
+    """{layer: {exact, rule, num_neurons, residual, modes: {mode: ...}}}; the first mode fills the top level."""
+    from xinc.canvas import layer_info
+
+    out = {}
+    for layer in layers:
+        per = {}
+        for m in modes:
+            entry = log.get(f"{m}/{layer}")
+            if not entry or "rule" not in entry:
+                info = layer_info(model, layer, mode=m)
+                entry = {"exact": bool(info.exact), "rule": info.rule, "num_neurons": int(info.num_neurons),
+                         "residual": {}, "notes": getattr(info, "notes", "")}
+            per_frame = entry.get("residual", {})
+            keys = sorted({k for r in per_frame.values() for k in r})
+            worst = {k: max(float(r[k]) for r in per_frame.values() if k in r) for k in keys}
+            per[m] = {"exact": entry["exact"], "rule": entry["rule"], "num_neurons": entry["num_neurons"],
+                      "residual": {**worst, "per_frame": per_frame}, "notes": entry.get("notes", "")}
+        out[layer] = {**per[modes[0]], "modes": per}
+    return out
+
+
+def _select(o: AnalyzeOptions, registered: dict) -> tuple[list[str], bool]:
+    if o.analyses is None:
+        return [a for a in DEFAULT_ANALYSES.split(",") if a in registered], False
+    if o.analyses.strip() == "all":
+        return sorted(registered), False
+    ids = [a.strip().lower() for a in o.analyses.split(",") if a.strip()]
+    unknown = [a for a in ids if a not in registered]
+    if unknown:
+        raise XincError(f"--analyses: unknown or unavailable analysis {unknown[0]!r}; available: "
+                        f"{', '.join(sorted(registered))}")
+    return list(dict.fromkeys(ids)), True
+
+
+def _skip_reason(a, data: dict[str, Any]) -> str | None:
+    if a.needs_panoptic and data["panoptic"] is None:
+        return "needs panoptic labels: give --dataset/--root/--video"
+    if a.needs_video and len(data["frames"]) < 2:
+        return "needs at least two frames (a NeRV and --frames with 2+ indices)"
+    if a.needs_flow and data.get("flow") is None and len(data["frames"]) < 2:
+        return "needs optical flow between two or more frames"
+    return None
+
+
+def run(argv: list[str], prog: str) -> int:
+    """Entry point of `xinc analyze`."""
+    from tqdm.auto import tqdm
+
+    from xinc.analysis.registry import ANALYSES, AnalysisContext, variants
+    from xinc.models.io import load_model, read_model_dir_config
+
+    o = parse(AnalyzeOptions, argv, prog)
+    missing = import_analyses()
+    ids, explicit = _select(o, ANALYSES)
+    device = resolve_device(o.device)
+    seed_everything(o.seed)
+    model = load_model(o.model_dir, device)
+    cfg = read_model_dir_config(o.model_dir)
+    layers = list(model.layer_names)
+    if o.layers:
+        want = [s.strip() for s in o.layers.split(",") if s.strip()]
+        bad = [s for s in want if s not in layers]
+        if bad:
+            raise XincError(f"--layers: {bad[0]!r} is not a canvas layer of this model; choose from {', '.join(layers)}")
+        layers = want
+    data = _load_data(o, model, cfg)
+    run_ids, skipped = [], {}
+    for aid in ids:
+        reason = _skip_reason(ANALYSES[aid], data)
+        if reason and explicit:
+            raise XincError(f"--analyses {aid}: {reason}")
+        if reason:
+            skipped[aid] = reason
+            print(f"xinc analyze: skipping {aid} ({ANALYSES[aid].title}): {reason}", file=sys.stderr)
+        else:
+            run_ids.append(aid)
+    options = parse_options(o.option)
+    options["sample_neurons"] = o.sample_neurons
+    resolved = {**to_jsonable(asdict(o)), "device": str(device), "layers": layers, "frames": data["frames"],
+                "analyses": run_ids, "skipped": skipped, "options": options, "argv": list(argv),
+                "command": " ".join([prog, *argv]), "optional_modules_missing": missing}
+    modes = [c for _, c in variants(o.mode)]
+    results: dict[str, Any] = {
+        "model": {"dir": str(o.model_dir), "kind": model.config.kind,
+                  "params": int(sum(p.numel() for n, p in model.named_parameters())),
+                  "config": cfg.get("model", {}), "layers": list(model.layer_names)},
+        "data": data["summary"],
+        "reconstruction": _psnr(model, data["frames"], data["images"]),
+        "skipped": skipped,
+    }
+    with atomic_dir(o.out) as stage:
+        write_json(stage / "config.json", resolved)
+        ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
+                              images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),
+                              mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
+                              memory_budget_mb=o.memory_budget_mb, options=options)
+        for aid in run_ids:
+            bar = tqdm(desc=f"{aid} {ANALYSES[aid].title}", unit="map", disable=not o.progress, dynamic_ncols=True,
+                       file=sys.stderr)
+            ctx.progress = bar.update
+            try:
+                results[aid] = {"title": ANALYSES[aid].title, **ANALYSES[aid].fn(ctx)}
+            finally:
+                bar.close()
+        results["canvas"] = _canvas_section(model, layers, ctx.canvas_log, modes)
+        order = ["model", "data", "reconstruction", "canvas", "skipped", *run_ids]
+        write_json(stage / "results.json", {k: results[k] for k in order if k in results})
+    lines = [s for aid in run_ids for s in results[aid].get("summary", [])[:3]]
+    print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
+    for line in lines:
+        print(f"  {line}")
+    return 0

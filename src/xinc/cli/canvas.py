@@ -1,0 +1,198 @@
+"""`xinc canvas MODEL_DIR --out OUT`: every neuron's contribution map of chosen layers/frames into a zarr store."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+
+from xinc import __version__
+from xinc.canvas import HeatMap, LayerInfo, NeuronTotals, layer_info, num_frames, stream_canvas
+from xinc.canvas.store import STORE_NAME, ZarrWriter, open_layer
+from xinc.cli.common import parse
+from xinc.errors import XincError
+from xinc.utils import atomic_dir, parse_index_list, partial_dir, read_json, resolve_device, to_jsonable, write_json
+
+
+@dataclass
+class CanvasOptions:
+    """Compute implicit neural canvases (every neuron's signed contribution map) into OUT/canvas.zarr.
+
+    Neurons are flattened c_in-major (k = c_in*C_out + c_out for conv layers, k = c_in for MLP layers).
+    The store is written in OUT.partial and renamed to OUT when complete; an interrupted run resumes
+    from OUT.partial frame by frame when rerun with the same options. A PNG grid of each layer's
+    strongest neurons goes to OUT/figures/.
+    """
+
+    model_dir: tyro.conf.Positional[Path]
+    """model directory written by `xinc train` or `xinc import`"""
+    out: Path
+    """output folder (holds config.json, canvas.zarr/ and figures/)"""
+    layers: str | None = None
+    """comma-separated layers in paper naming (layer1..3 for the FFN, block1..N and head for NeRV); default all"""
+    frames: str | None = None
+    """frames, e.g. 0,17 or 0-5; default all frames of the video (the FFN has frame 0 only)"""
+    mode: Literal["paper", "linear"] = "paper"
+    """paper = the paper's rules (approximate for blocks); linear = exact linearised propagation"""
+    device: str = "auto"
+    """auto | cpu | cuda[:i]"""
+    chunk_neurons: int | None = None
+    """neurons per computed chunk (default: from the memory budget)"""
+    memory_budget_mb: float | None = None
+    """working memory per chunk in MiB (default 256)"""
+    dtype: Literal["float32", "float16"] = "float32"
+    """storage dtype of the maps (computation is always float32)"""
+    per_channel: bool = False
+    """store (K, 3, H, W) per-RGB-channel maps where the rule has them (MLP layers, head, linear-mode blocks)"""
+    top: int = 16
+    """neurons shown in each layer's PNG grid (strongest by total |C| in the first frame)"""
+    overwrite: bool = False
+    """replace an existing OUT"""
+    progress: bool = True
+    """show a tqdm progress bar on stderr"""
+
+
+def _run_config(opts: CanvasOptions, model_cfg: dict, layers: list[str], frames: list[int], device: str) -> dict:
+    return {
+        "command": "xinc canvas", "argv": list(sys.argv), "xinc_version": __version__,
+        "model_dir": str(opts.model_dir.resolve()), "model": model_cfg, "layers": layers, "frames": frames,
+        "mode": opts.mode, "device": device, "chunk_neurons": opts.chunk_neurons,
+        "memory_budget_mb": opts.memory_budget_mb, "dtype": opts.dtype, "per_channel": opts.per_channel,
+        "top": opts.top,
+    }
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    keys = ("model_dir", "model", "layers", "frames", "mode", "dtype", "per_channel")
+    return all(to_jsonable(a.get(k)) == to_jsonable(b.get(k)) for k in keys)
+
+
+def _save_grid(path: Path, maps: np.ndarray, neurons: list[int], info, frame: int) -> None:
+    """PNG grid of signed maps (symmetric colour scale per map)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(neurons)
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    aspect = info.width / info.height
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2 * min(aspect, 2.5), rows * 2.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, k, m in zip(axes.ravel(), neurons, maps):
+        lim = float(np.abs(m).max()) or 1.0
+        ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        if info.neuron_index.startswith("k = c_in*"):
+            title = f"k={k} ({k // info.c_out},{k % info.c_out})"
+        else:
+            title = f"k={k}"
+        ax.set_title(title, fontsize=8)
+    fig.suptitle(f"{info.name} ({info.mode}, frame {frame}): top {n} neurons by sum |C|", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _grids(root, stage: Path, layers: list[str], top: int) -> dict[str, str]:
+    out = {}
+    for name in layers:
+        grp = root[name]
+        info = LayerInfo(**dict(grp.attrs["info"]))
+        tot = np.asarray(grp["totals"][0])
+        if tot.ndim > 1:
+            tot = tot.sum(-1)
+        neurons = [int(k) for k in np.argsort(-tot, kind="stable")[:max(1, top)]]
+        maps = np.stack([np.asarray(grp["maps"][0, k], dtype=np.float32) for k in neurons])
+        if maps.ndim == 4:
+            maps = maps.sum(1)
+        rel = f"figures/{name}_top.png"
+        _save_grid(stage / rel, maps, neurons, info, int(grp["frames"][0]))
+        out[name] = rel
+    return out
+
+
+def run(argv: list[str], prog: str) -> int:
+    """Entry point of `xinc canvas`."""
+    import zarr
+    from tqdm import tqdm
+
+    from xinc.models.io import load_model
+
+    opts = parse(CanvasOptions, argv, prog)
+    out = opts.out
+    if out.exists() and not opts.overwrite:
+        raise XincError(f"{out}: already exists; pass --overwrite True or choose another --out")
+    if opts.top < 1:
+        raise XincError(f"--top {opts.top}: must be at least 1")
+    device = resolve_device(opts.device)
+    model = load_model(opts.model_dir, device)
+    model_cfg = read_json(opts.model_dir / "config.json")["model"]
+    names = list(model.layer_names)
+    layers = names if not opts.layers else [s.strip() for s in opts.layers.split(",") if s.strip()]
+    for name in layers:
+        if name not in names:
+            raise XincError(f"--layers: layer {name!r} does not exist in this model; choose from {', '.join(names)}")
+    frames = parse_index_list(opts.frames, num_frames(model), "--frames")
+    infos = {name: layer_info(model, name, opts.mode, opts.per_channel) for name in layers}
+    cfg = _run_config(opts, model_cfg, layers, frames, str(device))
+
+    stage = partial_dir(out)
+    if stage.exists():
+        old = stage / "config.json"
+        if not (old.is_file() and _same_run(read_json(old), cfg)):
+            shutil.rmtree(stage)  # a different unfinished run: start over
+    with atomic_dir(out, keep_on_error=True) as stage:
+        write_json(stage / "config.json", cfg)
+        root = zarr.open_group(str(stage / STORE_NAME), mode="a")
+        root.attrs.update(to_jsonable({
+            "xinc_version": __version__, "model_dir": cfg["model_dir"], "model": model_cfg, "run": cfg,
+            "layers": layers, "frames": frames, "neuron_index": {n: i.neuron_index for n, i in infos.items()},
+        }))
+        slot = {f: j for j, f in enumerate(frames)}
+        todo = {}
+        for name, info in infos.items():
+            grp = open_layer(root, info, frames, opts.dtype)
+            done = set(int(f) for f in grp.attrs.get("frames_done", []))
+            todo[name] = [f for f in frames if f not in done]
+        total = sum(infos[n].num_neurons * len(fs) for n, fs in todo.items())
+        bar = tqdm(total=total, unit="map", desc="canvas", disable=not opts.progress, file=sys.stderr)
+        try:
+            for name, fs in todo.items():
+                grp = root[name]
+                for f in fs:  # one frame at a time: a frame is complete once listed in frames_done
+                    heat, tot = HeatMap(), NeuronTotals()
+                    writer = ZarrWriter(grp["maps"], slot, np.dtype(opts.dtype))
+                    res = stream_canvas(model, name, [f], [writer, heat, tot], mode=opts.mode,
+                                        per_channel=opts.per_channel, chunk_neurons=opts.chunk_neurons,
+                                        memory_budget_mb=opts.memory_budget_mb, progress=bar.update)
+                    grp["heat"][slot[f]] = heat.result()[f].numpy()
+                    grp["totals"][slot[f]] = tot.result()[f].numpy()
+                    residual = dict(grp.attrs["residual"])
+                    residual[str(f)] = res[f]
+                    grp.attrs.update({"residual": to_jsonable(residual),
+                                      "frames_done": sorted(set(grp.attrs["frames_done"]) | {f})})
+        finally:
+            bar.close()
+        figures = _grids(root, stage, layers, opts.top)
+        summary = {name: {"rule": infos[name].rule, "exact": infos[name].exact,
+                          "num_neurons": infos[name].num_neurons, "neuron_index": infos[name].neuron_index,
+                          "residual": dict(root[name].attrs["residual"]), "figure": figures[name]}
+                   for name in layers}
+        cfg["layers_summary"] = summary
+        write_json(stage / "config.json", cfg)
+        root.attrs.update(to_jsonable({"layer_info": summary}))
+    worst = {n: max([x for r in s["residual"].values() for k, x in r.items() if k.endswith("rel")] or [0.0])
+             for n, s in summary.items()}
+    for name in layers:
+        print(f"{name}: {infos[name].num_neurons} neurons x {len(frames)} frame(s), rule {infos[name].rule}, "
+              f"exact={infos[name].exact}, worst relative residual {worst[name]:.2e}")
+    print(f"wrote {out / STORE_NAME}")
+    return 0

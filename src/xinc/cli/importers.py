@@ -1,0 +1,158 @@
+"""`xinc import xinc-ffn|nerv|hnerv-quant`: original checkpoints -> xinc model directories (no code execution)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+from xinc.cli.common import parse
+from xinc.models.importers import (
+    ARCH_FIELDS,
+    DATA_FIELDS,
+    import_hnerv_quant_checkpoint,
+    import_nerv_checkpoint,
+    import_xinc_ffn_checkpoint,
+)
+
+
+@dataclass
+class XincFFNOptions:
+    """Import the FFN released with the original XINC code (PyTorch Lightning .ckpt; OmegaConf not needed).
+
+    The pickle is read by a restricted unpickler: only allow-listed globals, OmegaConf classes as inert
+    stand-ins, tensors loaded on the CPU. Example: xinc import xinc-ffn best_model.ckpt --out models/ffn_0005
+    """
+
+    ckpt: tyro.conf.Positional[Path]
+    """the Lightning checkpoint (best_model.ckpt)"""
+    out: Path
+    """model directory to write (model.safetensors + config.json)"""
+
+
+@dataclass
+class NeRVOptions:
+    """Import a checkpoint of the original NeRV/HNeRV training script ({'epoch', 'state_dict', 'optimizer'}).
+
+    Architecture flags use the original script's names and vocabulary (e.g. --embed pe_1.25_80 --fc_hw 8_16
+    --dec_strds 4 2 2 --ks 0_3_3 --reduce 1.2 --lower_width 6); they override --config JSON
+    ('architecture_args'), and anything given by neither is inferred from the weight shapes.
+    Example: xinc import nerv ckpt.pth --config cfg.json --frames 30 --crop_list 320_640 --gt frames/ --out m
+    """
+
+    ckpt: tyro.conf.Positional[Path]
+    """the original checkpoint (.pth)"""
+    out: Path
+    """model directory to write"""
+    frames: int | None = None
+    """T, the number of frames the model was trained on (frame k <-> t = k/T); default: the JSON's frames.count"""
+    config: Path | None = None
+    """JSON with the original arguments under 'architecture_args'"""
+    gt: Path | None = None
+    """ground-truth frames (folder of 0001.png ... or a video) to measure PSNR at import"""
+    embed: str | None = None
+    """positional encoding pe_<base>_<levels> (levels also follow from the weights)"""
+    ks: str | None = None
+    """kernel sizes <fc>_<first>_<max>: block i uses min(first + 2i, max)"""
+    num_blks: str | None = None
+    """<enc>_<dec> blocks per stage (only the decoder count is used)"""
+    enc_strds: list[int] | None = None
+    """encoder strides (recorded only; a NeRV has no encoder)"""
+    enc_dim: str | None = None
+    """encoder dims (recorded only)"""
+    dec_strds: list[int] | None = None
+    """decoder strides, e.g. --dec_strds 4 2 2"""
+    fc_dim: int | None = None
+    """channels of the stem output at the base grid"""
+    fc_hw: str | None = None
+    """base grid H_W, e.g. 8_16"""
+    norm: str | None = None
+    """normalisation (only 'none' is supported)"""
+    act: str | None = None
+    """activation (gelu, relu, silu)"""
+    reduce: float | None = None
+    """width reduction per stage (-1 = sqrt(stride))"""
+    lower_width: int | None = None
+    """minimum width"""
+    conv_type: list[str] | None = None
+    """encoder/decoder conv types, e.g. --conv_type convnext pshuffel"""
+    modelsize: float | None = None
+    """parameter budget in millions (recorded; fc_dim comes from the weights)"""
+    out_bias: str | None = None
+    """output: 'tanh' (0.5*tanh+0.5) or 0 (raw)"""
+    saturate_stages: int | None = None
+    """recorded only"""
+    crop_list: str | None = None
+    """ground-truth centre crop H_W before resizing, e.g. 320_640"""
+    resize_list: str | None = None
+    """ground-truth resize H_W (= the output size), e.g. 128_256"""
+    data_path: str | None = None
+    """the training frames (recorded for `xinc reconstruct --gt`)"""
+
+
+@dataclass
+class HNeRVQuantOptions:
+    """Import HNeRV's quantised video checkpoint ({'embed', 'model'} of quant/min/scale): dequantise, infer the decoder.
+
+    The per-frame embeddings are kept, so frame k decodes from embedding k. Example:
+    xinc import hnerv-quant hnerv_bunny_1.5M_quant_vid.pth --gt bunny_720p_every11 --out models/hnerv_bunny
+    """
+
+    ckpt: tyro.conf.Positional[Path]
+    """the quantised checkpoint (.pth)"""
+    out: Path
+    """model directory to write"""
+    frames: int | None = None
+    """number of frames (checked against the stored embeddings)"""
+    gt: Path | None = None
+    """ground-truth frames (numbered PNGs, matched by number: frame k <-> k+1) to measure PSNR at import"""
+    crop_list: str | None = None
+    """ground-truth centre crop H_W (default 640_1280: 1280x720 rows 40..679)"""
+    act: str | None = None
+    """activation (default gelu)"""
+    out_bias: str | None = None
+    """output: 'tanh' (default) or 0"""
+    data_path: str | None = None
+    """the training frames (recorded)"""
+
+
+def _report(out: Path, record: dict) -> None:
+    src = record.get("architecture_sources", {})
+    print(f"imported {record['format'].split(' ')[0]} -> {out}")
+    if src:
+        print("architecture: " + ", ".join(f"{k} from {v}" for k, v in src.items()))
+    rep = record.get("reproduced")
+    if rep:
+        print(f"PSNR vs {rep['ground_truth']}: mean {rep['mean_psnr_db']:.3f} dB over {len(rep['frames'])} frames "
+              f"(min {min(rep['per_frame_psnr_db']):.3f}, max {max(rep['per_frame_psnr_db']):.3f})")
+    rec = record.get("recovered") or {}
+    if rec.get("best_val_psnr_db") is not None:
+        print(f"checkpoint: seed {rec.get('seed')}, best validation PSNR {rec['best_val_psnr_db']:.2f} dB")
+    if record.get("render_range"):
+        lo, hi = record["render_range"]
+        print(f"render range [{lo:.3f}, {hi:.3f}]")
+
+
+def import_xinc_ffn(argv: list[str], prog: str) -> int:
+    """`xinc import xinc-ffn CKPT --out DIR`."""
+    o = parse(XincFFNOptions, argv, prog)
+    _report(o.out, import_xinc_ffn_checkpoint(o.ckpt, o.out))
+    return 0
+
+
+def import_nerv(argv: list[str], prog: str) -> int:
+    """`xinc import nerv CKPT [--config JSON] --frames T --out DIR [original-script flags]`."""
+    o = parse(NeRVOptions, argv, prog)
+    flags = {k: getattr(o, k) for k in ARCH_FIELDS + DATA_FIELDS}
+    _report(o.out, import_nerv_checkpoint(o.ckpt, o.out, flags, o.config, o.frames, o.gt))
+    return 0
+
+
+def import_hnerv_quant(argv: list[str], prog: str) -> int:
+    """`xinc import hnerv-quant CKPT --out DIR`."""
+    o = parse(HNeRVQuantOptions, argv, prog)
+    flags = {f.name: getattr(o, f.name) for f in dataclasses.fields(o) if f.name in ARCH_FIELDS + DATA_FIELDS}
+    _report(o.out, import_hnerv_quant_checkpoint(o.ckpt, o.out, flags, o.frames, o.gt))
+    return 0

@@ -1,0 +1,50 @@
+"""Shared pieces of the importers: weight lookup with clear errors, and writing the model directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xinc.errors import XincError
+from xinc.models.io import Model, check_state_dict, save_model
+from xinc.utils import atomic_dir
+
+
+def need_tensor(state: dict[str, Any], name: str, source: str, ndim: int | None = None) -> torch.Tensor:
+    """state[name] as a float32 CPU tensor, or an XincError naming the missing/odd tensor."""
+    if name not in state:
+        raise XincError(f"{source}: tensor {name!r} is missing; is this the right kind of checkpoint?")
+    t = state[name]
+    if not isinstance(t, torch.Tensor):
+        raise XincError(f"{source}: entry {name!r} is not a tensor")
+    if ndim is not None and t.dim() != ndim:
+        raise XincError(f"{source}: tensor {name!r} has shape {tuple(t.shape)}; expected {ndim} dimensions")
+    return t.detach().to(torch.float32)
+
+
+def compare_shapes(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], source: str,
+                   what: str) -> None:
+    """Before mapping: the first original tensor whose shape disagrees with the resolved architecture."""
+    for name, shape in expected.items():
+        if name not in state:
+            raise XincError(f"{source}: tensor {name!r} {shape} needed by {what} is missing from the checkpoint")
+        got = tuple(state[name].shape)
+        if got != tuple(shape):
+            raise XincError(
+                f"{source}: tensor {name!r} has shape {got} but {what} needs {tuple(shape)}; "
+                f"the weights do not match the architecture (fix the flags/JSON or drop them to infer from the weights)"
+            )
+
+
+def write_imported(model: Model, state: dict[str, torch.Tensor], out: str | Path, extra: dict[str, Any],
+                   source: str) -> Path:
+    """Load `state` into `model` (shape-checked), then write model.safetensors + config.json atomically."""
+    check_state_dict(model, state, source)
+    model.load_state_dict(state)
+    model.eval()
+    out = Path(out)
+    with atomic_dir(out) as stage:
+        save_model(model, stage, extra)
+    return out

@@ -1,0 +1,380 @@
+"""Canvas rules vs independent slow references (explicit loops over channels, autograd/jvp) on tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xinc.canvas import (
+    Collect,
+    GroupSums,
+    HeatMap,
+    NeuronTotals,
+    compute_canvas,
+    grad_x_activation,
+    iter_canvas,
+    layer_info,
+    stream_canvas,
+)
+from xinc.errors import XincError
+from xinc.models import FFN, FFNConfig, NeRV, NeRVConfig
+
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def tiny_ffn(act: str = "relu", layers: int = 3, seed: int = 0) -> FFN:
+    g = torch.Generator().manual_seed(seed)
+    m = FFN(FFNConfig(height=6, width=10, hidden=7, layers=layers, activation=act, num_features=5), generator=g)
+    return m.eval()
+
+
+NERV_SHAPES = {
+    # name: (strides, kernels, widths, fc_hw, head_ks, embed)
+    "one_block_s3_k5": ([3], [5], [4], [2, 3], 3, "pe_1.25_8"),
+    "two_blocks_s2s1_table": ([2, 1], [3, 1], [5, 4], [3, 4], 1, "table"),
+    "three_blocks_s1s2s3": ([1, 2, 3], [5, 3, 1], [5, 4, 3], [1, 2], 5, "pe_1.25_8"),
+}
+
+
+def tiny_nerv(name: str, seed: int = 0) -> NeRV:
+    strides, ks, widths, fc_hw, head_ks, embed = NERV_SHAPES[name]
+    total = 1
+    for s in strides:
+        total *= s
+    cfg = NeRVConfig(height=fc_hw[0] * total, width=fc_hw[1] * total, num_frames=3, embed=embed,
+                     embed_shape=[6, *fc_hw] if embed == "table" else None, fc_hw=fc_hw, fc_dim=6,
+                     strides=strides, kernel_sizes=ks, widths=widths, head_ks=head_ks)
+    torch.manual_seed(seed)
+    m = NeRV(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5)  # larger than the default init so the nonlinearities matter
+        if embed == "table":
+            m.embeddings.normal_()
+    return m.eval()
+
+
+# ---------------------------------------------------------------- independent references (explicit loops)
+
+
+def ref_mlp(model: FFN, layer: str, per_channel: bool = False) -> torch.Tensor:
+    """c_ij = a_i W[j,i] + b_j/n by explicit loops over i and j; C_i = phi(sum_j c_ij) (or phi(c_ij))."""
+    idx = int(layer[5:]) - 1
+    with torch.no_grad():
+        h = model.encode(model.coords())
+        for q in range(idx):
+            h = model.activation(q, model.layers[q](h))
+        W, b = model.layers[idx].weight, model.layers[idx].bias
+        m, n = W.shape
+        H, Wd = model.config.height, model.config.width
+        out = []
+        for i in range(n):
+            cs = [h[:, i] * W[j, i] + b[j] / n for j in range(m)]
+            if per_channel:
+                out.append(torch.stack([model.activation(idx, c) for c in cs]).reshape(m, H, Wd))
+            else:
+                out.append(model.activation(idx, sum(cs)).reshape(H, Wd))
+    return torch.stack(out)
+
+
+def ref_head(model: NeRV, frame: int) -> torch.Tensor:
+    with torch.no_grad():
+        x = model.trace([frame]).inputs["head"][0]
+        W, b = model.head.weight, model.head.bias
+        cin, k = W.shape[1], W.shape[-1]
+        maps = [F.conv2d(x[i][None, None], W[o, i][None, None], b[o:o + 1] / cin, padding=k // 2)[0, 0]
+                for i in range(cin) for o in range(W.shape[0])]
+    return torch.stack(maps)
+
+
+def ref_box(x: torch.Tensor, k: int) -> torch.Tensor:
+    w = torch.ones(1, 1, k, k) / (k * k)
+    return F.conv2d(x[None, None], w, padding=k // 2)[0, 0]
+
+
+def ref_routed(model: NeRV, bi: int, tr) -> list[torch.Tensor]:
+    """R_{i,o} for every neuron, by loops: per-kernel conv then explicit sub-pixel placement."""
+    blk = model.blocks[bi]
+    u = tr.inputs[f"block{bi + 1}"][0]
+    W, b, r = blk.conv.weight, blk.conv.bias, blk.stride
+    cout, cin, k, _ = W.shape
+    out = []
+    for i in range(cin):
+        for o in range(cout):
+            z = F.conv2d(u[i][None, None], W[o, i][None, None], b[o:o + 1] / cin, padding=k // 2)[0, 0]
+            R = torch.zeros(z.shape[0] * r, z.shape[1] * r)
+            s = o % (r * r)
+            R[s // r::r, s % r::r] = z
+            out.append(R)
+    return out
+
+
+def ref_block_paper(model: NeRV, bi: int, frame: int) -> tuple[torch.Tensor, list[torch.Tensor], object]:
+    with torch.no_grad():
+        tr = model.trace([frame])
+        routed = ref_routed(model, bi, tr)
+        maps = []
+        for R in routed:
+            A = F.gelu(R)
+            for blk in model.blocks[bi + 1:]:
+                A = ref_box(A, blk.conv.kernel_size[0])
+                A = F.gelu(F.interpolate(A[None, None], scale_factor=blk.stride, mode="nearest")[0, 0])
+            maps.append(ref_box(A, model.head.kernel_size[0]))
+    return torch.stack(maps), routed, tr
+
+
+def ref_linear_jvp(model, layer: str, frame: int = 0) -> torch.Tensor:
+    """Linear-mode maps by forward-mode AD (torch.func.jvp) of the downstream network, per neuron."""
+    from torch.func import jvp
+
+    if isinstance(model, FFN):
+        idx = int(layer[5:]) - 1
+        tr = model.trace()
+        a, lin = tr.inputs[layer], model.layers[idx]
+        n = lin.in_features
+        downs = model.layers[idx + 1:]
+        biases = tuple(lay.bias.detach() for lay in downs)
+
+        def f(v, bs):
+            x = v
+            for q, (lay, bb) in enumerate(zip(downs, bs)):
+                x = F.linear(model.activation(idx + q, x), lay.weight, bb)
+            return x
+
+        z = tr.pre[layer].detach()
+        beta = jvp(lambda bs: f(z, bs), (biases,), (biases,))[1] if biases else 0.0
+        maps = []
+        for i in range(n):
+            c = a[:, i:i + 1] * lin.weight[:, i][None] + lin.bias[None] / n
+            _, jc = jvp(lambda v: f(v, biases), (z,), (c,))
+            maps.append((jc + beta / n).sum(1).reshape(model.config.height, model.config.width))
+        return torch.stack(maps).detach()
+    bi = int(layer[5:]) - 1
+    with torch.no_grad():
+        tr = model.trace([frame])
+    routed = ref_routed(model, bi, tr)
+    r = model.blocks[bi].stride
+    convs = [blk.conv for blk in model.blocks[bi + 1:]] + [model.head]
+    biases = tuple(c.bias.detach() for c in convs)
+
+    def g(v, bs):
+        x = F.gelu(v)
+        for blk, bb in zip(model.blocks[bi + 1:], bs):
+            x = F.gelu(F.pixel_shuffle(F.conv2d(x, blk.conv.weight, bb, padding=blk.conv.kernel_size[0] // 2),
+                                       blk.stride))
+        return F.conv2d(x, model.head.weight, bs[-1], padding=model.head.kernel_size[0] // 2)
+
+    v = tr.post[layer].detach()
+    K = len(routed)
+    _, beta = jvp(lambda bs: g(v, bs), (biases,), (biases,))
+    maps = []
+    for k, R in enumerate(routed):
+        d = torch.zeros_like(v)
+        d[0, (k % model.blocks[bi].conv.out_channels) // (r * r)] = R
+        _, jd = jvp(lambda x: g(x, biases), (v,), (d,))
+        maps.append((jd + beta / K)[0].sum(0))
+    return torch.stack(maps).detach()
+
+
+# ---------------------------------------------------------------- MLP
+
+
+@pytest.mark.parametrize("act,layers", [("relu", 2), ("relu", 3), ("sine", 3), ("sine", 4), ("gelu", 2)])
+def test_mlp_paper_rule_matches_loops(act, layers):
+    m = tiny_ffn(act, layers)
+    for layer in m.layer_names:
+        cv = compute_canvas(m, layer)
+        torch.testing.assert_close(cv.maps, ref_mlp(m, layer), **TOL)
+        assert cv.residual["rel"] < 1e-5 and cv.residual["max_abs"] < 1e-5
+        assert cv.exact == (layer == m.layer_names[-1])
+        assert cv.neuron_index == "k = c_in" and cv.maps.shape[0] == m.layers[int(layer[5:]) - 1].in_features
+
+
+def test_mlp_per_channel_last_layer_sums_to_output():
+    m = tiny_ffn("relu", 3)
+    cv = compute_canvas(m, "layer3", per_channel=True)
+    assert cv.maps.shape == (7, 3, 6, 10)
+    torch.testing.assert_close(cv.maps, ref_mlp(m, "layer3", per_channel=True), **TOL)
+    out = m.render()
+    torch.testing.assert_close(cv.maps.sum(0), out, **TOL)
+    torch.testing.assert_close(cv.maps.sum(1), compute_canvas(m, "layer3").maps, **TOL)
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu", "sine"])
+def test_mlp_linear_mode_matches_jvp_and_gradxact(act):
+    m = tiny_ffn(act, 3, seed=1)
+    for layer in m.layer_names:
+        cv = compute_canvas(m, layer, mode="linear")
+        torch.testing.assert_close(cv.maps, ref_linear_jvp(m, layer), rtol=1e-4, atol=1e-5)
+        gx = grad_x_activation(m, layer, crop=(1, 4, 2, 6))
+        torch.testing.assert_close(cv.maps[:, 1:4, 2:6], gx, rtol=1e-4, atol=1e-5)
+        if act == "relu":  # relu(z) = relu'(z) z: the tangent network is the network
+            assert cv.exact and cv.residual["rel"] < 1e-5
+
+
+# ---------------------------------------------------------------- NeRV
+
+
+@pytest.mark.parametrize("shape", list(NERV_SHAPES))
+def test_head_rule_exact(shape):
+    m = tiny_nerv(shape)
+    cv = compute_canvas(m, "head", 1)
+    torch.testing.assert_close(cv.maps, ref_head(m, 1), **TOL)
+    assert cv.exact and cv.residual["rel"] < 1e-5
+    z = m.trace([1]).pre["head"][0]
+    torch.testing.assert_close(cv.maps.reshape(-1, 3, *z.shape[-2:]).sum(0), z, **TOL)
+    pc = compute_canvas(m, "head", 1, per_channel=True)
+    torch.testing.assert_close(pc.maps.reshape(cv.maps.shape), cv.maps, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", list(NERV_SHAPES))
+def test_block_paper_rule_matches_loops_and_shuffle_identity(shape):
+    m = tiny_nerv(shape)
+    for bi in range(len(m.blocks)):
+        layer = f"block{bi + 1}"
+        cv = compute_canvas(m, layer, 2)
+        ref, routed, tr = ref_block_paper(m, bi, 2)
+        torch.testing.assert_close(cv.maps, ref, **TOL)
+        assert not cv.exact and cv.residual["shuffle_rel"] < 1e-5
+        # the PixelShuffle identity on the reference: GELU(sum_i sum_s R_{i, c r^2 + s}) = block output c
+        cout, r = m.blocks[bi].conv.out_channels, m.blocks[bi].stride
+        R = torch.stack(routed).reshape(-1, cout // (r * r), r * r, *routed[0].shape).sum(dim=(0, 2))
+        nxt = tr.inputs[f"block{bi + 2}" if bi + 1 < len(m.blocks) else "head"][0]
+        torch.testing.assert_close(F.gelu(R), nxt, **TOL)
+        info = layer_info(m, layer)
+        assert info.num_neurons == m.blocks[bi].conv.in_channels * cout == cv.maps.shape[0]
+
+
+@pytest.mark.parametrize("shape", list(NERV_SHAPES))
+def test_block_linear_mode_matches_jvp_and_gradxact(shape):
+    m = tiny_nerv(shape, seed=3)
+    for bi in range(len(m.blocks)):
+        layer = f"block{bi + 1}"
+        cv = compute_canvas(m, layer, 0, mode="linear")
+        torch.testing.assert_close(cv.maps, ref_linear_jvp(m, layer, 0), rtol=1e-4, atol=1e-5)
+        gx = grad_x_activation(m, layer, 0, crop=(0, 2, 1, 3))
+        torch.testing.assert_close(cv.maps[:, 0:2, 1:3], gx, rtol=1e-4, atol=1e-5)
+        # the residual is the tangent network's sum vs the true logits, computed in the same pass
+        z = m.trace([0]).pre["head"][0]
+        pc = compute_canvas(m, layer, 0, mode="linear", per_channel=True)
+        torch.testing.assert_close(pc.maps.sum(1), cv.maps, rtol=1e-5, atol=1e-6)
+        expect = (pc.maps.double().sum(0) - z.double()).abs().max().item()
+        assert cv.residual["max_abs"] == pytest.approx(expect, rel=1e-3, abs=1e-6)
+
+
+def test_paper_sizes_neuron_counts():
+    m = NeRV(NeRVConfig())
+    counts = {name: layer_info(m, name).num_neurons for name in m.layer_names}
+    assert counts == {"block1": 18352, "block2": 3224, "block3": 2288, "head": 66}
+    f = FFN(FFNConfig())
+    assert [layer_info(f, n).num_neurons for n in f.layer_names] == [208, 104, 104]
+
+
+def test_table_embedding_external_equals_stored():
+    m = tiny_nerv("two_blocks_s2s1_table")
+    emb = m.embeddings[1]
+    for layer in m.layer_names:
+        a = compute_canvas(m, layer, 1).maps
+        b = compute_canvas(m, layer, 0, embedding=emb).maps
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    red = HeatMap()
+    stream_canvas(m, "block1", [5, 6], red, embedding=m.embeddings[[1, 2]])
+    torch.testing.assert_close(red.result()[5], compute_canvas(m, "block1", 1).heat(), **TOL)
+
+
+# ---------------------------------------------------------------- chunking and reducers
+
+
+@pytest.mark.parametrize("mode", ["paper", "linear"])
+def test_chunking_invariance(mode):
+    m = tiny_nerv("three_blocks_s1s2s3")
+    f = tiny_ffn("relu", 3)
+    for model, frame in ((m, 1), (f, 0)):
+        for layer in model.layer_names:
+            full = compute_canvas(model, layer, frame, mode=mode)
+            for kw in ({"chunk_neurons": 1}, {"chunk_neurons": 7}, {"memory_budget_mb": 1e-3}):
+                part = compute_canvas(model, layer, frame, mode=mode, **kw)
+                scale = full.maps.abs().max().item()
+                torch.testing.assert_close(part.maps, full.maps, rtol=1e-5, atol=1e-6 * scale)
+                for key, val in full.residual.items():
+                    assert part.residual[key] == pytest.approx(val, rel=1e-3, abs=1e-6)
+
+
+def test_iter_canvas_chunks_cover_all_neurons_and_return_residual():
+    m = tiny_nerv("one_block_s3_k5")
+    gen = iter_canvas(m, "block1", 0, chunk_neurons=5)
+    starts, total = [], 0
+    try:
+        while True:
+            s, maps = next(gen)
+            starts.append(s)
+            total += maps.shape[0]
+            assert maps.dtype == torch.float32 and maps.shape[1:] == (6, 9)
+    except StopIteration as stop:
+        residual = stop.value
+    assert starts == list(range(0, total, 5)) and total == layer_info(m, "block1").num_neurons
+    assert residual["shuffle_rel"] < 1e-5
+
+
+def test_reducers_equal_reductions_of_full_canvas():
+    m = tiny_nerv("three_blocks_s1s2s3")
+    H, W = m.config.height, m.config.width
+    labels = torch.randint(0, 4, (H, W), generator=torch.Generator().manual_seed(0))
+    per_frame = {0: labels, 2: (labels + 1) % 4}
+    for layer in ("block2", "head"):
+        reds = [HeatMap(), NeuronTotals(), GroupSums(labels, 4), GroupSums(per_frame, 4), Collect()]
+        res = stream_canvas(m, layer, [0, 2], reds, chunk_neurons=6)
+        for fr in (0, 2):
+            cv = compute_canvas(m, layer, fr)
+            A = cv.maps.abs()
+            torch.testing.assert_close(reds[0].result()[fr], A.sum(0), **TOL)
+            torch.testing.assert_close(reds[1].result()[fr], A.sum(dim=(1, 2)), **TOL)
+            for red, lab in ((reds[2], labels), (reds[3], per_frame[fr])):
+                expect = torch.stack([A[:, lab == g].sum(1) for g in range(4)], 1)
+                torch.testing.assert_close(red.result()[fr], expect, **TOL)
+            torch.testing.assert_close(reds[4].result()[fr], cv.maps, rtol=0, atol=0)
+            assert reds[0].residuals[fr] == res[fr]
+            for key, val in cv.residual.items():
+                assert res[fr][key] == pytest.approx(val, rel=1e-3, abs=1e-6)
+
+
+def test_per_channel_reducers_keep_channel_axis():
+    f = tiny_ffn("relu", 3)
+    reds = [HeatMap(), NeuronTotals(), GroupSums(torch.zeros(6, 10, dtype=torch.long), 1)]
+    stream_canvas(f, "layer3", None, reds, per_channel=True)
+    assert reds[0].result()[0].shape == (3, 6, 10)
+    assert reds[1].result()[0].shape == (7, 3)
+    assert reds[2].result()[0].shape == (7, 3, 1)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_errors_are_clear():
+    m = tiny_nerv("one_block_s3_k5")
+    f = tiny_ffn()
+    with pytest.raises(XincError, match="does not exist"):
+        compute_canvas(m, "block7")
+    with pytest.raises(XincError, match="does not exist"):
+        layer_info(f, "head")
+    with pytest.raises(XincError, match="outside"):
+        compute_canvas(m, "head", 3)
+    with pytest.raises(XincError, match="outside"):
+        compute_canvas(f, "layer1", 1)
+    with pytest.raises(XincError, match="mode"):
+        compute_canvas(m, "head", mode="lrp")
+    with pytest.raises(XincError, match="per-channel"):
+        compute_canvas(m, "block1", per_channel=True)
+    with pytest.raises(XincError, match="embedding"):
+        compute_canvas(m, "head", embedding=torch.zeros(5, 1, 1))
+    with pytest.raises(XincError, match="labels"):
+        stream_canvas(m, "head", [0], GroupSums(torch.zeros(2, 2, dtype=torch.long), 2))
+    with pytest.raises(XincError, match="outside"):
+        stream_canvas(m, "head", [0], GroupSums(torch.full((6, 9), 5), 2))
+    with pytest.raises(XincError, match="chunk_neurons"):
+        compute_canvas(m, "head", chunk_neurons=0)
+    bad = tiny_nerv("one_block_s3_k5")
+    bad.head = torch.nn.Conv2d(5, 3, 3, padding=1)  # weights no longer match the config (4 channels)
+    with pytest.raises(XincError, match="do not match"):
+        compute_canvas(bad, "head")
