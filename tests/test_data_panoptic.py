@@ -108,7 +108,9 @@ def test_vanished_segments_are_reported(city_copy):
     (city_copy / CITY_JSON).write_text(json.dumps(js))
     clip = load_panoptic_clip("cityscapes-vps", city_copy, "0001", size=(16, 32))
     lost = {v.id: v for v in clip.vanished}
-    assert lost[999].reason == "resize" and lost[999].name == "car" and lost[999].native_area == 1 and lost[999].frame == 4
+    assert (
+        lost[999].reason == "resize" and lost[999].name == "car" and lost[999].native_area == 1 and lost[999].frame == 4
+    )
     assert 999 not in {s.id for s in clip.segments[4]}
     cropped = load_panoptic_clip("cityscapes-vps", city_copy, "0001", size=None, crop=(60, 120))
     assert {v.id: v.reason for v in cropped.vanished}[998] == "crop"
@@ -196,3 +198,33 @@ def test_bad_json(tmp_path):
     (tmp_path / "panoptic_gt_VIPSeg.json").write_text(json.dumps({"videos": []}))
     with pytest.raises(XincError, match="missing key 'annotations'"):
         load_panoptic_clip("vipseg", tmp_path, "x")
+
+
+def test_any_video_file(city, tmp_path):
+    """A video file goes through the same crop/resize pipeline (decoded with PyAV), without labels."""
+    import av
+
+    frames = [np.asarray(Image.open(f).convert("RGB")) for f in load_panoptic_clip("cityscapes-vps", city, "1").files]
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 128, 64, "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    clip = load_video_clip(path, size=(32, 32))
+    assert clip.num_frames == 10 and clip.crop == (64, 64) and tuple(clip.frames.shape) == (10, 3, 32, 32)
+    ref = load_video_clip(city / "val" / "img_all", size=(32, 32))
+    assert (clip.frames - ref.frames).abs().mean() < 0.06  # lossy codec, same pipeline
+    assert load_video_clip(path, size=(32, 32), frames=3).num_frames == 3
+
+
+def test_img_all_with_prefixed_names(city_copy):
+    """Releases that name img_all frames '<vid>_<gidx>_<city>_<seq>_<frame>_newImg8bit.png' also load."""
+    ref = load_panoptic_clip("cityscapes-vps", city_copy, "0001", size=(32, 64))
+    for k, p in enumerate(sorted((city_copy / "val" / "img_all").iterdir())):
+        p.rename(p.with_name(f"0001_{k + 1:04d}_" + p.name.replace("leftImg8bit", "newImg8bit")))
+    clip = load_panoptic_clip("cityscapes-vps", city_copy, "0001", size=(32, 64))
+    assert clip.num_frames == 10 and torch.equal(clip.frames, ref.frames)

@@ -128,8 +128,20 @@ def test_cli_flow(scene, tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "dis" and cfg["params"]["preset"] == "medium" and cfg["frames"] == [0, 1, 2, 3]
     out2 = tmp_path / "flow2"
-    rc = main(["flow", str(root / "val" / "img_all"), "--out", str(out2), "--method", "farneback", "--pictures", "False",
-              "--size", "native"])
+    rc = main(
+        [
+            "flow",
+            str(root / "val" / "img_all"),
+            "--out",
+            str(out2),
+            "--method",
+            "farneback",
+            "--pictures",
+            "False",
+            "--size",
+            "native",
+        ]
+    )
     assert rc == 0 and np.load(out2 / "flow.npy").shape == (5, 2, 96, 192) and not (out2 / "pictures").exists()
     assert json.loads((out2 / "config.json").read_text())["params"]["winsize"] == 15
     assert main(["flow", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2

@@ -80,7 +80,9 @@ def test_cityscapes_round_trip_exact(city):
     clip = load_panoptic_clip("cityscapes-vps", city, "0001", size=None)
     assert clip.num_frames == 10 and clip.annotated == [4, 9]
     assert clip.time(4) == pytest.approx(4 / 10)
-    np.testing.assert_array_equal((clip.frames.numpy() * 255).round().astype(np.uint8), vid.frames.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(
+        (clip.frames.numpy() * 255).round().astype(np.uint8), vid.frames.transpose(0, 3, 1, 2)
+    )
     for j in clip.annotated:
         np.testing.assert_array_equal(clip.ids[j].numpy(), vid.ids[j])
         for s in clip.segments[j]:
@@ -131,7 +133,9 @@ def test_gt_flow_explains_the_labels(city):
         total += int(ok.sum())
     assert agree / total > 0.95
     stuff = (vid.owner[:-1] >= 0) & (vid.owner[:-1] < 7)
-    assert np.allclose(flow[:, 0][stuff], -1.0) and np.allclose(flow[:, 1][stuff], 0.0)  # background stuff moves with the pan
+    assert np.allclose(flow[:, 0][stuff], -1.0) and np.allclose(
+        flow[:, 1][stuff], 0.0
+    )  # background stuff moves with the pan
     assert np.allclose(flow[:, :, vid.owner[0] == -1], 0.0)  # the void bonnet is fixed to the camera
 
 
@@ -171,3 +175,14 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "x"), "--frames", "40", "--size", "64x128"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("xinc: error:") and "\n" not in err
+
+
+def test_gt_flow_resampled_on_the_mask_grid(city):
+    """Resized exact flow is sampled where the resized masks are: stuff pixels carry the scaled pan."""
+    clip = load_panoptic_clip("cityscapes-vps", city, "0001", size=(32, 64))
+    flow = load_gt_flow(city, "0001", size=(32, 64))
+    assert flow.shape == (9, 2, 32, 64)
+    stuff = [s.id for s in clip.segments[4] if not s.isthing]
+    m = np.isin(clip.ids[4].numpy(), stuff)
+    assert m.sum() > 100 and np.allclose(flow[4, 0][m], -0.5) and np.allclose(flow[4, 1][m], 0.0)
+    assert np.allclose(flow[4][:, clip.ids[4].numpy() == 0], 0.0)

@@ -13,7 +13,8 @@ Passes (nothing of size K x P is ever held):
 2. share counts per neuron; a mass histogram of all A on `bins` log-spaced bins; per-pixel top-k
    (k = min(K, topk)) kept by merging each chunk into the running top-k (torch.topk).
 3. inside the coarse bin where the cumulative mass from the top crosses (1 − a)·M, a fine linear
-   histogram of `sub_bins` bins; τ_a = the fine edge at the crossing (bracket reported).
+   histogram of `sub_bins` bins; τ_a = just below the smallest value of the fine bin at the crossing, so
+   the values above τ_a hold at least (1 − a) of the mass, exceeding it by at most one fine bin
 4. n(p) at τ_a and the exact mass above τ_a (reported beside the target 1 − a).
 Neurons-needed is exact for every pixel whose top-k already holds q of H(p); other pixels are
 censored (> k) and counted; a median is exact whenever fewer than half the pixels are censored.
@@ -142,6 +143,7 @@ class _Pass3(Reducer):
     def __init__(self, bins: _LogBins, brackets: dict[float, int], sub_bins: int) -> None:
         self.bins, self.brackets, self.sub = bins, brackets, sub_bins
         self.fine = {a: torch.zeros(sub_bins, dtype=torch.float64) for a in brackets}
+        self.fmin = {a: torch.full((sub_bins,), math.inf, dtype=torch.float64) for a in brackets}
 
     def update(self, start, maps):
         a = maps.abs().reshape(-1)
@@ -156,6 +158,7 @@ class _Pass3(Reducer):
             lo, hi = self.bins.edges(b)
             j = ((v - lo) / (hi - lo) * self.sub).floor().to(torch.int64).clamp_(0, self.sub - 1)
             self.fine[lev] += torch.bincount(j, weights=v, minlength=self.sub).cpu()
+            self.fmin[lev].scatter_reduce_(0, j.cpu(), v.cpu(), reduce="amin")
 
     def result(self):
         return self
@@ -228,7 +231,8 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
         s = sub_bins - 1 - j
         lo, hi = lb.edges(b)
         w = (hi - lo) / sub_bins
-        taus[a] = lo + s * w
+        vmin = float(p3.fmin[a][s])  # smallest value in the crossing sub-bin: everything >= it is kept
+        taus[a] = float(np.nextafter(np.float32(vmin), np.float32(0))) if math.isfinite(vmin) else lo + s * w
         tau_info[a] = {"tau": taus[a], "bracket": [lo + s * w, lo + (s + 1) * w], "coarse_bin": [lo, hi]}
     p4 = _Pass4(taus)
     stream([p4])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,9 +40,12 @@ class MotionOptions:
     threshold: float = 0.5  # flow magnitude (pixels) above which a pixel counts as moving
     compensate: bool = True  # also score after removing the camera's homography-induced flow
     region: str = "both"  # "both" (source pixels + their destinations) or "source" (flow alone)
-    ransac_threshold: float = 1.0  # RANSAC reprojection threshold (pixels) of the homography fit
+    ransac_threshold: float = 0.0  # RANSAC inlier tolerance (px) of the homography fit; 0 = threshold / 2
     max_points: int = 4000  # flow vectors sampled (seeded) for the homography fit
     max_pairs_shown: int = 3  # frame pairs drawn in the map figure
+    pairs: str = "auto"  # "given" (consecutive analysed frames), "previous" (t-1 -> t per frame t), "auto"
+    flow_file: str = ""  # (T-1, 2, H, W) .npy flow of the whole clip (e.g. synthetic flow_gt), used when no ctx.flow
+    quantum: float = 0.05  # flow magnitudes are rounded to this step (px, ~optical-flow precision); 0 = off
 
 
 def options_from(ctx: AnalysisContext) -> MotionOptions:
@@ -53,8 +57,11 @@ def options_from(ctx: AnalysisContext) -> MotionOptions:
             setattr(opts, name, _coerce(getattr(opts, name), value))
     if opts.region not in ("both", "source"):
         raise XincError(f"a4 option region={opts.region!r}: choose 'both' or 'source'")
-    if opts.threshold < 0:
-        raise XincError(f"a4 option threshold={opts.threshold}: must be >= 0 pixels")
+    if opts.threshold < 0 or opts.ransac_threshold < 0:
+        raise XincError(f"a4 options threshold={opts.threshold}, ransac_threshold={opts.ransac_threshold}: "
+                        "must be >= 0 pixels")
+    if opts.ransac_threshold == 0:  # movers must be outliers of the camera fit, so stay below the moving cut
+        opts.ransac_threshold = max(opts.threshold / 2, 0.05)
     return opts
 
 
@@ -156,13 +163,18 @@ def homography_flow(flow: np.ndarray, *, seed: int = 0, max_points: int = 4000,
     return induced, H, float(inliers.mean()) if inliers is not None else 0.0
 
 
-def motion_magnitude(flow: np.ndarray, region: str = "both") -> np.ndarray:
+def motion_magnitude(flow: np.ndarray, region: str = "both", quantum: float = 0.0) -> np.ndarray:
     """Per-pixel motion magnitude (H, W) of a (2, H, W) flow; 'both' also marks each pixel's destination.
 
     With 'both', a pixel p of frame t-1 moving by f(p) gives |f(p)| to p and to round(p + f(p))
     (maximum where several land), so the region covers the object in both frames of the pair.
+    `quantum` > 0 rounds magnitudes to that step (px), so noise below the flow's precision (e.g. a
+    camera fit's residue on static pixels) does not enter rank statistics.
     """
-    mag = np.round(np.sqrt(flow[0] ** 2 + flow[1] ** 2), 3).astype(np.float32)  # sub-mpx noise must not rank
+    mag = np.sqrt(flow[0] ** 2 + flow[1] ** 2)
+    if quantum > 0:
+        mag = np.round(mag / quantum) * quantum
+    mag = mag.astype(np.float32)
     if region == "source":
         return mag
     h, w = mag.shape
@@ -194,22 +206,83 @@ def score_change(change: np.ndarray, magnitude: np.ndarray, threshold: float) ->
     return {"pearson": pearson, "spearman": spearman, "auroc": auroc, "moving_fraction": float(moving.mean())}
 
 
-def _flow_for(ctx: AnalysisContext) -> tuple[np.ndarray, str]:
-    """The (T-1, 2, H, W) flow of the analysed frames and its source (given by the data, or DIS here)."""
-    if ctx.flow is not None:
-        flow = ctx.flow.detach().cpu().numpy() if isinstance(ctx.flow, torch.Tensor) else np.asarray(ctx.flow)
-        method = str(ctx.options.get("flow_method", "given"))
-    else:
-        from xinc.data.flow import compute_flow
+def _as_numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
-        field = compute_flow(ctx.images, method="dis")
-        flow = field.flow.detach().cpu().numpy() if isinstance(field.flow, torch.Tensor) else np.asarray(field.flow)
-        method = str(getattr(field, "method", "dis"))
-    expect = (len(ctx.frames) - 1, 2, *ctx.images.shape[-2:])
+
+def _dis(images: list[torch.Tensor]) -> tuple[np.ndarray, str]:
+    """OpenCV DIS flow between consecutive images of the list (the weight-free default estimator)."""
+    from xinc.data.flow import compute_flow
+
+    field = compute_flow(torch.stack([im.detach().cpu() for im in images]), method="dis")
+    return _as_numpy(field.flow).astype(np.float32), f"{getattr(field, 'method', 'dis')} (computed by A4)"
+
+
+def _clip_frames(ctx: AnalysisContext) -> tuple[torch.Tensor | None, str]:
+    """All frames of the clip (panoptic clip frames), else None."""
+    clip = ctx.panoptic
+    frames = getattr(clip, "frames", None) if clip is not None else None
+    return (frames, "clip") if isinstance(frames, torch.Tensor) and frames.dim() == 4 else (None, "")
+
+
+def frame_pairs(ctx: AnalysisContext, opts: MotionOptions
+                ) -> tuple[list[tuple[int, int]], dict[int, torch.Tensor], np.ndarray, str]:
+    """(pairs, {frame: image}, flow (n_pairs, 2, H, W), flow source) for the analysed frames.
+
+    pairs='given': consecutive entries of ctx.frames (ctx.flow is the flow between them);
+    pairs='previous': each analysed frame t >= 1 with model frame t-1 (e.g. the annotated frames
+    4, 9, ... of a clip, whose neighbours are 5 frames apart), images from the clip (or the model's
+    reconstruction); 'auto' = given when ctx.flow is set or the frames are consecutive.
+    Flow: ctx.flow, else `flow_file` (a (T-1, 2, H, W) .npy of the whole clip, e.g. the synthetic
+    generator's exact flow_gt/<video>/flow.npy), else DIS.
+    """
+    frames = list(ctx.frames)
+    consecutive = all(b == a + 1 for a, b in zip(frames[:-1], frames[1:]))
+    kind = opts.pairs if opts.pairs != "auto" else ("given" if ctx.flow is not None or consecutive else "previous")
+    full = None
+    if opts.flow_file:
+        path = Path(opts.flow_file)
+        if not path.is_file():
+            raise XincError(f"{path}: a4 flow_file not found; give a (T-1, 2, H, W) .npy flow of the clip")
+        full = np.load(path, allow_pickle=False).astype(np.float32)
+        if full.ndim != 4 or full.shape[1] != 2 or full.shape[-2:] != tuple(ctx.images.shape[-2:]):
+            raise XincError(f"{path}: flow has shape {tuple(full.shape)}; expected (T-1, 2, "
+                            f"{ctx.images.shape[-2]}, {ctx.images.shape[-1]}) at the model's resolution")
+    if kind == "given":
+        pairs = list(zip(frames[:-1], frames[1:]))
+        images = {f: ctx.images[i] for i, f in enumerate(frames)}
+        if ctx.flow is not None:
+            flow, method = _as_numpy(ctx.flow).astype(np.float32), str(ctx.option(AID, "flow_method", "given"))
+        elif full is not None and consecutive and frames[-1] <= full.shape[0]:
+            flow, method = full[frames[:-1]], f"file {Path(opts.flow_file).name}"
+        else:
+            flow, method = _dis([images[f] for f in frames])
+    elif kind == "previous":
+        pairs = [(t - 1, t) for t in frames if t >= 1]
+        clip, src = _clip_frames(ctx)
+        need = sorted({f for p in pairs for f in p})
+        if clip is not None and clip.shape[0] > max(need, default=0):
+            images = {f: clip[f] for f in need}
+        else:
+            with torch.no_grad():
+                out = ctx.model(need) if hasattr(ctx.model, "embed") else None
+            if out is None:
+                raise XincError("a4 pairs=previous needs the clip's frames or a video model")
+            images = {f: out[i].detach().cpu().clamp(0, 1) for i, f in enumerate(need)}
+        if full is not None and all(t <= full.shape[0] for _, t in pairs):
+            flow, method = full[[a for a, _ in pairs]], f"file {Path(opts.flow_file).name}"
+        elif pairs:
+            parts = [_dis([images[a], images[b]]) for a, b in pairs]
+            flow, method = np.concatenate([f for f, _ in parts]), parts[0][1]
+        else:
+            flow, method = np.zeros((0, 2, *ctx.images.shape[-2:]), np.float32), "none"
+    else:
+        raise XincError(f"a4 option pairs={opts.pairs!r}: choose auto, given or previous")
+    expect = (len(pairs), 2, *ctx.images.shape[-2:])
     if flow.shape != expect:
-        raise XincError(f"a4: flow has shape {tuple(flow.shape)} but the analysed frames need {expect}; "
+        raise XincError(f"a4: flow has shape {tuple(flow.shape)} but the analysed frame pairs need {expect}; "
                         "give flow between consecutive analysed frames at the model's resolution")
-    return flow.astype(np.float32), method
+    return pairs, images, flow, method
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -224,17 +297,18 @@ def _mean(values: list[float | None]) -> float | None:
 def analyze_motion(ctx: AnalysisContext) -> dict[str, Any]:
     """Run A4 on every layer of ctx: change maps, flow scores (raw and camera-compensated), figures."""
     opts = options_from(ctx)
-    if len(ctx.frames) < 2:
-        return {"skipped": "A4 needs at least two frames of a video model", "figures": [], "summary": []}
-    flow, method = _flow_for(ctx)
-    pairs = list(zip(ctx.frames[:-1], ctx.frames[1:]))
+    if not hasattr(ctx.model, "embed") and ctx.canvases is None:
+        return {"skipped": "A4 needs a video model (NeRV/HNeRV)", "figures": [], "summary": []}
+    pairs, images, flow, method = frame_pairs(ctx, opts)
+    if not pairs:
+        return {"skipped": "A4 needs a frame pair (an analysed frame t >= 1)", "figures": [], "summary": []}
     magnitudes, comp_magnitudes, camera = [], [], []
     for i in range(len(pairs)):
-        magnitudes.append(motion_magnitude(flow[i], opts.region))
+        magnitudes.append(motion_magnitude(flow[i], opts.region, opts.quantum))
         if opts.compensate:
             induced, H, inl = homography_flow(flow[i], seed=ctx.seed + i, max_points=opts.max_points,
                                               ransac_threshold=opts.ransac_threshold)
-            comp_magnitudes.append(motion_magnitude(flow[i] - induced, opts.region))
+            comp_magnitudes.append(motion_magnitude(flow[i] - induced, opts.region, opts.quantum))
             camera.append({"inlier_share": inl, "mean_induced_px": float(np.sqrt((induced**2).sum(0)).mean())})
     rows: list[dict[str, Any]] = []
     changes: dict[str, list[np.ndarray]] = {}
@@ -263,7 +337,7 @@ def analyze_motion(ctx: AnalysisContext) -> dict[str, Any]:
                                 for k in ("auroc", "pearson", "spearman")})
             per_layer[key] = summary
     ctx.table(AID, "scores", rows)
-    figures = _figures(ctx, pairs, changes, magnitudes, comp_magnitudes, opts, per_layer, rows)
+    figures = _figures(ctx, pairs, images, changes, magnitudes, comp_magnitudes, opts, per_layer, rows)
     moving = _mean([float((m > opts.threshold).mean()) for m in magnitudes])
     lines = []
     for key, s in per_layer.items():
@@ -278,7 +352,9 @@ def analyze_motion(ctx: AnalysisContext) -> dict[str, Any]:
         "flow_method": method,
         "threshold_px": opts.threshold,
         "region": opts.region,
+        "quantum_px": opts.quantum,
         "compensated": opts.compensate,
+        "ransac_threshold_px": opts.ransac_threshold if opts.compensate else None,
         "canvas_modes": {v: c for v, c in pairs_of_modes},
         "pairs": len(pairs),
         "moving_fraction": moving,
@@ -290,7 +366,7 @@ def analyze_motion(ctx: AnalysisContext) -> dict[str, Any]:
     }
 
 
-def _figures(ctx: AnalysisContext, pairs, changes, magnitudes, comp_magnitudes, opts: MotionOptions,
+def _figures(ctx: AnalysisContext, pairs, images, changes, magnitudes, comp_magnitudes, opts: MotionOptions,
              per_layer, rows) -> list[dict[str, str]]:
     """Maps figure (frame, flow, moving region, M_t per layer) and AUROC-per-pair figure."""
     import matplotlib
@@ -308,10 +384,9 @@ def _figures(ctx: AnalysisContext, pairs, changes, magnitudes, comp_magnitudes, 
     h, w = magnitudes[0].shape
     fig, axes = plt.subplots(n_show, ncols, figsize=(2.3 * ncols * max(1.0, w / h) / 2, 2.0 * n_show + 0.4),
                              squeeze=False)
-    pos = {f: j for j, f in enumerate(ctx.frames)}
     for r, i in enumerate(order):
         fa, fb = pairs[i]
-        img = ctx.images[pos[fb]].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+        img = images[fb].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
         panels = [(img, f"frame {fb}", None), (mags[i], "flow magnitude" + (" (cam.-comp.)" if opts.compensate
                                                                            else ""), "magma"),
                   (mags[i] > opts.threshold, f"moving (> {opts.threshold:g} px)", "gray")]

@@ -179,7 +179,8 @@ def _figure(ctx, variant, cmode, layer_data, n_show):
             if j == 0:
                 ax.set_ylabel("normalised mean |C|")
     shown = {n: c for n, c in palette.items() if n in used}
-    category_legend(fig, shown, title="category", loc="upper left", bbox_to_anchor=(1.0, 0.95), max_cols=3)
+    category_legend(fig, shown, title="category", loc="upper left", bbox_to_anchor=(1.0, 0.95), max_cols=3,
+                    styles={UNLABELLED: "--", OTHER: ":"})
     fig.tight_layout()
     return fig
 

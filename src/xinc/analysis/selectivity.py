@@ -29,26 +29,41 @@ from xinc.analysis.registry import AnalysisContext, register_analysis, stream_te
 from xinc.canvas.reduce import Reducer
 
 AID = "a5"
+ONE_HOT_MAX = 1 << 22  # P x G entries up to which group sums use a float64 one-hot matmul (32 MB)
 DEFAULTS = {"faithful_k": 10, "faithful_cells": 8, "corrected_cells": 4, "null": 4, "bootstrap": 1000}
 
 
-def delta_variance(maps: torch.Tensor, labels: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
+def delta_variance(maps: torch.Tensor, labels: torch.Tensor, num_groups: int | None = None, *,
+                   signed: bool = False) -> torch.Tensor:
     """V_k of (n, H, W) |maps| (or (n, P)) for one (H, W) grouping: unbiased variance of δ over groups.
 
-    Neurons with T_k = 0 (and groups of size 0) give NaN / are skipped.
+    Neurons with T_k = 0 give NaN; empty groups are skipped. signed=True uses (A − E)/E instead of
+    |A − E|/E (not the SPEC's statistic; only to explain the SPEC's quoted lattice constant).
     """
     a = maps.abs().reshape(maps.shape[0], -1).to(torch.float64)
-    lab = labels.reshape(-1).to(a.device)
-    G = int(num_groups or int(lab.max()) + 1)
     P = a.shape[1]
-    sums = torch.zeros(a.shape[0], G, dtype=torch.float64, device=a.device).index_add_(1, lab, a)
-    size = torch.bincount(lab, minlength=G).to(torch.float64)
+    if labels.is_floating_point():  # a precomputed (P, G) indicator matrix: one BLAS product
+        onehot = labels.to(a.device, torch.float64)
+        sums, size = a @ onehot, onehot.sum(0)
+    else:  # a label map: scatter-add (no P x G matrix; for very large frames)
+        lab = labels.reshape(-1).to(a.device, torch.int64)
+        G = int(num_groups or int(lab.max()) + 1)
+        sums = torch.zeros(a.shape[0], G, dtype=torch.float64, device=a.device).index_add_(1, lab, a)
+        size = torch.bincount(lab, minlength=G).to(torch.float64)
     keep = size > 0
     T = a.sum(1, keepdim=True)
     E = T * size[None, keep] / P
-    delta = (sums[:, keep] - E).abs() / E
+    delta = (sums[:, keep] - E) / E
+    delta = delta if signed else delta.abs()
     V = delta.var(dim=1, unbiased=True)
     return torch.where(T[:, 0] > 0, V, torch.full_like(V, float("nan")))
+
+
+def one_hot(labels: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
+    """(P, G) float64 indicator matrix of a label map (G = num_groups or max + 1)."""
+    lab = labels.reshape(-1).to(torch.int64)
+    G = int(num_groups or int(lab.max()) + 1)
+    return torch.nn.functional.one_hot(lab, G).to(torch.float64)
 
 
 class GroupingVariance(Reducer):
@@ -60,16 +75,18 @@ class GroupingVariance(Reducer):
 
     def begin_frame(self, info, frame):
         super().begin_frame(info, frame)
-        self._dev: dict[str, tuple[torch.Tensor, int]] = {}
+        self._dev: dict[str, tuple[torch.Tensor, int]] = {}  # (P, G) one-hot or (P,) labels, on the maps' device
         self._V = {name: torch.full((info.num_neurons,), float("nan"), dtype=torch.float64)
                    for name in self.labels[frame]}
 
     def update(self, start, maps):
         for name, lab in self.labels[self.frame].items():
             if name not in self._dev:
-                self._dev[name] = (lab.reshape(-1).to(maps.device), gr.num_groups(lab))
-            flat, G = self._dev[name]
-            self._V[name][start:start + maps.shape[0]] = delta_variance(maps, flat, G).cpu()
+                G = gr.num_groups(lab)
+                small = lab.numel() * G <= ONE_HOT_MAX
+                self._dev[name] = ((one_hot(lab, G) if small else lab.reshape(-1)).to(maps.device), G)
+            sel, G = self._dev[name]
+            self._V[name][start:start + maps.shape[0]] = delta_variance(maps, sel, G).cpu()
 
     def end_frame(self):
         for name, v in self._V.items():
@@ -256,7 +273,7 @@ def run(ctx: AnalysisContext) -> dict[str, Any]:
                               **({"median_ln_sqrt_V_null": {n: _nanmed(v) for n, v in sc["null"].items()}}
                                  if "null" in sc else {}),
                               "ordering": o}
-            for n, v in sc[key].items():
+            for n in sc[key]:
                 order_rows.append({"variant": variant, "canvas": cmode, "layer": layer, "grouping": n,
                                    "groups": "/".join(map(str, group_counts.get(n, []))),
                                    "median": o["medians"].get(n), "ci_lo": o["ci95"].get(n, [None])[0],

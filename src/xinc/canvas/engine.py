@@ -31,7 +31,7 @@ def check_model(model) -> None:
     """Raise XincError when the module's tensors do not match what its config describes."""
     from xinc.models.io import build_model, check_state_dict
 
-    with torch.device("meta"):
+    with torch.random.fork_rng(devices=[]):  # building the reference must not move the global RNG
         ref = build_model(model.config)
     check_state_dict(ref, {k: v for k, v in model.state_dict().items()}, f"{type(model).__name__} weights")
 

@@ -82,16 +82,72 @@ def route_subpixel(z: torch.Tensor, s: torch.Tensor, r: int) -> torch.Tensor:
 
 def box_filter(x: torch.Tensor, k: int) -> torch.Tensor:
     """k x k mean filter with zero padding (the paper's stand-in for a downstream conv); x (n, H, W)."""
-    if k == 1:
-        return x
-    return F.avg_pool2d(x.unsqueeze(1), k, stride=1, padding=k // 2, count_include_pad=True)[:, 0]
+    return subpixel_box(x, 1, k)
 
 
 def upsample_nearest(x: torch.Tensor, r: int) -> torch.Tensor:
     """Nearest-neighbour x r upsampling (the paper's stand-in for a downstream PixelShuffle); x (n, H, W)."""
-    if r == 1:
-        return x
-    return x.repeat_interleave(r, dim=-2).repeat_interleave(r, dim=-1)
+    return subpixel_box(x, r, 1)
+
+
+def _phase_taps(r: int, k: int, s: torch.Tensor | None) -> list[list[tuple[int, torch.Tensor | float]]]:
+    """1-D taps of box_k o up_r (s None) or box_k o route_{r,s} (s (n,) sub-pixel offsets) on the coarse grid.
+
+    out[r*m + t] = sum_d coef(t, d) * y[m - d]; coef = g[r*d + t] with g the fine-grid response of one coarse
+    sample: up_r: g[u] = #{e in [-h, h] : 0 <= u + e < r} / k; route_s: g[u] = [|u - s| <= h] / k.
+    """
+    h = k // 2
+    taps = []
+    for t in range(r):
+        row = []
+        for d in range(-(h // r) - 2, (h + r) // r + 2):
+            u = r * d + t
+            if s is None:
+                c = sum(1 for e in range(-h, h + 1) if 0 <= u + e < r) / k
+                if c:
+                    row.append((d, c))
+            else:
+                c = ((u - s).abs() <= h).to(torch.float32) / k
+                if bool(c.any()):
+                    row.append((d, c))
+        taps.append(row)
+    return taps
+
+
+def _phase_filter(x: torch.Tensor, dim: int, r: int, taps) -> torch.Tensor:
+    """Apply per-phase taps along `dim` (-1 or -2) of x (n, A, B); that dim becomes r times longer.
+
+    Each phase is accumulated in place into its strided view of the output (no padding, no temporaries
+    beyond one product per per-neuron tap), so the fine grid is written once per tap.
+    """
+    n, A, B = x.shape
+    L = x.shape[dim]
+    out = x.new_zeros((n, A, B, r) if dim == -1 else (n, A, r, B))
+    for t, row in enumerate(taps):
+        view = out[..., t] if dim == -1 else out[:, :, t, :]  # (n, A, B) strided: phase t of every sample
+        for d, c in row:
+            lo, hi = max(d, 0), L + min(d, 0)  # out[m] += c * y[m - d] for m - d inside [0, L)
+            if hi <= lo:
+                continue
+            dst = view.narrow(dim, lo, hi - lo)
+            src = x.narrow(dim, lo - d, hi - lo)
+            if isinstance(c, torch.Tensor):
+                dst.addcmul_(src, c.to(x.device, x.dtype)[:, None, None])
+            else:
+                dst.add_(src, alpha=c)
+    return out.reshape(n, A, B * r) if dim == -1 else out.reshape(n, A * r, B)
+
+
+def subpixel_box(y: torch.Tensor, r: int, k: int, s: torch.Tensor | None = None) -> torch.Tensor:
+    """box_k(up_r(y)) (s None) or box_k(route_{r,s}(y)) for maps y (n, h, w) -> (n, r*h, r*w), computed on the
+    coarse grid with separable per-phase taps (zero padding, count-include-pad mean), never materialising the
+    upsampled or routed maps. r = 1 gives the plain box filter, k = 1 plain upsampling / routing."""
+    if r == 1 and k == 1 and s is None:
+        return y
+    s1 = None if s is None else s // r
+    s2 = None if s is None else s % r
+    y = _phase_filter(y, -1, r, _phase_taps(r, k, s2))
+    return _phase_filter(y, -2, r, _phase_taps(r, k, s1))
 
 
 def layer_kind(model, layer: str) -> str:
@@ -355,13 +411,22 @@ class ConvBlockPaperRule(_BlockBase):
         super().__init__(model, layer, mode, per_channel)
 
     def compute(self, start: int, stop: int):
-        R, c = self.routed(start, stop)
-        part = torch.zeros_like(self.post).index_add_(0, c, R)
+        # act(0) = 0 for gelu/relu/silu, so act(route(z)) = route(act(z)) and act(up(y)) = up(act(y)): the
+        # activations run on the coarse grids and each (route|upsample) + box pair is one fused filter.
+        k = torch.arange(start, stop, device=self.u.device)
+        i, o = k // self.cout, k % self.cout
+        z = kernel_conv(self.u, self.W, self.b, i, o, self.cin)
+        rr = self.r * self.r
+        s, c = o % rr, o // rr
+        # completeness via the same routing code as the maps (k = 1): sum_i R_{i,o} per post-shuffle channel
+        part = torch.zeros_like(self.post).index_add_(0, c, subpixel_box(z, self.r, 1, s))
         act = self.model.act
-        A = act(R)
-        for blk in self.model.blocks[self.index + 1:]:
-            A = act(upsample_nearest(box_filter(A, blk.conv.kernel_size[0]), blk.stride))
-        return box_filter(A, self.model.head.kernel_size[0]), part
+        downstream = self.model.blocks[self.index + 1:]
+        ks = [blk.conv.kernel_size[0] for blk in downstream] + [self.model.head.kernel_size[0]]
+        y = subpixel_box(act(z), self.r, ks[0], s)
+        for blk, knext in zip(downstream, ks[1:]):
+            y = subpixel_box(act(y), blk.stride, knext)
+        return y, part
 
     def target(self) -> torch.Tensor:
         return self.next_in

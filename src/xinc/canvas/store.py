@@ -6,6 +6,7 @@ Layout (see docs/readme/20-canvas.md):
     OUT/canvas.zarr/<layer>/              attrs: info (LayerInfo), rule, exact, mode, neuron_index, c_in, c_out,
                                                  residual {frame: {...}}, frames_done [model frame indices]
     OUT/canvas.zarr/<layer>/maps          (F, K, H, W) (or (F, K, C, H, W) per channel), chunks (1, 1, ...)
+                                          (one map each) inside shard files of ~16 MiB of neurons
     OUT/canvas.zarr/<layer>/heat          (F, H, W) float32  sum_k |C_k|
     OUT/canvas.zarr/<layer>/totals        (F, K) float32     sum_p |C_k|
     OUT/canvas.zarr/<layer>/frames        (F,) int64         model frame index of each slot
@@ -27,18 +28,37 @@ from xinc.errors import XincError
 STORE_NAME = "canvas.zarr"
 
 
+SHARD_BYTES = 16 * 2**20  # neurons per shard file ~ 16 MiB; inner chunks are single neuron maps
+
+
 class ZarrWriter(Reducer):
-    """Streaming reducer that writes each chunk of maps into slot `slot` of a zarr array as it arrives."""
+    """Streaming reducer that writes maps into slot `slot` of a zarr array, buffered to whole shards."""
 
     def __init__(self, array, slot_of_frame: dict[int, int], dtype: np.dtype) -> None:
-        self.array, self.slot_of_frame, self.dtype = array, slot_of_frame, dtype
+        self.array, self.slot_of_frame, self.dtype = array, slot_of_frame, np.dtype(dtype)
+        self.step = int((array.shards or array.chunks)[1])
 
     def begin_frame(self, info: LayerInfo, frame: int) -> None:
         super().begin_frame(info, frame)
-        self.slot = self.slot_of_frame[frame]
+        self.slot, self.buf, self.buf_start = self.slot_of_frame[frame], [], 0
+
+    def _flush(self, final: bool) -> None:
+        if not self.buf:
+            return
+        data = np.concatenate(self.buf, 0)
+        n = len(data) if final else (len(data) // self.step) * self.step
+        if n:
+            self.array[self.slot, self.buf_start:self.buf_start + n] = data[:n]
+        self.buf = [data[n:]] if n < len(data) else []
+        self.buf_start += n
 
     def update(self, start: int, maps: torch.Tensor) -> None:
-        self.array[self.slot, start:start + maps.shape[0]] = maps.detach().cpu().numpy().astype(self.dtype)
+        self.buf.append(maps.detach().cpu().numpy().astype(self.dtype))
+        if sum(len(b) for b in self.buf) >= self.step:
+            self._flush(final=False)
+
+    def end_frame(self) -> None:
+        self._flush(final=True)
 
     def result(self):
         return None
@@ -55,6 +75,8 @@ def open_layer(root, info: LayerInfo, frames: list[int], dtype: str):
     """Create (or reopen, when compatible) the group and arrays of one layer."""
     shape = (len(frames), info.num_neurons, *info.map_shape)
     chunks = (1, 1, *info.map_shape)
+    per_map = int(np.prod(info.map_shape)) * np.dtype(dtype).itemsize
+    shards = (1, max(1, min(info.num_neurons, SHARD_BYTES // per_map)), *info.map_shape)
     if info.name in root:
         grp = root[info.name]
         arr = grp["maps"]
@@ -62,7 +84,7 @@ def open_layer(root, info: LayerInfo, frames: list[int], dtype: str):
             return grp
         del root[info.name]
     grp = root.create_group(info.name)
-    grp.create_array("maps", shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+    grp.create_array("maps", shape=shape, chunks=chunks, shards=shards, dtype=dtype, fill_value=0)
     grp.create_array("heat", shape=(len(frames), *info.map_shape), chunks=(1, *info.map_shape),
                      dtype="float32", fill_value=0)
     grp.create_array("totals", shape=(len(frames), info.num_neurons, *info.map_shape[:-2]),

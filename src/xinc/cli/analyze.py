@@ -264,7 +264,8 @@ def run(argv: list[str], prog: str) -> int:
         want = [s.strip() for s in o.layers.split(",") if s.strip()]
         bad = [s for s in want if s not in layers]
         if bad:
-            raise XincError(f"--layers: {bad[0]!r} is not a canvas layer of this model; choose from {', '.join(layers)}")
+            raise XincError(f"--layers: {bad[0]!r} is not a canvas layer of this model; "
+                            f"choose from {', '.join(layers)}")
         layers = want
     data = _load_data(o, model, cfg)
     run_ids, skipped = [], {}

@@ -72,33 +72,30 @@ def _same_run(a: dict, b: dict) -> bool:
     return all(to_jsonable(a.get(k)) == to_jsonable(b.get(k)) for k in keys)
 
 
-def _save_grid(path: Path, maps: np.ndarray, neurons: list[int], info, frame: int) -> None:
-    """PNG grid of signed maps (symmetric colour scale per map)."""
-    import matplotlib
+def _save_grid(path: Path, maps: np.ndarray, neurons: list[int], info: LayerInfo, frame: int) -> None:
+    """PNG mosaic of signed maps (RdBu, symmetric scale per map) with the neuron index above each tile."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    cmap = colormaps["RdBu_r"]
     n = len(neurons)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
-    aspect = info.width / info.height
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2 * min(aspect, 2.5), rows * 2.4), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, k, m in zip(axes.ravel(), neurons, maps):
+    scale = max(1, int(np.ceil(96 / min(info.height, info.width)))) if min(info.height, info.width) < 96 else 1
+    th, tw, pad, label = info.height * scale, info.width * scale, 4, 14
+    canvas = Image.new("RGB", (cols * (tw + pad) + pad, rows * (th + pad + label) + pad + label), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 1), f"{info.name} ({info.mode}, frame {frame}): top {n} neurons by sum |C|", fill="black")
+    for j, (k, m) in enumerate(zip(neurons, maps)):
         lim = float(np.abs(m).max()) or 1.0
-        ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-        if info.neuron_index.startswith("k = c_in*"):
-            title = f"k={k} ({k // info.c_out},{k % info.c_out})"
-        else:
-            title = f"k={k}"
-        ax.set_title(title, fontsize=8)
-    fig.suptitle(f"{info.name} ({info.mode}, frame {frame}): top {n} neurons by sum |C|", fontsize=9)
-    fig.tight_layout()
+        rgb = (cmap((m / lim + 1) / 2)[..., :3] * 255).astype(np.uint8)
+        tile = Image.fromarray(rgb).resize((tw, th), Image.NEAREST)
+        x, y = pad + (j % cols) * (tw + pad), label + pad + (j // cols) * (th + pad + label)
+        canvas.paste(tile, (x, y + label))
+        both = info.neuron_index.startswith("k = c_in*")
+        draw.text((x, y), f"k={k} ({k // info.c_out},{k % info.c_out})" if both else f"k={k}", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    canvas.save(path)
 
 
 def _grids(root, stage: Path, layers: list[str], top: int) -> dict[str, str]:

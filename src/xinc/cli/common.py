@@ -12,4 +12,5 @@ T = TypeVar("T")
 
 def parse(cls: type[T], argv: list[str], prog: str) -> T:
     """Parse argv into an instance of the options dataclass `cls` (its docstring is the help text)."""
-    return tyro.cli(cls, args=argv, prog=prog, description=inspect.cleandoc(cls.__doc__ or ""), config=(tyro.conf.FlagConversionOff,))
+    description = inspect.cleandoc(cls.__doc__ or "")
+    return tyro.cli(cls, args=argv, prog=prog, description=description, config=(tyro.conf.FlagConversionOff,))

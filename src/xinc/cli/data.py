@@ -48,8 +48,10 @@ def synth(argv: list[str], prog: str) -> int:
     o = parse(SynthOptions, argv, prog)
     size = parse_hw(o.size, "--size") if o.size else None
     cfg = generate_synthetic(o.out, o.format, o.seed, o.frames, size, o.videos, o.pan, o.things, o.flo, o.void)
-    print(f"wrote {o.format} dataset with {len(cfg['video_ids'])} video(s) "
-          f"({', '.join(cfg['video_ids'])}), {o.frames} frames of {cfg['size'][0]}x{cfg['size'][1]} to {o.out}")  # fmt: skip
+    h, w = cfg["size"]
+    vids = ", ".join(cfg["video_ids"])
+    n = len(cfg["video_ids"])
+    print(f"wrote {o.format} dataset with {n} video(s) ({vids}), {o.frames} frames of {h}x{w} to {o.out}")
     return 0
 
 
@@ -116,16 +118,23 @@ def flow(argv: list[str], prog: str) -> int:
             pics.mkdir()
             for i in range(ff.flow.shape[0]):
                 Image.fromarray(flow_to_color(ff.flow[i], scale)).save(pics / f"{idx[i]:04d}_{idx[i + 1]:04d}.png")
-        write_json(stage / "config.json", {
+        files = clip.files[:3] + (["..."] if len(clip.files) > 3 else [])
+        convention = "flow[i] maps frame idx[i] to idx[i+1]: I_i(p) ~ I_{i+1}(p + flow[i](p)), (u, v) in pixels"
+        pictures = "pictures/<i>_<i+1>.png: Middlebury colour wheel, saturation = |flow| / p99"
+        config = {
             "command": "xinc flow " + " ".join(argv),
-            "src": o.src, "source": clip.summary() | {"files": clip.files[:3] + (["..."] if len(clip.files) > 3 else [])},
-            "frames": idx, "size": list(frames.shape[-2:]), "crop": clip.crop,
-            "flow": {"file": "flow.npy", "shape": list(ff.flow.shape), "dtype": "float32",
-                     "convention": "flow[i] maps frame idx[i] to idx[i+1]: I_i(p) ~ I_{i+1}(p + flow[i](p)), (u, v) px"},
-            "method": ff.method, "params": ff.params,
+            "src": o.src,
+            "source": clip.summary() | {"files": files},
+            "frames": idx,
+            "size": list(frames.shape[-2:]),
+            "crop": clip.crop,
+            "flow": {"file": "flow.npy", "shape": list(ff.flow.shape), "dtype": "float32", "convention": convention},
+            "method": ff.method,
+            "params": ff.params,
             "magnitude": {"mean": float(mag.mean()), "p99": float(np.percentile(mag, 99)), "max": float(mag.max())},
-            "pictures": "pictures/<i>_<i+1>.png, Middlebury colour wheel, saturation = |flow| / p99" if o.pictures else None,
-        })  # fmt: skip
+            "pictures": pictures if o.pictures else None,
+        }
+        write_json(stage / "config.json", config)
     print(f"wrote {ff.flow.shape[0]} flow field(s) {tuple(ff.flow.shape)} ({ff.method}) to {o.out}; "
           f"mean |flow| {float(mag.mean()):.3f} px")  # fmt: skip
     return 0

@@ -267,6 +267,8 @@ def _reconstruct(argv: list[str], prog: str) -> int:
     T = 1 if isinstance(model, FFN) else model.config.num_frames
     idx = parse_index_list(o.frames, T)
     gt, gt_source = _ground_truth(o.gt, cfg, model, idx, load_source)
+    if gt is not None and isinstance(model, FFN):
+        gt = gt.clamp(0.0, 1.0)  # the FFN was fitted to the clamped image (xinc.train.ffn.load_ffn_target)
     with torch.no_grad():
         pred = predict(model, idx, o.batch).cpu()
     digits = max(4, len(str(T - 1)))

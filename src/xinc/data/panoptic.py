@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -39,6 +40,7 @@ __all__ = [
     "list_videos",
     "rgb_to_id",
     "id_to_rgb",
+    "auto_crop",
     "segment_table",
 ]
 
@@ -166,8 +168,9 @@ class PanopticClip:
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
     """Panoptic id map of an RGB panoptic PNG array (H, W, 3): id = R + 256 G + 256^2 B (int64)."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    rgb = np.asarray(rgb)
+    r, g, b = (rgb[..., k].astype(np.int64) for k in range(3))
+    return r | (g << 8) | (b << 16)
 
 
 def id_to_rgb(ids: np.ndarray) -> np.ndarray:
@@ -238,11 +241,15 @@ def _categories(data: dict, path: Path) -> dict[int, Category]:
 def _read_panoptic_png(path: Path, native: tuple[int, int]) -> np.ndarray:
     if not path.is_file():
         raise XincError(f"{path}: panoptic PNG not found; the dataset is incomplete")
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-        raise XincError(f"{path}: cannot read the panoptic PNG ({e.__class__.__name__})") from None
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # libpng: faster than PIL on large label maps
+    if arr is not None and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[..., ::-1]  # BGR -> RGB
+    else:  # palette, gray, alpha or 16-bit files: let PIL convert them to 8-bit RGB
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e:
+            raise XincError(f"{path}: cannot read the panoptic PNG ({e.__class__.__name__})") from None
     if arr.shape[:2] != tuple(native):
         raise XincError(f"{path}: mask is {arr.shape[0]}x{arr.shape[1]} but its frame is {native[0]}x{native[1]}; "
                         "masks must match their images")  # fmt: skip
@@ -261,6 +268,15 @@ def _segments_info(ann: dict, json_path: Path, categories: dict[int, Category]) 
                             f"known ids are {min(categories)}..{max(categories)}")  # fmt: skip
         info[sid] = cid
     return info
+
+
+def _read_rgb(path: Path) -> torch.Tensor:
+    """xinc.data.frames.read_image, with libpng for plain 8-bit RGB PNGs (byte-identical, ~2x faster)."""
+    if path.suffix.lower() == ".png" and path.is_file():
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is not None and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+            return torch.from_numpy(np.ascontiguousarray(arr[..., ::-1])).permute(2, 0, 1).float() / 255.0
+    return read_image(path)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -309,10 +325,14 @@ def _cityscapes_layout(root: Path, video: str) -> _Layout:
     if not img_dir.is_dir():
         raise XincError(f"{img_dir}: folder not found; put all 30 frames of every clip there (SPEC 3.1)")
     images = []
+    index = None
     for j in range(CITYSCAPES_CLIP_LEN):
         p = img_dir / f"{city}_{seq}_{f0 + j:06d}_leftImg8bit.png"
-        if not p.is_file():
-            break
+        if not p.is_file():  # other releases prefix '<vid>_<gidx>_' or use another suffix: look the frame up
+            index = _frame_index(img_dir) if index is None else index
+            p = index.get((city, seq, f0 + j))
+            if p is None:
+                break
         images.append(p)
     labels, infos = {}, {}
     for frame, m, ann in anns:
@@ -325,6 +345,19 @@ def _cityscapes_layout(root: Path, video: str) -> _Layout:
         labels[j] = root / "val" / "panoptic_video" / str(ann["file_name"])
         infos[j] = _segments_info(ann, json_path, cats)
     return _Layout(video, images, labels, infos, cats)
+
+
+_IMG_ALL = re.compile(r"^(?:\d{4}_\d{4}_)?(?P<city>[a-z]+)_(?P<seq>\d{6})_(?P<frame>\d{6})_\w+\.png$")
+
+
+def _frame_index(img_dir: Path) -> dict[tuple[str, str, int], Path]:
+    """(city, seq, frame) -> file of an img_all folder, whatever the prefix/suffix of its names."""
+    out = {}
+    for p in sorted(img_dir.iterdir()):
+        m = _IMG_ALL.match(p.name)
+        if m:
+            out.setdefault((m["city"], m["seq"], int(m["frame"])), p)
+    return out
 
 
 def _vipseg_layout(root: Path, video: str) -> _Layout:
@@ -386,27 +419,25 @@ def _labels_at(
     path = lay.labels[j]
     ids = _read_panoptic_png(path, native)
     info = lay.infos[j]
-    present = np.unique(ids)
+    present, counts = np.unique(ids, return_counts=True)
     unknown = [int(v) for v in present if v != 0 and int(v) not in info]
     if unknown:
         raise XincError(f"{path}: segment id {unknown[0]} is not in the JSON's segments_info for this frame; "
                         "the PNG and the JSON do not belong together")  # fmt: skip
-    full_counts = dict(zip(*np.unique(ids, return_counts=True)))
     t = center_crop(torch.from_numpy(ids), crop)
-    cropped = t.numpy()
-    crop_counts = dict(zip(*np.unique(cropped, return_counts=True)))
     out = resize_masks(t, size)
     out_np = out.numpy()
-    kept = set(np.unique(out_np).tolist())
+    segments = segment_table(out_np, info, lay.categories)
+    kept = {s.id for s in segments}
+    cropped = t.numpy()
     vanished = []
-    for sid, n in full_counts.items():
-        sid = int(sid)
+    for sid, n in zip(present.tolist(), counts.tolist()):
         if sid == 0 or sid in kept:
             continue
-        reason = "resize" if sid in crop_counts else "crop"
+        reason = "resize" if crop is None or bool((cropped == sid).any()) else "crop"
         c = lay.categories[info[sid]]
         vanished.append(Vanished(j, sid, c.id, c.name, int(n), reason))
-    return out.to(torch.int64).contiguous(), segment_table(out_np, info, lay.categories), vanished
+    return out.to(torch.int64).contiguous(), segments, vanished
 
 
 def _resolve_crop(crop, native: tuple[int, int], size) -> tuple[int, int] | None:
@@ -458,7 +489,7 @@ def _load(lay: _Layout, dataset: str, only: list[int] | None, size, crop) -> Pan
     size_t = tuple(size) if size is not None else None
     frames = []
     for j in which:
-        img = read_image(lay.images[j])
+        img = _read_rgb(lay.images[j])
         if tuple(img.shape[-2:]) != native:
             raise XincError(f"{lay.images[j]}: frame is {img.shape[1]}x{img.shape[2]} but the clip's first frame is "
                             f"{native[0]}x{native[1]}; all frames of a clip must match")  # fmt: skip

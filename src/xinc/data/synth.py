@@ -30,11 +30,12 @@ from xinc.data.categories import (
     Category,
     category_by_name,
 )
+from xinc.data.flow import write_flo
 from xinc.data.panoptic import CITYSCAPES_JSON, CITYSCAPES_VPS, VIPSEG, VIPSEG_JSON, id_to_rgb
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, write_json
+from xinc.utils import atomic_dir, parse_hw, write_json
 
-__all__ = ["SynthConfig", "generate_synthetic", "NATIVE_SIZE", "render_video", "SynthVideo"]
+__all__ = ["SynthConfig", "generate_synthetic", "load_gt_flow", "NATIVE_SIZE", "render_video", "SynthVideo"]
 
 NATIVE_SIZE = {CITYSCAPES_VPS: (1024, 2048), VIPSEG: (720, 1280)}
 FORMATS = (CITYSCAPES_VPS, VIPSEG)
@@ -411,13 +412,6 @@ def _categories_json(table: list[Category], fmt: str) -> list[dict]:
     return out
 
 
-def write_flo(path: Path, flow: np.ndarray) -> None:
-    """Middlebury .flo: b'PIEH', int32 width, int32 height, float32 (H, W, 2) little-endian."""
-    from xinc.data.flow import write_flo as _w
-
-    _w(path, flow)
-
-
 def _write_flow(root: Path, video: str, flow: np.ndarray, write_flo_files: bool) -> None:
     d = root / "flow_gt" / video
     d.mkdir(parents=True, exist_ok=True)
@@ -427,67 +421,60 @@ def _write_flow(root: Path, video: str, flow: np.ndarray, write_flo_files: bool)
             write_flo(d / f"{j:04d}.flo", flow[j])
 
 
-def _write_cityscapes(root: Path, cfg: SynthConfig, videos: list[SynthVideo], table: list[Category]) -> dict:
-    images, annotations = [], []
-    for i, vid in enumerate(videos):
-        vname = f"{i + 1:04d}"
-        city, seq = "frankfurt", f"{i:06d}"
-        f0 = 275 + 300 * i
-        T = vid.frames.shape[0]
-        for j in range(T):
-            stem = f"{city}_{seq}_{f0 + j:06d}"
-            _png(root / "val" / "img_all" / f"{stem}_leftImg8bit.png", vid.frames[j])
-        for k, j in enumerate(range(4, T, 5)):
-            gidx = i * 6 + k + 1
-            image_id = f"{vname}_{gidx:04d}_{city}_{seq}_{f0 + j:06d}"
-            name = f"{image_id}_gtFine_color.png"
-            ids = vid.ids[j]
-            _png(root / "val" / "panoptic_video" / name, id_to_rgb(ids))
-            inst = np.full(ids.shape, CITYSCAPES_VOID, np.uint16)
-            for sid, s in vid.segments.items():
-                v = s["category_id"] * 1000 + s["instance"] if s["isthing"] else s["category_id"]
-                inst[ids == sid] = v
-            _png(root / "val" / "panoptic_inst" / name, inst)
-            H, W = ids.shape
-            images.append({"id": image_id, "width": W, "height": H, "file_name": f"{image_id}_leftImg8bit.png"})
-            annotations.append({"image_id": image_id, "file_name": name, "segments_info": _segments_info(ids, vid.segments)})
-        _write_flow(root, vname, vid.flow, cfg.flo)
-    write_json(root / CITYSCAPES_JSON, {"images": images, "annotations": annotations,
-                                        "categories": _categories_json(table, CITYSCAPES_VPS)})  # fmt: skip
-    return {f"{i + 1:04d}": v for i, v in enumerate(videos)}
+def _video_name(cfg: SynthConfig, i: int) -> str:
+    """Video id of the i-th video: Cityscapes-VPS '0001', ...; VIPSeg '<i+1>_synth<seed>' (a folder name)."""
+    return f"{i + 1:04d}" if cfg.format == CITYSCAPES_VPS else f"{i + 1}_synth{cfg.seed}"
 
 
-def _write_vipseg(root: Path, cfg: SynthConfig, videos: list[SynthVideo], table: list[Category]) -> dict:
-    vids, anns = [], []
-    names = {}
-    for i, vid in enumerate(videos):
-        vname = f"{i + 1}_synth{cfg.seed}"
-        names[vname] = vid
-        imgs, frame_anns = [], []
-        T = vid.frames.shape[0]
-        for j in range(T):
-            stem = f"{1 + 5 * j:08d}"
-            path = root / "images" / vname / f"{stem}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(path), vid.frames[j][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]):
-                raise XincError(f"{path}: could not write the JPEG")
-            ids = vid.ids[j]
-            _png(root / "panomasksRGB" / vname / f"{stem}.png", id_to_rgb(ids))
-            pm = np.zeros(ids.shape, np.uint16)
-            for sid, s in vid.segments.items():
-                c = s["category_id"]
-                pm[ids == sid] = (c + 1) * 100 + s["instance"] if s["isthing"] else c + 1
-            _png(root / "panomasks" / vname / f"{stem}.png", pm)
-            H, W = ids.shape
-            imgs.append({"id": stem, "width": W, "height": H, "file_name": f"{stem}.jpg"})
-            frame_anns.append({"image_id": stem, "file_name": f"{stem}.png",
-                               "segments_info": _segments_info(ids, vid.segments)})  # fmt: skip
-        vids.append({"video_id": vname, "images": imgs})
-        anns.append({"video_id": vname, "annotations": frame_anns})
-        _write_flow(root, vname, vid.flow, cfg.flo)
-    write_json(root / VIPSEG_JSON, {"videos": vids, "annotations": anns,
-                                    "categories": _categories_json(table, VIPSEG)})  # fmt: skip
-    return names
+def _write_cityscapes_video(root: Path, cfg: SynthConfig, i: int, vid: SynthVideo, js: dict) -> None:
+    """Write one clip's frames, panoptic_video/panoptic_inst PNGs and flow; append its JSON records to `js`."""
+    vname = _video_name(cfg, i)
+    city, seq = "frankfurt", f"{i:06d}"
+    f0 = 275 + 300 * i
+    T = vid.frames.shape[0]
+    for j in range(T):
+        _png(root / "val" / "img_all" / f"{city}_{seq}_{f0 + j:06d}_leftImg8bit.png", vid.frames[j])
+    for k, j in enumerate(range(4, T, 5)):
+        image_id = f"{vname}_{i * 6 + k + 1:04d}_{city}_{seq}_{f0 + j:06d}"
+        name = f"{image_id}_gtFine_color.png"
+        ids = vid.ids[j]
+        _png(root / "val" / "panoptic_video" / name, id_to_rgb(ids))
+        inst = np.full(ids.shape, CITYSCAPES_VOID, np.uint16)
+        for sid, seg in vid.segments.items():
+            inst[ids == sid] = seg["category_id"] * 1000 + seg["instance"] if seg["isthing"] else seg["category_id"]
+        _png(root / "val" / "panoptic_inst" / name, inst)
+        H, W = ids.shape
+        js["images"].append({"id": image_id, "width": W, "height": H, "file_name": f"{image_id}_leftImg8bit.png"})
+        js["annotations"].append(
+            {"image_id": image_id, "file_name": name, "segments_info": _segments_info(ids, vid.segments)}
+        )
+    _write_flow(root, vname, vid.flow, cfg.flo)
+
+
+def _write_vipseg_video(root: Path, cfg: SynthConfig, i: int, vid: SynthVideo, js: dict) -> None:
+    """Write one video's JPEGs, panomasks/panomasksRGB PNGs and flow; append its JSON records to `js`."""
+    vname = _video_name(cfg, i)
+    imgs, frame_anns = [], []
+    for j in range(vid.frames.shape[0]):
+        stem = f"{1 + 5 * j:08d}"  # VIPSeg frame names are sparse 8-digit numbers
+        path = root / "images" / vname / f"{stem}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(path), vid.frames[j][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise XincError(f"{path}: could not write the JPEG")
+        ids = vid.ids[j]
+        _png(root / "panomasksRGB" / vname / f"{stem}.png", id_to_rgb(ids))
+        pm = np.zeros(ids.shape, np.uint16)
+        for sid, seg in vid.segments.items():
+            c = seg["category_id"]
+            pm[ids == sid] = (c + 1) * 100 + seg["instance"] if seg["isthing"] else c + 1
+        _png(root / "panomasks" / vname / f"{stem}.png", pm)
+        H, W = ids.shape
+        imgs.append({"id": stem, "width": W, "height": H, "file_name": f"{stem}.jpg"})
+        segs = _segments_info(ids, vid.segments)
+        frame_anns.append({"image_id": stem, "file_name": f"{stem}.png", "segments_info": segs})
+    js["videos"].append({"video_id": vname, "images": imgs})
+    js["annotations"].append({"video_id": vname, "annotations": frame_anns})
+    _write_flow(root, vname, vid.flow, cfg.flo)
 
 
 def _check(cfg: SynthConfig) -> tuple[int, int]:
@@ -512,7 +499,7 @@ def generate_synthetic(
     format: str = CITYSCAPES_VPS,
     seed: int = 0,
     frames: int = 30,
-    size: tuple[int, int] | None = None,
+    size: tuple[int, int] | str | None = None,
     videos: int = 1,
     pan: float = 0.0,
     things: int | None = None,
@@ -525,26 +512,61 @@ def generate_synthetic(
     trajectory) and <out>/flow_gt/<video>/flow.npy ((T-1, 2, H, W) float32 exact forward flow, frame j
     -> j+1, in pixels at the generated size) plus <j:04d>.flo per pair when `flo`.
     """
+    if isinstance(size, str):
+        size = parse_hw(size, "--size")
     cfg = SynthConfig(format, int(seed), int(frames), tuple(size) if size else None, int(videos), float(pan),
                       things, bool(flo), bool(void))  # fmt: skip
     hw = _check(cfg)
-    rendered, table = [], []
-    for i in range(cfg.videos):
-        vid, table = render_video(cfg, i, hw)
-        rendered.append(vid)
     with atomic_dir(out) as stage:
-        writer = _write_cityscapes if cfg.format == CITYSCAPES_VPS else _write_vipseg
-        names = writer(stage, cfg, rendered, table)
-        resolved = asdict(cfg) | {"size": list(hw), "video_ids": list(names), "generator": "xinc.data.synth",
-                                  "flow_gt": "flow_gt/<video>/flow.npy (T-1, 2, H, W) float32, frame j -> j+1",
-                                  "videos_detail": {n: {"things": v.things} for n, v in names.items()}}  # fmt: skip
+        cityscapes = cfg.format == CITYSCAPES_VPS
+        js: dict = {"images": [], "annotations": []} if cityscapes else {"videos": [], "annotations": []}
+        details, table = {}, []
+        for i in range(cfg.videos):  # one video in memory at a time (native size: ~1.3 GB per clip)
+            vid, table = render_video(cfg, i, hw)
+            (_write_cityscapes_video if cityscapes else _write_vipseg_video)(stage, cfg, i, vid, js)
+            details[_video_name(cfg, i)] = {"things": vid.things}
+            del vid
+        js["categories"] = _categories_json(table, cfg.format)
+        write_json(stage / (CITYSCAPES_JSON if cityscapes else VIPSEG_JSON), js)
+        resolved = asdict(cfg) | {
+            "size": list(hw),
+            "video_ids": list(details),
+            "generator": "xinc.data.synth",
+            "flow_gt": "flow_gt/<video>/flow.npy (T-1, 2, H, W) float32, frame j -> j+1",
+            "videos_detail": details,
+        }
         write_json(stage / "config.json", resolved)
     return resolved
 
 
-def load_gt_flow(root: str | Path, video: str) -> np.ndarray:
-    """The generator's exact forward flow of a video, (T-1, 2, H, W) float32 at the generated size."""
+def load_gt_flow(
+    root: str | Path,
+    video: str,
+    size: tuple[int, int] | None = None,
+    crop: tuple[int, int] | None | bool | str = None,
+) -> np.ndarray:
+    """The generator's exact forward flow of a video, (T-1, 2, H, W) float32.
+
+    size=None: at the generated size (exact). With `size`, the flow is cropped like the frames
+    (crop=None: the readers' paper crop), resampled on the masks' nearest grid and scaled by the
+    resize factors: the flow of the resampled video up to resampling (an approximation, named so).
+    """
+    from xinc.data.frames import center_crop
+    from xinc.data.panoptic import _resolve_crop
+
     path = Path(root) / "flow_gt" / str(video) / "flow.npy"
     if not path.is_file():
         raise XincError(f"{path}: ground-truth flow not found; was {root} written by `xinc synth`?")
-    return np.load(path, allow_pickle=False)
+    flow = np.load(path, allow_pickle=False)
+    if size is None:
+        return flow
+    import torch
+
+    crop_hw = _resolve_crop(crop, tuple(flow.shape[-2:]), size)
+    t = center_crop(torch.from_numpy(flow), crop_hw)
+    h0, w0 = t.shape[-2:]
+    # nearest-exact on the pixel-centre grid of xinc.data.frames.resize_masks (no rounding: flow is float)
+    out = torch.nn.functional.interpolate(t.contiguous(), size=tuple(size), mode="nearest-exact").numpy()
+    out[:, 0] *= size[1] / w0
+    out[:, 1] *= size[0] / h0
+    return out.astype(np.float32)

@@ -73,11 +73,13 @@ def image_panel(ax, data, *, title: str = "", cmap: str = "viridis", vmin=None, 
 
 
 def category_colors(n: int) -> list[tuple[float, float, float]]:
-    """n distinct colours: tab10/tab20 for up to 20, else evenly spaced hues at alternating lightness."""
-    if n <= 10:
-        return [tuple(c[:3]) for c in plt.get_cmap("tab10").colors[:n]]
-    if n <= 20:
-        return [tuple(c[:3]) for c in plt.get_cmap("tab20").colors[:n]]
+    """n distinct non-grey colours: tab10/tab20 for up to 18, else golden-ratio hues at alternating lightness."""
+    tab10 = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # greys are kept for "unlabelled"
+    tab20 = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (14, 15)]
+    if n <= len(tab10):
+        return [tuple(c[:3]) for c in tab10[:n]]
+    if n <= len(tab20):
+        return [tuple(c[:3]) for c in tab20[:n]]
     out = []
     for i in range(n):
         h = (i * 0.618033988749895) % 1.0
@@ -95,11 +97,12 @@ def category_palette(names: Sequence[str], fixed: dict[str, tuple[float, float, 
 
 
 def category_legend(ax_or_fig, palette: dict[str, tuple[float, float, float]], *, title: str | None = None,
-                    max_cols: int = 4, **kw):
+                    max_cols: int = 4, styles: dict[str, str] | None = None, **kw):
     """Legend with one explicit handle per category, so names starting with '_' are not dropped."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([0], [0], color=c, lw=2) for c in palette.values()]
+    styles = styles or {}
+    handles = [Line2D([0], [0], color=c, lw=2, ls=styles.get(n, "-")) for n, c in palette.items()]
     labels = [plain(n) for n in palette]
     ncol = max(1, min(max_cols, int(np.ceil(len(labels) / 12))))
     return ax_or_fig.legend(handles, labels, title=title, ncol=ncol, frameon=False, **kw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -34,7 +35,8 @@ def psnr(out: torch.Tensor, gt: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
 
 @torch.no_grad()
 def video_psnr(model: NeRV, gt: str | Path, *, crop: list[int] | None, frames: list[int] | None = None,
-               by_number: bool = True, first_number: int = 1, eps: float = 0.0, batch: int = 1) -> dict[str, Any]:
+               by_number: bool = True, first_number: int = 1, eps: float = 0.0,
+               batch: int | None = None) -> dict[str, Any]:
     """Decode model frames and compare with ground truth; frames are matched by file number when `by_number`."""
     gt = Path(gt)
     T = model.config.num_frames
@@ -51,6 +53,8 @@ def video_psnr(model: NeRV, gt: str | Path, *, crop: list[int] | None, frames: l
     else:
         idx = list(range(T)) if frames is None else list(frames)
         positions = {k: k for k in idx}
+    batch = batch or max(1, min(16, 2_000_000 // (size[0] * size[1])))  # small frames in batches
+    fast = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)  # ~2.5x faster CPU convs
     per_frame: list[float] = []
     lo, hi = math.inf, -math.inf
     for start in range(0, len(idx), batch):
@@ -58,7 +62,7 @@ def video_psnr(model: NeRV, gt: str | Path, *, crop: list[int] | None, frames: l
         target = load_frames(gt, crop=tuple(crop) if crop else None, size=size, frames=[positions[k] for k in ks])
         if tuple(target.shape[-2:]) != size:
             raise XincError(f"{gt}: ground truth is {tuple(target.shape[-2:])} after the crop, model is {size}")
-        out = model(ks)
+        out = fast(ks)
         lo, hi = min(lo, float(out.min())), max(hi, float(out.max()))
         per_frame += psnr(out, target, eps).tolist()
     return {

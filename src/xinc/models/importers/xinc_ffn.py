@@ -33,9 +33,9 @@ def _get(d: Any, *keys: str, default: Any = None) -> Any:
 def _resolve_interpolations(cfg: dict) -> dict:
     """Resolve OmegaConf's relative '${..a.b}' strings (the only kind Lightning configs here use)."""
 
-    def lookup(path: list[str], ref: str) -> Any:
-        dots = len(ref) - len(ref.lstrip("."))
-        node_path = path[: len(path) - dots] if dots else []
+    def lookup(container: list[str], ref: str) -> Any:
+        dots = len(ref) - len(ref.lstrip("."))  # '.x' = sibling, '..x' = in the parent container, 'x' = from root
+        node_path = container[: len(container) - (dots - 1)] if dots else []
         node: Any = cfg
         for k in node_path + [p for p in ref.lstrip(".").split(".") if p]:
             if not isinstance(node, dict) or k not in node:

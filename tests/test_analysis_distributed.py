@@ -1,0 +1,93 @@
+"""A2 distributed representations on constructed canvases (answers known by hand or by brute force)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xinc.analysis.distributed import distributed_from_canvases, run
+from xinc.analysis.registry import AnalysisContext
+
+
+def test_disjoint_neurons_each_own_their_pixels():
+    K, H, W = 4, 8, 8
+    maps = torch.zeros(K, H, W)
+    for k in range(K):  # neuron k owns rows 2k, 2k+1 (value 1 + k)
+        maps[k, 2 * k:2 * k + 2] = 1.0 + k
+    r = distributed_from_canvases(maps, chunk=3)
+    assert np.allclose(r["pixels_per_neuron"]["fraction_sorted"], 1 / K)  # each covers its own quarter
+    for q in ("0.5", "0.9"):
+        assert r["neurons_needed"][q]["median"] == 1 and r["neurons_needed"][q]["censored_fraction"] == 0
+    for a in ("0.1", "0.5"):
+        t = r["thresholds"][a]
+        assert t["mass_above"] >= t["target_mass_above"] - 1e-9
+        assert r["neurons_per_pixel"][a]["max_fraction"] <= 1 / K + 1e-12  # one neuron per pixel at most
+
+
+def test_uniform_canvas_shares_equal_one_over_k():
+    K = 10
+    maps = torch.full((K, 4, 6), 0.3)
+    r = distributed_from_canvases(maps)
+    assert r["pixels_per_neuron"]["median_fraction"] == 0.0  # share == 1/K is not > 1/K
+    assert r["neurons_needed"]["0.5"]["median"] == 5 and r["neurons_needed"]["0.9"]["median"] == 9
+
+
+def _brute(maps: np.ndarray, a: float):
+    """All values descending, their cumulative mass, and the index where it first reaches (1 - a)."""
+    v = np.sort(np.abs(maps).ravel())[::-1].astype(np.float64)
+    cum = np.cumsum(v)
+    i = int(np.searchsorted(cum, (1 - a) * cum[-1]))
+    return v, cum, i
+
+
+def test_threshold_and_neurons_needed_match_brute_force():
+    g = torch.Generator().manual_seed(0)
+    T, K, H, W = 2, 12, 6, 10
+    maps = torch.randn(T, K, H, W, generator=g) * torch.rand(T, K, 1, 1, generator=g) * 3
+    r = distributed_from_canvases(maps, chunk=5, topk=K)
+    A = maps.abs().numpy().astype(np.float64)
+    total = A.sum()
+    for a in (0.1, 0.5):
+        t = r["thresholds"][str(a)]
+        tau = t["tau"]
+        held = A[A > tau].sum() / total
+        assert held == pytest.approx(t["mass_above"], rel=1e-9)  # reported mass is the exact mass above τ
+        assert (1 - a) - 1e-9 <= held <= (1 - a) + 1e-3  # at least the target, exceeding it by < one fine bin
+        v, cum, i = _brute(A, a)
+        assert tau < v[i]  # the exact crossing value v[i] is kept
+        n_exact = (A > tau).sum(1) / K  # (T, H, W)
+        got = np.stack([r["maps"]["n"][a][f] for f in r["frames"]])
+        assert np.array_equal(got, n_exact)
+    for q in (0.5, 0.9):  # per pixel: fewest neurons whose largest values hold q of H(p)
+        s = -np.sort(-A, axis=1)
+        cum = np.cumsum(s, axis=1)
+        need = (cum < q * cum[:, -1:] * (1 - 1e-12)).sum(1) + 1
+        got = np.stack([r["maps"]["needed"][q][f] for f in r["frames"]])
+        assert np.array_equal(got, need.astype(np.float64))
+        assert r["neurons_needed"][str(q)]["median"] == pytest.approx(float(np.median(need)))
+
+
+def test_chunking_does_not_change_results_and_censoring_is_reported():
+    g = torch.Generator().manual_seed(1)
+    maps = torch.rand(1, 20, 5, 7, generator=g)
+    a = distributed_from_canvases(maps, chunk=3, topk=20)
+    b = distributed_from_canvases(maps, chunk=20, topk=20)
+    assert a["thresholds"]["0.5"]["tau"] == pytest.approx(b["thresholds"]["0.5"]["tau"], rel=1e-12)
+    assert np.array_equal(a["maps"]["needed"][0.9][0], b["maps"]["needed"][0.9][0])
+    c = distributed_from_canvases(maps, chunk=3, topk=2)  # top-2 cannot hold 90% of a near-uniform pixel
+    assert c["neurons_needed"]["0.9"]["censored_fraction"] == 1.0
+    assert c["neurons_needed"]["0.9"]["median"] is None and c["neurons_needed"]["0.9"]["median_is_lower_bound"]
+
+
+def test_run_writes_figures_tables(tmp_path):
+    g = torch.Generator().manual_seed(2)
+    maps = torch.randn(1, 9, 8, 12, generator=g)
+    ctx = AnalysisContext(model=None, model_dir=tmp_path, layers=["L"], frames=[0], images=torch.rand(1, 3, 8, 12),
+                          out=tmp_path, canvases={"L": maps}, mode="faithful", chunk_neurons=4)
+    res = run(ctx)
+    sec = res["faithful"]["L"]
+    assert set(sec["thresholds"]) == {"0.1", "0.5"} and "tau" in sec["thresholds"]["0.5"]
+    assert all((tmp_path / f["path"]).is_file() for f in res["figures"])
+    assert (tmp_path / "tables" / "a2_thresholds.csv").is_file()
+    assert res["summary"] and "50%" in res["summary"][0]
