@@ -22,7 +22,7 @@ import tyro
 
 from xinc.cli.common import parse
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
+from xinc.utils import atomic_dir, parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
 CORE_MODULES = ("xinc.analysis.intensity", "xinc.analysis.distributed", "xinc.analysis.objects",
                 "xinc.analysis.selectivity")
@@ -54,6 +54,8 @@ class AnalyzeOptions:
     """FFN only: clip frame j the image was (default: the first annotated frame)"""
     data: str | None = None
     """a plain image, video file or frame folder instead of a dataset (no labels)"""
+    crop: str | None = None
+    """HxW centre crop of --data frames before resizing to the model size, e.g. 320x640"""
     layers: str | None = None
     """comma-separated canvas layers (default all: FFN layer1..L, NeRV block1..N,head)"""
     frames: str | None = None
@@ -153,7 +155,10 @@ def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
                             "clip": clip.summary(), "labels": True}}
     if o.data or src_kind == "recorded":
         src = o.data if o.data else recorded.get("src")
-        crop = None if o.data else (tuple(recorded["crop"]) if recorded.get("crop") else None)
+        if o.data:
+            crop = parse_hw(o.crop, "--crop") if o.crop else None
+        else:
+            crop = tuple(recorded["crop"]) if recorded.get("crop") else None
         if is_ffn:
             pick = [0 if o.frame is None else int(o.frame)]
             images = load_frames(src, crop, (H, W), pick)
@@ -165,7 +170,7 @@ def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
             images = avail[frames] if avail is not None else load_frames(src, crop, (H, W), frames)
         return {"frames": frames, "images": images.clamp(0, 1), "panoptic": None, "flow": None,
                 "summary": {"source": "data" if o.data else "recorded source", "src": str(src), "frames": frames,
-                            "labels": False}}
+                            "crop": list(crop) if crop else None, "size": [H, W], "labels": False}}
     frames = [0] if is_ffn else parse_index_list(o.frames, T_model)
     return {"frames": frames, "images": _reconstruct(model, frames).clamp(0, 1), "panoptic": None, "flow": None,
             "summary": {"source": "reconstruction", "frames": frames, "labels": False,
