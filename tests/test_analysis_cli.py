@@ -98,3 +98,16 @@ def test_nerv_on_synthetic_dataset(nerv_synth):
     assert set(r["canvas"]["block2"]["modes"]) == {"paper", "linear"}
     assert set(r["canvas"]["head"]["residual"]) - {"per_frame"}
     assert len(r["reconstruction"]["psnr_8bit"]) == 2
+
+
+def test_recorded_training_source_is_used(ffn_dir):
+    d = ffn_dir / "recorded"
+    model = FFN(FFNConfig(height=12, width=20, hidden=8), torch.Generator().manual_seed(1))
+    save_model(model, d, {"train": {"data": {"kind": "image", "src": str(ffn_dir / "img.png"), "crop": None,
+                                             "size": [12, 20], "frames": 1}}})
+    out = ffn_dir / "recorded_run"
+    assert main(["analyze", str(d), "--out", str(out), "--analyses", "a1", "--mode", "corrected",
+                 "--progress", "False"]) == 0
+    r = _results(out)
+    assert r["data"]["source"] == "recorded source" and r["data"]["src"] == str(ffn_dir / "img.png")
+    assert r["reconstruction"]["psnr_8bit"][0] < 40  # a random model against the real image, not itself

@@ -47,7 +47,7 @@ def shuffle_identity(model, layer: str, trace, channels: list[int] | None = None
             R, c = rule.routed(start, min(cin * cout, start + chunk))
             total.index_add_(0, c, R.double())
         channels = list(range(total.shape[0]))
-    else:
+    else:  # the neurons of channel c: k = i*cout + o for every c_in i and o in c*r^2 .. c*r^2 + r^2 - 1
         for c in channels:
             for i in range(cin):
                 R, cc = rule.routed(i * cout + c * r2, i * cout + (c + 1) * r2)
@@ -85,12 +85,12 @@ def test_hnerv_head_canvas_sums_to_logits_640x1280(hnerv):
 
 
 def test_hnerv_pixelshuffle_identity_every_block(hnerv):
-    """Every block at 640x1280; per block the first, a middle and the last post-shuffle channel, each with all
-    its c_in x r^2 neurons (the whole layer is 226k neurons: too slow for a unit test on 2 CPU cores)."""
+    """Every block at 640x1280; per block one post-shuffle channel with all its c_in x r^2 neurons (all 226k
+    block neurons are too slow for a unit test on 2 CPU cores; the identity holds channel by channel)."""
     with torch.no_grad():
         tr = hnerv.trace([44])
         for i, width in enumerate(hnerv.config.widths):
-            channels = [0, width // 2, width - 1]
+            channels = [width // 2]
             assert shuffle_identity(hnerv, f"block{i + 1}", tr, channels) < 1e-5, f"block{i + 1}"
 
 

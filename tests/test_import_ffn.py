@@ -114,7 +114,7 @@ def test_synthetic_lightning_ffn_import(tmp_path):
         assert torch.equal(loaded.render(), model.render())
     assert rec["recovered"]["seed"] == 11 and rec["recovered"]["best_val_psnr_db"] == 31.5
     assert rec["embedded_config"]["network"]["pos_encoding"]["fourier_mapping_size"] == 8  # interpolation resolved
-    assert rec["data"]["size"] == [6, 10] and rec["data"]["source"] == "img.png"
+    assert rec["data"]["size"] == [6, 10] and rec["data"]["original_src"] == "img.png"
 
 
 def test_ffn_shape_mismatch_names_tensor(tmp_path):
@@ -149,5 +149,7 @@ def test_reference_ffn(shared_dir, tmp_path, capsys):
     assert abs(float(img.min()) - 0.014) < 2e-3 and abs(float(img.max()) - 1.058) < 2e-3
     imp = json.loads((out / "config.json").read_text())["import"]
     assert imp["recovered"]["seed"] == 5817 and abs(imp["recovered"]["best_val_psnr_db"] - 35.95) < 0.01
-    assert imp["data"]["source"].endswith("frankfurt_000000_001736_leftImg8bit.png")
+    assert imp["data"]["original_src"].endswith("frankfurt_000000_001736_leftImg8bit.png")
     assert imp["recovered"]["sigma"] == 10.0
+    assert main(["reconstruct", str(out), "--out", str(tmp_path / "rec"), "--device", "cpu"]) == 0
+    assert (tmp_path / "rec" / "0000.png").is_file()  # no ground truth here (Cityscapes needs a login)

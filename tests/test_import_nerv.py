@@ -168,6 +168,21 @@ def test_reference_nerv_reproduces_psnr(shared_dir, tmp_path):
     model = load_model(out)
     assert sum(p.numel() for p in model.parameters()) == 978_557
     assert model.config.widths == [31, 26, 22] and model.config.fc_dim == 37
+    data = json.loads((out / "config.json").read_text())["import"]["data"]
+    assert data["kind"] == "video" and data["crop"] == [320, 640] and data["size"] == [128, 256]
+
+
+def test_reference_nerv_reconstruct_reports_psnr(shared_dir, tmp_path, capsys):
+    """`xinc reconstruct` on the imported directory finds the recorded ground truth (crop included)."""
+    ref = shared_dir / "reference"
+    out = tmp_path / "nerv"
+    assert main(["import", "nerv", str(ref / "nerv_bunny30_paper_config.pth"), "--config",
+                 str(ref / "nerv_bunny30_paper_config.json"), "--crop_list", "320_640", "--data_path",
+                 str(shared_dir / "data" / "bunny_360p"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["reconstruct", str(out), "--out", str(tmp_path / "rec"), "--device", "cpu"]) == 0
+    psnr = json.loads((tmp_path / "rec" / "psnr.json").read_text())
+    assert len(psnr["frames"]) == 30 and abs(psnr["mean_psnr_float"] - 27.14) < 0.05
 
 
 def test_reference_nerv_from_flags_only(shared_dir, tmp_path):
@@ -198,3 +213,9 @@ def test_reference_hnerv_reproduces_12_frame_psnr(shared_dir, tmp_path, capsys):
     assert c.strides == [5, 4, 4, 2, 2] and c.kernel_sizes == [1, 3, 5, 5, 5]
     assert [c.fc_dim, *c.widths] == [68, 57, 48, 40, 33, 28]
     assert tuple(model.embeddings.shape) == (132, 16, 2, 4)
+    # `xinc reconstruct --gt` matches the sparse folder's files by number (frame 121 <-> 0122.png)
+    rec = tmp_path / "rec"
+    assert main(["reconstruct", str(out), "--out", str(rec), "--frames", "121", "--gt",
+                 str(shared_dir / "data" / "bunny_720p_every11"), "--device", "cpu", "--batch", "1"]) == 0
+    psnr = json.loads((rec / "psnr.json").read_text())
+    assert abs(psnr["psnr_float"][0] - rep["per_frame_psnr_db"][-1]) < 1e-3

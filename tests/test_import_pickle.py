@@ -95,3 +95,15 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
     trunc.write_bytes(data[: len(data) // 2])
     with pytest.raises(XincError):
         load_checkpoint(trunc)
+
+
+def test_numpy_scalars_load_but_object_arrays_do_not(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "np.ckpt"
+    torch.save({"score": np.float64(35.5), "step": np.int64(7)}, path)
+    got = load_checkpoint(path)
+    assert float(got["score"]) == 35.5 and int(got["step"]) == 7
+    torch.save({"arr": np.array([1.0, 2.0])}, path)  # arrays need ndarray reconstruction: not on the allow-list
+    with pytest.raises(XincError, match="allow-list"):
+        load_checkpoint(path)

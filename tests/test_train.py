@@ -226,10 +226,48 @@ def test_bad_api_options(tmp_path):
 
 
 def test_panoptic_source_if_available(tmp_path):
+    """`--dataset` path: train on all frames of a generated clip; reconstruct finds the ground truth again."""
     panoptic = pytest.importorskip("xinc.data.panoptic")
-    if not hasattr(panoptic, "load_panoptic_clip"):
-        pytest.skip("xinc.data.panoptic has no load_panoptic_clip yet")
-    synth = getattr(pytest.importorskip("xinc.data.synth"), "write_synthetic_dataset", None)
-    if synth is None:
-        pytest.skip("no synthetic dataset writer to build a clip from")
-    pytest.skip("synthetic dataset writer API not pinned down yet")
+    synth = pytest.importorskip("xinc.data.synth")
+    if not hasattr(panoptic, "load_panoptic_clip") or not hasattr(synth, "generate_synthetic"):
+        pytest.skip("panoptic loader or synthetic generator not available")
+    from xinc.cli.main import main
+
+    root = tmp_path / "vipseg"
+    video = synth.generate_synthetic(root, format="vipseg", frames=4, size=(32, 64))["video_ids"][0]
+    out = tmp_path / "nerv"
+    res = train_nerv(nerv_cfg(out, dataset="vipseg", root=str(root), video=video, epochs=2, eval_every=1))
+    assert res.metrics["num_frames"] == 4
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["data"]["kind"] == "dataset" and cfg["train"]["data"]["video"] == video
+    rec = tmp_path / "rec"
+    assert main(["reconstruct", str(out), "--out", str(rec), "--device", "cpu"]) == 0
+    psnr = json.loads((rec / "psnr.json").read_text())
+    assert psnr["psnr_float"] == pytest.approx(res.metrics["per_frame_psnr"], abs=1e-4)
+
+
+def test_nerv_reproduces_reference_training(shared_dir, tmp_path):
+    """Paper NeRV on the reference's 30 bunny frames: init, shuffle, lr and loss match its per-epoch PSNR."""
+    ref = json.loads((shared_dir / "reference/nerv_bunny30_paper_config.json").read_text())
+    expected = ref["result"]["mean_psnr_per_epoch"]
+    got = []
+
+    def stop(epoch, rec):
+        got.append(rec["psnr"])
+        if epoch == 2:
+            raise Interrupt()
+
+    cfg = TrainNeRVConfig(video=str(shared_dir / "data/bunny_360p"), frames=30, crop=(320, 640),
+                          out=str(tmp_path / "n"), epochs=ref["training"]["epochs"], eval_every=1, seed=0,
+                          device="cpu", progress=False)
+    with pytest.raises(Interrupt):
+        train_nerv(cfg, callback=stop)
+    assert got == pytest.approx(expected[:2], abs=1e-4)
+
+
+def test_resume_after_finish_keeps_result(tmp_path):
+    out = tmp_path / "done"
+    first = train_ffn(ffn_cfg(out, steps=10), target=IMG)
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    again = train_ffn(ffn_cfg(out, steps=10, resume=True), target=IMG)
+    assert again.metrics == first.metrics and (out / "model.safetensors").stat().st_mtime_ns == stamp

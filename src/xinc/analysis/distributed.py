@@ -11,7 +11,8 @@ With A_k = |C_k|, H(p) = Σ_k A_k(p), K neurons, P pixels:
 Passes (nothing of size K x P is ever held):
 1. H per frame, the largest and smallest positive A (histogram range).
 2. share counts per neuron; a mass histogram of all A on `bins` log-spaced bins; per-pixel top-k
-   (k = min(K, topk)) kept by merging each chunk into the running top-k (torch.topk).
+   (k = min(K, topk); default topk = what fits `topk_mb` = 512 MB, 2048 at 128x256) kept by merging each
+   chunk into the running top-k (torch.topk).
 3. inside the coarse bin where the cumulative mass from the top crosses (1 − a)·M, a fine linear
    histogram of `sub_bins` bins; τ_a = just below the smallest value of the fine bin at the crossing, so
    the values above τ_a hold at least (1 − a) of the mass, exceeding it by at most one fine bin
@@ -196,9 +197,20 @@ def _crossing(mass_desc_cum: np.ndarray, target: float) -> int:
     return int(min(np.searchsorted(mass_desc_cum, target, side="left"), len(mass_desc_cum) - 1))
 
 
-def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bins: int = 8192, topk: int = 512,
+def topk_for(num_pixels: int, topk: int | None = None, topk_mb: float = 512.0) -> int:
+    """Per-pixel top-k capacity: `topk` if given, else what fits `topk_mb` (k values + a merge buffer per pixel)."""
+    if topk:
+        return max(1, int(topk))
+    return max(16, int(topk_mb * 2**20 / (4 * 2 * max(1, num_pixels))))
+
+
+def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bins: int = 8192,
+                      topk: int | None = None, topk_mb: float = 512.0,
                       levels: tuple[float, ...] = MASS_LEVELS) -> dict[str, Any]:
-    """All A2 statistics of one layer; `stream(reducers)` must drive the reducers over every frame once."""
+    """All A2 statistics of one layer; `stream(reducers)` must drive the reducers over every frame once.
+
+    topk: per-pixel capacity of the exact neurons-needed merge (default: what fits topk_mb MB).
+    """
     p1 = _Pass1()
     stream([p1])
     frames = sorted(p1.heat)
@@ -207,6 +219,7 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     if total <= 0 or not math.isfinite(p1.vmin):
         out["empty"] = True
         return out
+    topk = topk_for(p1.heat[frames[0]].numel(), topk, topk_mb)
     lb = _LogBins(p1.vmin, p1.vmax, bins)
     p2 = _Pass2(p1.heat, lb, topk)
     stream([p2])
@@ -323,14 +336,15 @@ def run(ctx: AnalysisContext) -> dict[str, Any]:
     """Pixels per neuron, neurons per pixel at a = 0.1 / 0.5, neurons needed per pixel; per layer."""
     bins = int(ctx.option(AID, "bins", 2048))
     sub = int(ctx.option(AID, "sub_bins", 8192))
-    topk = int(ctx.option(AID, "topk", 512))
+    topk = ctx.option(AID, "topk", None)
+    topk_mb = float(ctx.option(AID, "topk_mb", 512.0))
     out: dict[str, Any] = {"figures": [], "summary": []}
     rows, npp_rows = [], []
     for variant, cmode in variants(ctx.mode):
         res = {}
         for layer in ctx.layers:
             res[layer] = distributed_stats(lambda reds, la=layer, cm=cmode: ctx.stream(la, reds, canvas_mode=cm),
-                                           bins=bins, sub_bins=sub, topk=topk)
+                                           bins=bins, sub_bins=sub, topk=topk, topk_mb=topk_mb)
         out["figures"] += _figures(ctx, variant, cmode, res)
         section = {}
         for layer, r in res.items():

@@ -19,7 +19,7 @@ frame t-1 united with their destinations in frame t (`region="both"`; `"source"`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,8 @@ def _coerce(default: Any, value: Any) -> Any:
 
 
 def accumulate_change(chunks_prev: Iterator[tuple[int, torch.Tensor]],
-                      chunks_next: Iterator[tuple[int, torch.Tensor]], what: str = "layer") -> torch.Tensor:
+                      chunks_next: Iterator[tuple[int, torch.Tensor]], what: str = "layer",
+                      progress: Callable[[int], Any] | None = None) -> torch.Tensor:
     """Σ_k | |C_k^next| − |C_k^prev| | over two aligned chunk streams (same neuron ranges), (H, W) on the CPU.
 
     Runs under no_grad: interleaving two generators that each enter a grad-mode context would
@@ -90,6 +91,8 @@ def accumulate_change(chunks_prev: Iterator[tuple[int, torch.Tensor]],
             d = (m_next.abs() - m_prev.abs()).abs()
             d = d.reshape(d.shape[0], -1, *d.shape[-2:]).sum(dim=(0, 1), dtype=torch.float64)
             total = d if total is None else total + d
+            if progress is not None:
+                progress(2 * m_prev.shape[0])
     if total is None:
         raise RuntimeError(f"{what}: the canvas stream was empty")
     return total.float().cpu()
@@ -97,7 +100,7 @@ def accumulate_change(chunks_prev: Iterator[tuple[int, torch.Tensor]],
 
 def change_map(model: torch.nn.Module, layer: str, frame_prev: int, frame_next: int, *, mode: str = "paper",
                chunk_neurons: int | None = None, memory_budget_mb: float | None = None,
-               device: torch.device | None = None) -> torch.Tensor:
+               device: torch.device | None = None, progress: Callable[[int], Any] | None = None) -> torch.Tensor:
     """M(p) = Σ_k | |C_k^next(p)| − |C_k^prev(p)| | for one layer of a model, (H, W) float32 on the CPU.
 
     Both frames' canvases are streamed together (iter_canvas in lockstep, chunk for chunk over the
@@ -108,7 +111,7 @@ def change_map(model: torch.nn.Module, layer: str, frame_prev: int, frame_next: 
     budget = None if memory_budget_mb is None else memory_budget_mb / 2
     kw: dict[str, Any] = dict(mode=mode, chunk_neurons=chunk_neurons, memory_budget_mb=budget, device=device)
     return accumulate_change(iter_canvas(model, layer, frame_prev, **kw), iter_canvas(model, layer, frame_next, **kw),
-                             layer)
+                             layer, progress)
 
 
 def _given_chunks(maps: torch.Tensor, chunk: int | None) -> Iterator[tuple[int, torch.Tensor]]:
@@ -123,7 +126,8 @@ def context_change_map(ctx: AnalysisContext, layer: str, frame_prev: int, frame_
     """change_map for an analysis context: the model's canvases, or ctx.canvases when given."""
     if ctx.canvases is None:
         return change_map(ctx.model, layer, frame_prev, frame_next, mode=canvas_mode, chunk_neurons=ctx.chunk_neurons,
-                          memory_budget_mb=ctx.memory_budget_mb, device=ctx.device)
+                          memory_budget_mb=ctx.memory_budget_mb, device=ctx.device,
+                          progress=getattr(ctx, "progress", None))
     given = ctx.canvases.get(canvas_mode, ctx.canvases)
     if layer not in given:
         raise XincError(f"canvases: no {canvas_mode!r} maps for layer {layer!r}; give them or use a model")
@@ -382,8 +386,10 @@ def _figures(ctx: AnalysisContext, pairs, images, changes, magnitudes, comp_magn
     mags = comp_magnitudes if opts.compensate else magnitudes
     ncols = 3 + len(keys)
     h, w = magnitudes[0].shape
-    fig, axes = plt.subplots(n_show, ncols, figsize=(2.3 * ncols * max(1.0, w / h) / 2, 2.0 * n_show + 0.4),
-                             squeeze=False)
+    pw = 1.9
+    ph = pw * h / w
+    fig, axes = plt.subplots(n_show, ncols, figsize=(ncols * pw + 0.4, n_show * (ph + 0.32) + 0.45), squeeze=False,
+                             layout="constrained")
     for r, i in enumerate(order):
         fa, fb = pairs[i]
         img = images[fb].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
@@ -397,8 +403,8 @@ def _figures(ctx: AnalysisContext, pairs, images, changes, magnitudes, comp_magn
             ax.set_title(title if r == 0 or c == 0 else "", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r, 0].set_ylabel(f"{fa}→{fb}", fontsize=8)
-    fig.suptitle("A4: contribution change M_t = Σ_k |A_k^t − A_k^{t−1}| beside the motion", fontsize=9)
+        axes[r, 0].set_ylabel(f"frames {fa}→{fb}", fontsize=8)
+    fig.suptitle(r"A4: contribution change $M_t = \sum_k |A_k^t - A_k^{t-1}|$ beside the motion", fontsize=9)
     path = ctx.figure(AID, "change_maps", fig)
     figures.append({"path": ctx.rel(path), "caption": "Frame t, flow magnitude and moving region, and the "
                     "contribution change M_t of each layer for the frame pairs with the most motion."})

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from xinc.canvas.reduce import LayerInfo, Reducer
 from xinc.errors import XincError
 from xinc.utils import atomic_save
 
@@ -68,7 +69,8 @@ class AnalysisContext:
             given = self.canvases.get(canvas_mode, self.canvases)
             if layer not in given:
                 raise XincError(f"canvases: no {canvas_mode!r} maps for layer {layer!r}; give them or use a model")
-            maps = given[layer]
+            maps = torch.as_tensor(given[layer])
+            maps = maps[None] if maps.dim() == 3 else maps  # one frame given as (K, H, W)
             rows = [self.frames.index(f) for f in frames]
             stream_tensors(maps[rows], reducers, frames=frames, layer=layer, chunk=self.chunk_neurons,
                            mode=canvas_mode)
@@ -146,7 +148,7 @@ def register_analysis(aid: str, title: str, *, needs_panoptic: bool = False, nee
     return deco
 
 
-class _InfoLog:
+class _InfoLog(Reducer):
     """Reducer that records the layer info and each frame's completeness residual (no map data)."""
 
     def __init__(self) -> None:
@@ -176,8 +178,6 @@ def stream_tensors(maps: torch.Tensor, reducers: list, *, frames: list[int] | No
 
     For the Python API on ready-made canvases and for tests on constructed ones.
     """
-    from xinc.canvas.reduce import LayerInfo
-
     if maps.dim() == 3:
         maps = maps[None]
     if maps.dim() != 4:

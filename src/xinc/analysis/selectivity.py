@@ -1,7 +1,8 @@
 """A5 — what do neurons care about? (SPEC §4 A5)
 
-Groupings of the pixels (xinc.analysis.grouping): panoptic segments, k-means of RGB colours,
-k-means of Gabor responses, spatial cells. For neuron k with total T_k = Σ_p A_k(p) and group g:
+Groupings of the pixels (xinc.analysis.grouping): panoptic segments (the unlabelled area is one more
+group), k-means of RGB colours, k-means of Gabor responses, spatial cells. For neuron k with total
+T_k = Σ_p A_k(p) and group g:
 E = T_k·|g|/P, A = Σ_{p∈g} A_k(p), δ = |A − E|/E, V_k = unbiased variance of δ over the groups.
 V_k is computed per frame and averaged over frames; figures show ln √V_k per grouping and layer.
 

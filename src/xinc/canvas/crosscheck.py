@@ -113,8 +113,8 @@ def grad_x_activation(model, layer: str, frame: int = 0, *, crop: tuple[int, int
         for start in range(0, K, 256):  # chunks of neurons keep memory bounded
             stop = min(K, start + 256)
             if info.kind == "conv-head":
-                i, o = rule._neurons(start, stop)
-                maps, ch = kernel_conv(rule.x, rule.W, rule.b, i, o, rule.cin), o
+                maps = kernel_conv(rule.x, rule.W, rule.b, start, stop)
+                ch = torch.arange(start, stop, device=dev) % rule.cout
             else:
                 maps, ch = rule.routed(start, stop)
             g = gflat[:, ch]  # (T, n, HW)

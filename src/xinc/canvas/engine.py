@@ -109,6 +109,7 @@ class CanvasRun:
     rule: Rule
     frame: int
     chunk: int
+    neurons: tuple[int, int] | None = None  # a sub-range [a, b) of neurons (no residual: it needs all of them)
     residual: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -116,17 +117,17 @@ class CanvasRun:
         return self.rule.info
 
     def chunks(self) -> Iterator[tuple[int, torch.Tensor]]:
-        K = self.info.num_neurons
+        lo, hi = self.neurons or (0, self.info.num_neurons)
         total = None
         with torch.no_grad():
-            for start in range(0, K, self.chunk):
-                stop = min(K, start + self.chunk)
+            for start in range(lo, hi, self.chunk):
+                stop = min(hi, start + self.chunk)
                 maps, part = self.rule.compute(start, stop)
                 if part is not None:
                     part = part.to(torch.float64)
                     total = part if total is None else total + part
                 yield start, maps.float()
-            self.residual = self.rule.residual(total)
+            self.residual = self.rule.residual(total) if self.neurons is None else {}
             self.info.residual = dict(self.residual)
 
 
@@ -147,8 +148,17 @@ def on_device(model, device):
     return copy.deepcopy(model).to(dev).eval()
 
 
+def _check_range(neurons, K: int) -> tuple[int, int] | None:
+    if neurons is None:
+        return None
+    a, b = (int(v) for v in neurons)
+    if not 0 <= a < b <= K:
+        raise XincError(f"neurons {tuple(neurons)}: need 0 <= start < stop <= {K}")
+    return (a, b)
+
+
 def _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_mb, device, embedding,
-           check=True) -> CanvasRun:
+           check=True, neurons=None) -> CanvasRun:
     if check:
         check_model(model)
     model = on_device(model, device)
@@ -157,18 +167,22 @@ def _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_
         frame = check_frame(model, frame)
     rule = make_rule(model, layer, mode, per_channel)
     rule.prepare(_trace(model, frame, embedding, dev))
-    return CanvasRun(rule, int(frame), plan_chunk(rule, chunk_neurons, memory_budget_mb))
+    return CanvasRun(rule, int(frame), plan_chunk(rule, chunk_neurons, memory_budget_mb),
+                     _check_range(neurons, rule.info.num_neurons))
 
 
 def iter_canvas(model, layer: str, frame: int = 0, *, mode: str = "paper", per_channel: bool = False,
                 chunk_neurons: int | None = None, memory_budget_mb: float | None = None, device=None,
-                embedding: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+                embedding: torch.Tensor | None = None,
+                neurons: tuple[int, int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (start, maps) chunks of one frame's canvas: maps (n, H, W) (or (n, C, H, W)) signed float32.
 
     Neurons are flattened c_in-major (k = c_in*C_out + c_out for conv layers, k = c_in for MLP layers).
     The generator's return value (StopIteration.value) is the residual dict; stream_canvas reports it too.
+    `neurons=(a, b)` restricts to a sub-range (sampling huge layers; no residual then).
     """
-    run = _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_mb, device, embedding)
+    run = _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_mb, device, embedding,
+                 neurons=neurons)
     yield from run.chunks()
     return run.residual
 
@@ -176,7 +190,7 @@ def iter_canvas(model, layer: str, frame: int = 0, *, mode: str = "paper", per_c
 def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],
                   *, mode: str = "paper", per_channel: bool = False, chunk_neurons: int | None = None,
                   memory_budget_mb: float | None = None, device=None, embedding: torch.Tensor | None = None,
-                  progress=None) -> dict[int, dict[str, float]]:
+                  progress=None, neurons: tuple[int, int] | None = None) -> dict[int, dict[str, float]]:
     """Drive reducers (begin_frame/update/end_frame) over every chunk of every frame; return {frame: residual}.
 
     `frames` None means every frame. `embedding` (len(frames), C, h, w) gives the decoder input per frame
@@ -199,7 +213,7 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
     residuals: dict[int, dict[str, float]] = {}
     for j, f in enumerate(frames):
         run = _setup(model, layer, f, mode, per_channel, chunk_neurons, memory_budget_mb, None,
-                     None if embedding is None else emb[j], check=False)
+                     None if embedding is None else emb[j], check=False, neurons=neurons)
         for red in reducers:
             red.begin_frame(run.info, run.frame)
         for start, maps in run.chunks():
@@ -252,7 +266,7 @@ def compute_canvas(model, layer: str, frame: int = 0, **kw) -> Canvas:
     """The whole canvas of a layer for one frame (chunked internally; same kwargs as iter_canvas)."""
     run = _setup(model, layer, frame, kw.pop("mode", "paper"), kw.pop("per_channel", False),
                  kw.pop("chunk_neurons", None), kw.pop("memory_budget_mb", None), kw.pop("device", None),
-                 kw.pop("embedding", None))
+                 kw.pop("embedding", None), neurons=kw.pop("neurons", None))
     if kw:
         raise TypeError(f"compute_canvas: unexpected arguments {sorted(kw)}")
     parts = [maps.cpu() for _, maps in run.chunks()]

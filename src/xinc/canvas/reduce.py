@@ -87,7 +87,7 @@ class HeatMap(_PerFrame):
         self._acc = None
 
     def update(self, start: int, maps: torch.Tensor) -> None:
-        part = maps.abs().sum(0, dtype=torch.float64)
+        part = maps.abs().sum(0).double()  # float32 within a chunk, float64 across chunks
         self._acc = part if self._acc is None else self._acc + part
 
 
@@ -100,7 +100,7 @@ class NeuronTotals(_PerFrame):
         self._acc = torch.zeros(info.num_neurons, *extra, dtype=torch.float64)
 
     def update(self, start: int, maps: torch.Tensor) -> None:
-        tot = maps.abs().sum(dim=(-2, -1), dtype=torch.float64).cpu()
+        tot = torch.linalg.vector_norm(maps.flatten(-2), 1, dim=-1).double().cpu()
         self._acc[start:start + maps.shape[0]] = tot
 
 

@@ -13,6 +13,7 @@ Keys are "<kind>:<mode>" with kind in mlp | conv-head | conv-block.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import torch
@@ -59,25 +60,111 @@ def activation_slope(fn, z: torch.Tensor) -> torch.Tensor:
     return g.detach()
 
 
-def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, i: torch.Tensor,
-                o: torch.Tensor, c_in: int) -> torch.Tensor:
-    """Per-kernel convolutions z_k = u[i_k] * W[o_k, i_k] + b[o_k]/C_in for a batch of neurons, as one grouped conv.
+def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, start: int,
+                stop: int) -> torch.Tensor:
+    """Per-kernel convolutions z_k = u_i * W[o, i] + b_o / C_in for neurons k = i*C_out + o in [start, stop).
 
-    u (C_in, h, w); i, o (n,) int64 -> (n, h, w). 'Same' zero padding as the layer (odd kernels).
+    One grouped conv over the input channels the range touches (group i yields its C_out kernels), then a
+    slice: u (C_in, h, w) -> (stop - start, h, w). 'Same' zero padding as the layer (odd kernels).
     """
-    n, k = i.numel(), weight.shape[-1]
-    x = u.index_select(0, i).unsqueeze(0)
-    w = weight[o, i].unsqueeze(1)
-    b = None if bias is None else bias.index_select(0, o) / c_in
-    return F.conv2d(x, w, b, padding=k // 2, groups=n)[0]
+    c_out, c_in, k = weight.shape[0], weight.shape[1], weight.shape[-1]
+    i_lo, i_hi = start // c_out, (stop - 1) // c_out + 1
+    ni = i_hi - i_lo
+    w = weight[:, i_lo:i_hi].transpose(0, 1).reshape(ni * c_out, 1, k, k)
+    b = None if bias is None else (bias / c_in).repeat(ni)
+    out = F.conv2d(u[i_lo:i_hi].unsqueeze(0), w, b, padding=k // 2, groups=ni)[0]
+    return out[start - i_lo * c_out:stop - i_lo * c_out]
 
 
-def route_subpixel(z: torch.Tensor, s: torch.Tensor, r: int) -> torch.Tensor:
-    """Place each map z_k (h, w) at its PixelShuffle sub-pixel s_k of an (r*h, r*w) grid, zeros elsewhere."""
+def sum_over_inputs(maps: torch.Tensor, start: int, c_out: int) -> torch.Tensor:
+    """sum_i maps_{i,o} for a chunk of c_in-major neurons starting at `start` -> (c_out, ...), by padding the
+    chunk to whole rows of c_out and one reshape-sum (no scatter)."""
+    off = start % c_out
+    n = maps.shape[0]
+    rows = (off + n + c_out - 1) // c_out
+    buf = maps.new_zeros(rows * c_out, *maps.shape[1:])
+    buf[off:off + n] = maps
+    return buf.reshape(rows, c_out, *maps.shape[1:]).sum(0)
+
+
+@functools.lru_cache(maxsize=256)
+def _phase_taps(r: int, k: int, s: int | None) -> tuple[tuple[tuple[int, float], ...], ...]:
+    """1-D taps of box_k o up_r (s None) or box_k o route_{r,s} (sub-pixel offset s) on the coarse grid.
+
+    out[r*m + t] = sum_d coef(t, d) * y[m - d]; coef = g[r*d + t] with g the fine-grid response of one coarse
+    sample: up_r: g[u] = #{e in [-h, h] : 0 <= u + e < r} / k; route_s: g[u] = [|u - s| <= h] / k.
+    The d = 0 tap (which covers the whole range) comes first when present.
+    """
+    h = k // 2
+    taps = []
+    for t in range(r):
+        row = []
+        for d in range(-(h // r) - 2, (h + r) // r + 2):
+            u = r * d + t
+            if s is None:
+                c = sum(1 for e in range(-h, h + 1) if 0 <= u + e < r) / k
+            else:
+                c = (1.0 if abs(u - s) <= h else 0.0) / k
+            if c:
+                row.append((d, c))
+        row.sort(key=lambda dc: dc[0] != 0)
+        taps.append(tuple(row))
+    return tuple(taps)
+
+
+def _phase_filter(x: torch.Tensor, dim: int, r: int, taps, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply per-phase taps along `dim` (-1 or -2) of x (n, A, B); that dim becomes r times longer.
+
+    Each phase is accumulated in place into its strided view of the output (no padding, no temporaries),
+    so the fine grid is written once per tap. `out` (n, A, r*B) or (n, r*A, B) may be a batch-strided view.
+    """
+    n, A, B = x.shape
+    L = x.shape[dim]
+    if out is None:
+        out = x.new_empty((n, A, B * r) if dim == -1 else (n, A * r, B))
+    phased = out.view(n, A, B, r) if dim == -1 else out.view(n, A, r, B)
+    for t, row in enumerate(taps):
+        view = phased[..., t] if dim == -1 else phased[:, :, t, :]  # (n, A, B) strided: phase t of every sample
+        if not row or row[0][0] != 0:
+            view.zero_()
+        for j, (d, c) in enumerate(row):
+            lo, hi = max(d, 0), L + min(d, 0)  # out[m] += c * y[m - d] for m - d inside [0, L)
+            if hi <= lo:
+                continue
+            dst = view.narrow(dim, lo, hi - lo)
+            src = x.narrow(dim, lo - d, hi - lo)
+            if j == 0 and d == 0:
+                torch.mul(src, c, out=dst)
+            else:
+                dst.add_(src, alpha=c)
+    return out
+
+
+def subpixel_box(y: torch.Tensor, r: int, k: int, s: int | None = None, out: torch.Tensor | None = None):
+    """box_k(up_r(y)) (s None) or box_k(route_{r,s}(y)) (every map at sub-pixel s = s1*r + s2) for maps
+    y (n, h, w) -> (n, r*h, r*w), computed on the coarse grid with separable per-phase taps (zero padding,
+    count-include-pad mean), never materialising the upsampled or routed maps. r = 1 gives the plain box
+    filter, k = 1 plain upsampling / routing."""
+    if r == 1 and k == 1:
+        return y if out is None else out.copy_(y)
+    s1, s2 = (None, None) if s is None else divmod(int(s), r)
+    mid = _phase_filter(y, -1, r, _phase_taps(r, k, s2))
+    return _phase_filter(mid, -2, r, _phase_taps(r, k, s1), out=out)
+
+
+def subpixel_box_cyclic(y: torch.Tensor, r: int, k: int, s0: int) -> torch.Tensor:
+    """box_k o route for maps whose sub-pixels cycle: map j sits at s = (s0 + j) mod r^2, as consecutive
+    c_in-major neurons do (o = k mod C_out and r^2 divides C_out). One strided slice per sub-pixel."""
+    n, h, w = y.shape
+    rr = r * r
     if r == 1:
-        return z
-    onehot = F.one_hot(s, r * r).to(z.dtype)  # (n, r*r)
-    return F.pixel_shuffle(z.unsqueeze(1) * onehot[:, :, None, None], r)[:, 0]
+        return subpixel_box(y, 1, k)
+    out = y.new_empty(n, r * h, r * w)
+    for v in range(rr):
+        j0 = (v - s0) % rr
+        if j0 < n:
+            subpixel_box(y[j0::rr], r, k, v, out=out[j0::rr])
+    return out
 
 
 def box_filter(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -88,66 +175,6 @@ def box_filter(x: torch.Tensor, k: int) -> torch.Tensor:
 def upsample_nearest(x: torch.Tensor, r: int) -> torch.Tensor:
     """Nearest-neighbour x r upsampling (the paper's stand-in for a downstream PixelShuffle); x (n, H, W)."""
     return subpixel_box(x, r, 1)
-
-
-def _phase_taps(r: int, k: int, s: torch.Tensor | None) -> list[list[tuple[int, torch.Tensor | float]]]:
-    """1-D taps of box_k o up_r (s None) or box_k o route_{r,s} (s (n,) sub-pixel offsets) on the coarse grid.
-
-    out[r*m + t] = sum_d coef(t, d) * y[m - d]; coef = g[r*d + t] with g the fine-grid response of one coarse
-    sample: up_r: g[u] = #{e in [-h, h] : 0 <= u + e < r} / k; route_s: g[u] = [|u - s| <= h] / k.
-    """
-    h = k // 2
-    taps = []
-    for t in range(r):
-        row = []
-        for d in range(-(h // r) - 2, (h + r) // r + 2):
-            u = r * d + t
-            if s is None:
-                c = sum(1 for e in range(-h, h + 1) if 0 <= u + e < r) / k
-                if c:
-                    row.append((d, c))
-            else:
-                c = ((u - s).abs() <= h).to(torch.float32) / k
-                if bool(c.any()):
-                    row.append((d, c))
-        taps.append(row)
-    return taps
-
-
-def _phase_filter(x: torch.Tensor, dim: int, r: int, taps) -> torch.Tensor:
-    """Apply per-phase taps along `dim` (-1 or -2) of x (n, A, B); that dim becomes r times longer.
-
-    Each phase is accumulated in place into its strided view of the output (no padding, no temporaries
-    beyond one product per per-neuron tap), so the fine grid is written once per tap.
-    """
-    n, A, B = x.shape
-    L = x.shape[dim]
-    out = x.new_zeros((n, A, B, r) if dim == -1 else (n, A, r, B))
-    for t, row in enumerate(taps):
-        view = out[..., t] if dim == -1 else out[:, :, t, :]  # (n, A, B) strided: phase t of every sample
-        for d, c in row:
-            lo, hi = max(d, 0), L + min(d, 0)  # out[m] += c * y[m - d] for m - d inside [0, L)
-            if hi <= lo:
-                continue
-            dst = view.narrow(dim, lo, hi - lo)
-            src = x.narrow(dim, lo - d, hi - lo)
-            if isinstance(c, torch.Tensor):
-                dst.addcmul_(src, c.to(x.device, x.dtype)[:, None, None])
-            else:
-                dst.add_(src, alpha=c)
-    return out.reshape(n, A, B * r) if dim == -1 else out.reshape(n, A * r, B)
-
-
-def subpixel_box(y: torch.Tensor, r: int, k: int, s: torch.Tensor | None = None) -> torch.Tensor:
-    """box_k(up_r(y)) (s None) or box_k(route_{r,s}(y)) for maps y (n, h, w) -> (n, r*h, r*w), computed on the
-    coarse grid with separable per-phase taps (zero padding, count-include-pad mean), never materialising the
-    upsampled or routed maps. r = 1 gives the plain box filter, k = 1 plain upsampling / routing."""
-    if r == 1 and k == 1 and s is None:
-        return y
-    s1 = None if s is None else s // r
-    s2 = None if s is None else s % r
-    y = _phase_filter(y, -1, r, _phase_taps(r, k, s2))
-    return _phase_filter(y, -2, r, _phase_taps(r, k, s1))
 
 
 def layer_kind(model, layer: str) -> str:
@@ -334,19 +361,14 @@ class ConvHeadRule(Rule):
         self.x = trace.inputs[self.layer][0]
         self.z = trace.pre[self.layer][0]
 
-    def _neurons(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        dev = self.x.device
-        if self.per_channel:
-            i = torch.arange(start, stop, device=dev).repeat_interleave(self.cout)
-            o = torch.arange(self.cout, device=dev).repeat(stop - start)
-            return i, o
-        k = torch.arange(start, stop, device=dev)
-        return k // self.cout, k % self.cout
+    def kernel_range(self, start: int, stop: int) -> tuple[int, int]:
+        """Flat (c_in, c_out) kernel range of neurons [start, stop)."""
+        return (start * self.cout, stop * self.cout) if self.per_channel else (start, stop)
 
     def compute(self, start: int, stop: int):
-        i, o = self._neurons(start, stop)
-        maps = kernel_conv(self.x, self.W, self.b, i, o, self.cin)
-        part = torch.zeros_like(self.z).index_add_(0, o, maps)
+        a, b = self.kernel_range(start, stop)
+        maps = kernel_conv(self.x, self.W, self.b, a, b)
+        part = sum_over_inputs(maps, a, self.cout)
         if self.per_channel:
             maps = maps.reshape(stop - start, self.cout, *maps.shape[-2:])
         return maps, part
@@ -386,10 +408,9 @@ class _BlockBase(Rule):
 
     def routed(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(R (n, r*h, r*w) of neurons [start, stop), their post-shuffle channel c (n,))."""
-        k = torch.arange(start, stop, device=self.u.device)
-        i, o = k // self.cout, k % self.cout
-        z = kernel_conv(self.u, self.W, self.b, i, o, self.cin)
-        return route_subpixel(z, o % (self.r * self.r), self.r), o // (self.r * self.r)
+        o = torch.arange(start, stop, device=self.u.device) % self.cout
+        z = kernel_conv(self.u, self.W, self.b, start, stop)
+        return subpixel_box_cyclic(z, self.r, 1, start), o // (self.r * self.r)
 
 
 @register_rule("conv-block:paper")
@@ -413,17 +434,13 @@ class ConvBlockPaperRule(_BlockBase):
     def compute(self, start: int, stop: int):
         # act(0) = 0 for gelu/relu/silu, so act(route(z)) = route(act(z)) and act(up(y)) = up(act(y)): the
         # activations run on the coarse grids and each (route|upsample) + box pair is one fused filter.
-        k = torch.arange(start, stop, device=self.u.device)
-        i, o = k // self.cout, k % self.cout
-        z = kernel_conv(self.u, self.W, self.b, i, o, self.cin)
-        rr = self.r * self.r
-        s, c = o % rr, o // rr
-        # completeness via the same routing code as the maps (k = 1): sum_i R_{i,o} per post-shuffle channel
-        part = torch.zeros_like(self.post).index_add_(0, c, subpixel_box(z, self.r, 1, s))
+        z = kernel_conv(self.u, self.W, self.b, start, stop)
+        # completeness: sum_i z_{i,o} per pre-shuffle channel o on the coarse grid; residual() routes it
+        part = sum_over_inputs(z, start, self.cout)
         act = self.model.act
         downstream = self.model.blocks[self.index + 1:]
         ks = [blk.conv.kernel_size[0] for blk in downstream] + [self.model.head.kernel_size[0]]
-        y = subpixel_box(act(z), self.r, ks[0], s)
+        y = subpixel_box_cyclic(act(z), self.r, ks[0], start)
         for blk, knext in zip(downstream, ks[1:]):
             y = subpixel_box(act(y), blk.stride, knext)
         return y, part
@@ -432,7 +449,13 @@ class ConvBlockPaperRule(_BlockBase):
         return self.next_in
 
     def residual(self, total):
-        return residual_stats(self.model.act(total), self.next_in, prefix="shuffle_")
+        # route the per-o sums with the same routing code as the maps (k = 1), sum the r^2 sub-pixels per
+        # post-shuffle channel c, apply the activation: must equal the next layer's input
+        rr = self.r * self.r
+        o = torch.arange(self.cout, device=total.device)
+        routed = subpixel_box_cyclic(total, self.r, 1, 0)
+        summed = torch.zeros_like(self.next_in, dtype=total.dtype).index_add_(0, o // rr, routed)
+        return residual_stats(self.model.act(summed), self.next_in, prefix="shuffle_")
 
 
 @register_rule("conv-block:linear")

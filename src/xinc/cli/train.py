@@ -117,7 +117,7 @@ def _train_ffn(argv: list[str], prog: str) -> int:
 
     o = _parse(TrainFFNOptions, argv, prog)
     cfg = TrainFFNConfig(
-        image=o.image, out=o.out, size=_hw(o.size, "--size"), crop=_hw(o.crop, "--crop"), hidden=o.width,
+        image=o.image, out=o.out, size=parse_hw(o.size, "--size"), crop=_hw(o.crop, "--crop"), hidden=o.width,
         layers=o.depth, encoding=o.encoding, sigma=o.sigma, num_features=o.num_features, activation=o.activation,
         w0=o.w0, w0_initial=o.w0_initial, steps=o.steps, lr=o.lr, seed=o.seed, device=o.device,
         eval_every=o.eval_every, log_every=o.log_every, resume=o.resume, progress=o.progress,
@@ -212,7 +212,7 @@ def _train_nerv(argv: list[str], prog: str) -> int:
     o = _parse(TrainNeRVOptions, argv, prog)
     names = {f.name for f in fields(TrainNeRVConfig)}
     kw = {k: getattr(o, k) for k in names if hasattr(o, k)}
-    kw.update(size=_hw(o.size, "--size"), crop=_hw(o.crop, "--crop"))
+    kw.update(size=parse_hw(o.size, "--size"), crop=_hw(o.crop, "--crop"))
     res = train_nerv(TrainNeRVConfig(**kw), command=_command(prog, argv))
     m = res.metrics
     print(f"{res.out_dir}: best PSNR {m['best_psnr']:.2f} dB at epoch {m['best_epoch']} "
@@ -304,11 +304,15 @@ def _ground_truth(gt_arg, cfg, model, idx, load_source):
     from xinc.data.frames import load_frames
 
     H, W = model.config.height, model.config.width
-    data = (cfg.get("train") or {}).get("data")
+    data = (cfg.get("train") or cfg.get("import") or {}).get("data")  # imported models record it under "import"
     if gt_arg:
         from xinc.data.frames import VIDEO_SUFFIXES
 
         crop = tuple(data["crop"]) if data and data.get("crop") else None
+        if data and data.get("frame_files") and Path(gt_arg).is_dir():  # imported models: match by file number
+            from xinc.models.importers.evaluate import numbered_frames
+
+            return numbered_frames(gt_arg, idx, crop, (H, W)), str(gt_arg)
         many = Path(gt_arg).is_dir() or Path(gt_arg).suffix.lower() in VIDEO_SUFFIXES
         frames = load_frames(gt_arg, crop, (H, W), idx if many else None)
         if frames.shape[0] != len(idx):

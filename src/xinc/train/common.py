@@ -226,10 +226,24 @@ def prepare_stage(stage: Path, config: dict[str, Any], resume: bool) -> Checkpoi
         note("no checkpoint in the interrupted run yet; starting from step 0")
     elif resume:
         note(f"{stage}: nothing to resume; starting a fresh run")
+    elif (stage / CHECKPOINT).is_file():
+        note(f"{stage}: discarding an interrupted run (pass --resume to continue it instead)")
     for child in list(stage.iterdir()):
         shutil.rmtree(child) if child.is_dir() else child.unlink()
     write_json(stage / "config.json", config)
     return None
+
+
+def finished_run(out: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """Metrics of an already finished run in `out` with these options (for --resume after completion), else None."""
+    from xinc.utils import partial_dir
+
+    if partial_dir(out).exists() or not (out / METRICS).is_file() or not (out / "config.json").is_file():
+        return None
+    old = read_json(out / "config.json")
+    if old.get("model") != config["model"] or comparable(old.get("train", {})) != comparable(config["train"]):
+        return None
+    return read_json(out / METRICS)
 
 
 def finish_stage(stage: Path) -> None:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from xinc import __version__
 from xinc.errors import XincError
 from xinc.models.ffn import ACTIVATIONS, FFN, FFNConfig
-from xinc.models.io import build_model, save_model
+from xinc.models.io import build_model, load_model, save_model
 from xinc.train.common import (
     Clock,
     TrainResult,
@@ -22,6 +22,7 @@ from xinc.train.common import (
     check_out,
     check_positive,
     finish_stage,
+    finished_run,
     load_source,
     note,
     prepare_stage,
@@ -145,6 +146,9 @@ def train_ffn(
                      "command": command, "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-8)", "loss": "MSE"}
     run_config = {"xinc_version": __version__, "model": to_jsonable(model_cfg), "train": train_section}
 
+    if cfg.resume and (done := finished_run(out, run_config)) is not None:
+        note(f"{out}: this run already finished; nothing to resume")
+        return TrainResult(out_dir=out, metrics=done, model=load_model(out, device))
     with atomic_dir(out, keep_on_error=True) as stage:
         try:
             metrics = _fit(model, img.to(device), cfg, stage, run_config, callback)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from xinc import __version__
 from xinc.errors import XincError
-from xinc.models.io import build_model, save_model
+from xinc.models.io import build_model, load_model, save_model
 from xinc.models.nerv import NeRV, NeRVConfig, nerv_config_for_budget
 from xinc.train.common import (
     Clock,
@@ -23,6 +23,7 @@ from xinc.train.common import (
     check_out,
     check_positive,
     finish_stage,
+    finished_run,
     frame_psnrs,
     load_source,
     nerv_lr,
@@ -170,6 +171,9 @@ def train_nerv(
                      "then cosine to 0"}
     run_config = {"xinc_version": __version__, "model": to_jsonable(model_cfg), "train": train_section}
 
+    if cfg.resume and (done := finished_run(out, run_config)) is not None:
+        note(f"{out}: this run already finished; nothing to resume")
+        return TrainResult(out_dir=out, metrics=done, model=load_model(out, device))
     with atomic_dir(out, keep_on_error=True) as stage:
         try:
             metrics = _fit(model, video.to(device), cfg, stage, run_config, callback)
@@ -217,9 +221,9 @@ def _fit(model: NeRV, video: torch.Tensor, cfg: TrainNeRVConfig, stage: Path, ru
     bar = progress_bar(total, epoch * steps_per_epoch, cfg.progress, "train nerv")
     clock.start_training()
     while epoch < cfg.epochs:
-        perm = torch.randperm(T, generator=shuffle)
+        perm = torch.randperm(T, generator=shuffle).to(device)  # one host->device copy per epoch
         for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch : (i + 1) * cfg.batch].to(device)
+            idx = perm[i * cfg.batch : (i + 1) * cfg.batch]
             lr = nerv_lr(cfg.lr, epoch, i, steps_per_epoch, cfg.epochs, cfg.warmup, cfg.warmup_start)
             for group in opt.param_groups:
                 group["lr"] = lr

@@ -48,3 +48,19 @@ def write_imported(model: Model, state: dict[str, torch.Tensor], out: str | Path
     with atomic_dir(out) as stage:
         save_model(model, stage, extra)
     return out
+
+
+def data_record(src: str | Path | None, crop: list[int] | None, size: list[int], frames: int,
+                complete: bool | None = None, **extra: Any) -> dict[str, Any]:
+    """The ground-truth record of config.json, in the fields `xinc train` writes (kind, src, crop, size, frames).
+
+    kind is "video" (or "image" for one frame) when `src` exists here and holds every frame in order, so
+    `xinc reconstruct DIR` finds the ground truth alone; else "external" with the path kept for reference.
+    """
+    local = src is not None and Path(src).exists()
+    if local and complete is None:
+        p = Path(src)
+        complete = p.is_file() or sum(1 for q in p.iterdir() if q.suffix.lower() in (".png", ".jpg", ".jpeg")) >= frames
+    kind = ("image" if frames == 1 else "video") if local and complete else "external"
+    return {"kind": kind, "src": str(Path(src).resolve()) if local else (str(src) if src else None),
+            "crop": list(crop) if crop else None, "size": list(size), "frames": frames, **extra}

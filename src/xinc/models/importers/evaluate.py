@@ -75,3 +75,19 @@ def video_psnr(model: NeRV, gt: str | Path, *, crop: list[int] | None, frames: l
         "psnr_definition": f"-10*log10(mse + {eps:g}) per frame on the unclamped float output, averaged",
         "output_range": [lo, hi],
     }
+
+
+def numbered_frames(folder: str | Path, frames: list[int], crop: list[int] | tuple[int, int] | None,
+                    size: tuple[int, int], first_number: int = 1) -> torch.Tensor:
+    """Ground truth of model frames `frames` from a folder of numbered files (frame k <-> number k + first_number).
+
+    Works for sparse folders such as bunny_720p_every11 (0001.png, 0012.png, ...), where position != frame.
+    """
+    files = frame_files_by_index(folder, first_number)
+    missing = [k for k in frames if k not in files]
+    if missing:
+        raise XincError(f"{folder}: no ground-truth file for frame {missing[0]} (expected number "
+                        f"{missing[0] + first_number:04d}); pass --frames with frames the folder holds, e.g. "
+                        f"{','.join(str(k) for k in sorted(files)[:4])}")
+    order = {f: j for j, f in enumerate(list_frame_files(folder))}
+    return load_frames(folder, crop=tuple(crop) if crop else None, size=size, frames=[order[files[k]] for k in frames])

@@ -14,7 +14,7 @@ import torch
 
 from xinc.errors import XincError
 from xinc.models.importers import original
-from xinc.models.importers.common import write_imported
+from xinc.models.importers.common import data_record, write_imported
 from xinc.models.importers.evaluate import video_psnr
 from xinc.models.importers.safe_pickle import load_checkpoint, sha256_file
 from xinc.models.nerv import NeRV, nerv_param_count
@@ -71,13 +71,9 @@ def build_hnerv_import(ckpt_path: str | Path, flags: dict[str, Any] | None = Non
         "decoder_params": nerv_param_count(res.config),
         "frames": T,
         "time_code": f"frame k <-> stored embedding k (t = k/{T})",
-        "data": {
-            "source": res.data.get("source"),
-            "crop": crop,
-            "size": [res.config.height, res.config.width],
-            "crop_note": "HNeRV bunny: 1280x720 frames centre-cropped to rows 40..679 (640x1280), no resize",
-            "frame_files": "frame k <-> %04d.png with number k+1",
-        },
+        "data": data_record(res.data.get("source"), crop, [res.config.height, res.config.width], T,
+                            crop_note="HNeRV bunny: 1280x720 frames centre-cropped to rows 40..679, no resize",
+                            frame_files="frame k <-> %04d.png with number k+1"),
     }
     return model, mapped, record
 
@@ -88,6 +84,7 @@ def import_hnerv_quant_checkpoint(ckpt_path: str | Path, out: str | Path, flags:
     model, mapped, record = build_hnerv_import(ckpt_path, flags, frames)
     if gt is not None:
         record["reproduced"] = video_psnr(model.eval(), gt, crop=record["data"]["crop"], eps=0.0)
-        record["data"]["source"] = str(Path(gt).resolve())
+        record["data"] = {**record["data"], **data_record(gt, record["data"]["crop"], record["data"]["size"],
+                                                          record["frames"])}
     write_imported(model, mapped, out, {"import": record}, str(ckpt_path))
     return record

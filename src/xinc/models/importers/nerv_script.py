@@ -7,7 +7,7 @@ from typing import Any
 
 from xinc.errors import XincError
 from xinc.models.importers import original
-from xinc.models.importers.common import write_imported
+from xinc.models.importers.common import data_record, write_imported
 from xinc.models.importers.evaluate import video_psnr
 from xinc.models.importers.safe_pickle import load_checkpoint, sha256_file
 from xinc.models.nerv import NeRV
@@ -70,7 +70,8 @@ def build_nerv_import(ckpt_path: str | Path, flags: dict[str, Any], config_json:
         "frames": res.config.num_frames,
         "time_code": f"frame k <-> t = k/{res.config.num_frames} (float64), PE computed by the model",
         "recovered": {"epoch": ckpt.get("epoch") if isinstance(ckpt, dict) else None},
-        "data": {**res.data, "frame_files": "frame k <-> %04d.png with number k+1"},
+        "data": data_record(res.data["source"], res.data["crop"], res.data["size"], res.config.num_frames,
+                            frame_files="frame k <-> %04d.png with number k+1"),
     }
     return model, mapped, record
 
@@ -81,8 +82,8 @@ def import_nerv_checkpoint(ckpt_path: str | Path, out: str | Path, flags: dict[s
     """Write an xinc model directory for an original-script checkpoint; with `gt`, also measure PSNR."""
     model, mapped, record = build_nerv_import(ckpt_path, flags, config_json, frames)
     if gt is not None:
-        crop = record["data"]["crop"]
-        record["reproduced"] = video_psnr(model.eval(), gt, crop=crop, eps=1e-9)
-        record["data"]["source"] = str(Path(gt).resolve())
+        d = record["data"]
+        record["reproduced"] = video_psnr(model.eval(), gt, crop=d["crop"], eps=1e-9)
+        record["data"] = {**d, **data_record(gt, d["crop"], d["size"], d["frames"])}
     write_imported(model, mapped, out, {"import": record}, str(ckpt_path))
     return record

@@ -141,6 +141,9 @@ def resolve(state: dict[str, torch.Tensor], flags: dict[str, Any], json_args: di
         if len(ct) < 2 or ct[-1] != "pshuffel":
             raise XincError(f"{source}: --conv_type {ct}: only PixelShuffle decoder blocks ('pshuffel') are supported")
     act = str(take("act", "gelu", "default (gelu)"))
+    act = {"swish": "silu"}.get(act, act)
+    if act not in ("gelu", "relu", "silu"):
+        raise XincError(f"{source}: --act {act}: only gelu, relu and swish/silu decoders are supported")
     out_bias = str(take("out_bias", "tanh", "default (tanh)"))
     out_act = {"tanh": "tanh", "0": "none", "0.0": "none", "none": "none"}.get(out_bias)
     if out_act is None:

@@ -117,6 +117,38 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *state):
     return data
 
 
+def _numpy_scalar(dtype, data=None):
+    """numpy.core.multiarray.scalar for numeric dtypes only (Lightning stores metrics as numpy scalars)."""
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+        raise pickle.UnpicklingError("numpy scalar with an object dtype or without raw bytes")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _numpy_dtype(spec, align=False, copy=False):
+    """numpy.dtype for plain numeric/bool specs ('f8', 'i4', ...), never object dtypes."""
+    import numpy as np
+
+    if not isinstance(spec, str) or len(spec) > 8:
+        raise pickle.UnpicklingError(f"numpy dtype {spec!r:.40} is not a plain type code")
+    dt = np.dtype(spec)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("numpy object dtype refused")
+    return dt
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    """_codecs.encode as protocol-2 pickles use it for bytes: str -> bytes in latin-1 only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is allowed only for latin-1 bytes")
+    return text.encode("latin-1")
+
+
+def _numpy_global(name: str):
+    return {"scalar": _numpy_scalar, "dtype": _numpy_dtype}.get(name)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """pickle.Unpickler that resolves only allow-listed globals and reads storages from a torch zip."""
 
@@ -143,6 +175,12 @@ class RestrictedUnpickler(pickle.Unpickler):
             return TypeTag(qual)
         if (module, name) in _STAND_INS:
             return _STAND_INS[(module, name)]
+        if module == "_codecs" and name == "encode":
+            return _latin1_bytes
+        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
+            fn = _numpy_global(name)
+            if fn is not None:
+                return fn
         raise XincError(
             f"{self.source}: the checkpoint references the global {qual!r}, which is not on the allow-list "
             f"of the restricted loader (it could run arbitrary code); refusing to load it. Re-save the "

@@ -16,7 +16,7 @@ import torch
 
 from xinc.errors import XincError
 from xinc.models.ffn import FFN, FFNConfig
-from xinc.models.importers.common import need_tensor, write_imported
+from xinc.models.importers.common import data_record, need_tensor, write_imported
 from xinc.models.importers.safe_pickle import load_checkpoint, sha256_file, to_plain
 
 _LAYER = re.compile(r"^model\.net\.(\d+)\.linear\.weight$")
@@ -147,13 +147,10 @@ def ffn_from_lightning(ckpt: Any, source: str) -> tuple[FFN, dict[str, torch.Ten
             "sigma": sigma,
             "lightning_version": ckpt.get("pytorch-lightning_version"),
         },
-        "data": {
-            "source": data.get("data_path"),
-            "crop": data.get("crop"),
-            "size": [height, width],
-            "coord_normalize_range": data.get("coord_normalize_range"),
-            "note": "data_path is the original training machine's path; give the image to `xinc reconstruct --gt`",
-        },
+        "data": data_record(None, data.get("crop"), [height, width], 1, original_src=data.get("data_path"),
+                            coord_normalize_range=data.get("coord_normalize_range"),
+                            note="original_src is the training machine's path; give the image to "
+                                 "`xinc reconstruct --gt`"),
         "frames": 1,
         "embedded_config": cfg,
     }
