@@ -134,6 +134,7 @@ def test_ffn_variants_build():
         assert len(m.layer_names) == cfg.layers
 
 
+@pytest.mark.shared
 def test_reference_nerv_reproduces_psnr(shared_dir):
     from xinc.data.frames import load_frames
     from xinc.train.metrics import psnr_float

@@ -72,6 +72,7 @@ class PipelineConfig:
     canvas: dict[str, Any] = field(default_factory=lambda: {"mode": "paper", "top": 12})  # `xinc canvas` options
     analyze: dict[str, Any] = field(default_factory=lambda: {"analyses": "all", "mode": "both"})
     analyze_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {aid: {name: value}} extras
+    layers: dict[str, str] = field(default_factory=dict)  # analysed layers per model, e.g. {"nerv": "block3,head"}
     compare: bool = True  # A6 comparison FFN vs NeRV on the FFN's frame
     report: bool = True
     progress: bool = True
@@ -220,7 +221,7 @@ def _analyze_option_args(options: dict[str, dict[str, Any]]) -> list[str]:
 def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path, size: list[int], seed: int,
                device: str, models: list[str], ffn: dict[str, Any], nerv: dict[str, Any], canvas: dict[str, Any],
                analyze: dict[str, Any], analyze_options: dict[str, dict[str, Any]], compare: bool, report: bool,
-               progress: bool, prefix: str = "") -> dict[str, Any]:
+               progress: bool, prefix: str | None = "", layers: dict[str, str] | None = None) -> dict[str, Any]:
     """Train, canvas, analyze (and compare, report) the models of one clip into `out`."""
     from xinc.data.panoptic import load_panoptic_clip
 
@@ -254,7 +255,8 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
         steps.xinc(f"{tag}train-{kind}", mdir, targs)
         steps.xinc(f"{tag}canvas-{kind}", cdir, ["canvas", mdir, "--out", cdir, "--frames", cframes, "--device",
                                                  device, *_opt_args(canvas), *prog])
-        steps.xinc(f"{tag}analyze-{kind}", adir, ["analyze", mdir, "--out", adir, *data_args, *frame_args,
+        layer_args = ["--layers", layers[kind]] if layers and layers.get(kind) else []
+        steps.xinc(f"{tag}analyze-{kind}", adir, ["analyze", mdir, "--out", adir, *data_args, *frame_args, *layer_args,
                                                   "--seed", seed, "--device", device, *a_args, *prog])
         done["runs"][kind] = str(adir)
     if compare and {"ffn", "nerv"} <= set(models):
@@ -317,7 +319,7 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[
             steps, dataset=cfg.dataset, root=root, video=video, out=out / video, size=cfg.size,
             seed=cfg.seed, device=cfg.device, models=cfg.models, ffn=cfg.ffn, nerv=cfg.nerv, canvas=cfg.canvas,
             analyze=cfg.analyze, analyze_options=cfg.analyze_options, compare=cfg.compare, report=cfg.report,
-            progress=cfg.progress, prefix="")
+            progress=cfg.progress, prefix="", layers=cfg.layers)
     resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "commands": steps.commands,
                 "command": "xinc run " + shlex.join(argv or []), "steps_run": steps.ran, "steps_skipped": steps.skipped,
                 "clips": clips}
@@ -360,7 +362,8 @@ class DemoConfig:
         return {"out": self.out, "seed": self.seed, "quick": q, "device": self.device, "size": size,
                 "dataset": "cityscapes-vps", "synthetic": {"frames": frames, "videos": 1, "pan": 0.0, "things": None},
                 "ffn": ffn, "nerv": nerv, "canvas": {"mode": "paper", "top": 8 if q else 12},
-                "analyze": analyze, "analyze_options": options}
+                "analyze": analyze, "analyze_options": options,
+                "layers": {"ffn": "layer2,layer3", "nerv": "block3,head"} if q else {}}
 
 
 def run_demo(cfg: DemoConfig, *, argv: list[str] | None = None) -> dict[str, Any]:
@@ -378,7 +381,7 @@ def run_demo(cfg: DemoConfig, *, argv: list[str] | None = None) -> dict[str, Any
     done = clip_steps(steps, dataset=r["dataset"], root=data, video="0001", out=out, size=size, seed=r["seed"],
                       device=r["device"], models=list(MODELS), ffn=r["ffn"], nerv=r["nerv"], canvas=r["canvas"],
                       analyze=r["analyze"], analyze_options=r["analyze_options"], compare=True, report=False,
-                      progress=cfg.progress, prefix=None)
+                      progress=cfg.progress, prefix=None, layers=r["layers"])
     from xinc.report.html import build_report
 
     html = out / "report.html"

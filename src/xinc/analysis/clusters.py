@@ -351,6 +351,18 @@ def _norm_img(x: np.ndarray) -> np.ndarray:
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
+def _mosaic(tiles: list[list[np.ndarray]], cols: int, shape: tuple[int, int], pad: int = 3
+            ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Rows of equally sized maps laid out on one NaN-padded canvas (one imshow instead of many axes)."""
+    h, w = shape
+    ph, pw = h + pad, w + pad
+    out = np.full((len(tiles) * ph - pad, cols * pw - pad), np.nan, dtype=np.float32)
+    for i, row in enumerate(tiles):
+        for j, t in enumerate(row[:cols]):
+            out[i * ph:i * ph + h, j * pw:j * pw + w] = t
+    return out, (ph, pw)
+
+
 def _figures(ctx: AnalysisContext, results: dict[str, dict[str, Any]], labels_px: np.ndarray, frame: int,
              opts: ClusterOptions) -> list[dict[str, str]]:
     """Embedding scatter + profiles (one figure), and per layer cluster averages with member galleries."""
@@ -394,34 +406,40 @@ def _figures(ctx: AnalysisContext, results: dict[str, dict[str, Any]], labels_px
     figs.append({"path": ctx.rel(path), "caption": "Left: the frame and its Gabor k-means pixel groups. Top: "
                  "each live neuron's group-mean vector embedded in 2-D, coloured by cluster. Bottom: the mean "
                  "vector of each cluster (rows) over the texture groups (columns)."})
-    for layer in layers:
-        r = results[layer]
-        ncl = len(r["avg"])
-        if ncl == 0:
-            continue
-        cols = 1 + opts.members
-        fig, axes = plt.subplots(ncl, cols, figsize=(1.5 * cols * max(1.0, aspect) * 0.75, 1.1 * ncl + 0.5),
-                                 squeeze=False)
-        for c in range(ncl):
-            axes[c, 0].imshow(_norm_img(r["avg"][c]), cmap="inferno", vmin=0, vmax=1)
-            axes[c, 0].set_ylabel(f"c{c} (n={int((r['labels'] == c).sum())})", fontsize=7)
-            for m in range(opts.members):
-                ax = axes[c, 1 + m]
-                ms = r["members"].get(c, [])
-                if m < len(ms):
-                    ax.imshow(r["member_maps"][ms[m]], cmap="inferno", vmin=0, vmax=1)
-                    ax.set_title(f"#{ms[m]}", fontsize=6, pad=2)
-                else:
-                    ax.axis("off")
-            for ax in axes[c]:
-                ax.set_xticks([])
-                ax.set_yticks([])
-        axes[0, 0].set_title("cluster average", fontsize=7, pad=2)
-        fig.suptitle(f"A6 {layer}: cluster-average |C| maps and sampled members (normalised)", fontsize=9)
+    shown = [layer for layer in layers if len(results[layer]["avg"])]
+    if shown:
+        rows = [len(results[layer]["avg"]) for layer in shown]
+        fig, axes = plt.subplots(len(shown), 1, figsize=(10.0, sum(rows) * 10.0 / (1 + opts.members) / aspect * 0.92
+                                                            + 0.55 * len(shown) + 0.3),
+                                 gridspec_kw={"height_ratios": rows}, squeeze=False)
+        cmap = matplotlib.colormaps["inferno"].copy()
+        cmap.set_bad("white")
+        for ax, layer in zip(axes[:, 0], shown):
+            r = results[layer]
+            tiles = [[_norm_img(r["avg"][c])] + [r["member_maps"][k] for k in r["members"].get(c, [])]
+                     for c in range(len(r["avg"]))]
+            mosaic, pitch = _mosaic(tiles, opts.members + 1, labels_px.shape)
+            ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="antialiased")
+            ax.set_yticks([(c + 0.5) * pitch[0] for c in range(len(tiles))],
+                          [f"c{c} (n={int((r['labels'] == c).sum())})" for c in range(len(tiles))], fontsize=7)
+            ax.set_xticks([(j + 0.5) * pitch[1] for j in range(opts.members + 1)],
+                          ["cluster average"] + [f"member {j}" for j in range(1, opts.members + 1)], fontsize=7)
+            ax.tick_params(length=0)
+            ax.xaxis.tick_top()
+            for side in ax.spines.values():
+                side.set_visible(False)
+            for c, row in enumerate(r["members"].get(cc, []) for cc in range(len(tiles))):
+                for j, k in enumerate(row, start=1):
+                    ax.text(j * pitch[1] + 2, c * pitch[0] + 2, f"#{k}", fontsize=6, color="white", va="top",
+                            ha="left")
+            ax.set_ylabel(layer, fontsize=9)
+        fig.suptitle("A6: cluster-average |C| maps and seeded member neurons (each map min-max normalised)",
+                     fontsize=9)
         fig.tight_layout()
-        path = ctx.figure(AID, f"clusters_{layer}", fig)
-        figs.append({"path": ctx.rel(path), "caption": f"{layer}: the average min-max-normalised contribution "
-                     f"map of each cluster (left) and up to {opts.members} seeded member neurons."})
+        path = ctx.figure(AID, "clusters", fig)
+        figs.append({"path": ctx.rel(path), "caption": "Per layer and cluster: the average min-max-normalised "
+                     f"contribution map of the cluster's neurons (first column) and up to {opts.members} seeded "
+                     "member neurons (#k = neuron index, c_in-major)."})
     return figs
 
 

@@ -6,7 +6,8 @@ With A_k = |C_k|, H(p) = Σ_k A_k(p), K neurons, P pixels:
   values above τ_a hold (1 − a) of the layer's total |C| mass, a ∈ {0.1, 0.5};
   n(p) = #{k : A_k(p) > τ_a} / K.
 - beyond the paper: per pixel, the fewest neurons whose largest contributions hold q of H(p),
-  q ∈ {0.5, 0.9} ("neurons needed"), from an exact per-pixel top-k merge.
+  q ∈ {0.5, 0.9} ("neurons needed"): exact from a per-pixel top-k merge where the top k suffice,
+  else bracketed [lower, upper] by two-level per-pixel histograms (one extra pass).
 
 Passes (nothing of size K x P is ever held):
 1. H per frame, the largest and smallest positive A (histogram range).
@@ -17,8 +18,9 @@ Passes (nothing of size K x P is ever held):
    histogram of `sub_bins` bins; τ_a = just below the smallest value of the fine bin at the crossing, so
    the values above τ_a hold at least (1 − a) of the mass, exceeding it by at most one fine bin
 4. n(p) at τ_a and the exact mass above τ_a (reported beside the target 1 − a).
-Neurons-needed is exact for every pixel whose top-k already holds q of H(p); other pixels are
-censored (> k) and counted; a median is exact whenever fewer than half the pixels are censored.
+Neurons-needed is exact for every pixel whose top-k already holds q of H(p); for the others pass 2
+also keeps per-pixel log histograms (mass, count) and an extra pass splits each such pixel's crossing
+bin into linear sub-bins: the count is then known up to the values sharing the crossing sub-bin.
 """
 
 from __future__ import annotations
@@ -87,11 +89,12 @@ class _LogBins:
 class _Pass2(Reducer):
     """Share counts per neuron and frame, coarse mass histogram, per-pixel top-k of A."""
 
-    def __init__(self, heat: dict[int, torch.Tensor], bins: _LogBins, topk: int) -> None:
-        self.heat, self.bins, self.topk = heat, bins, topk
+    def __init__(self, heat: dict[int, torch.Tensor], bins: _LogBins, topk: int, pix_bins: _LogBins) -> None:
+        self.heat, self.bins, self.topk, self.pix = heat, bins, topk, pix_bins
         self.counts: dict[int, torch.Tensor] = {}
         self.needed: dict[int, dict[float, torch.Tensor]] = {}
         self.censored: dict[int, dict[float, int]] = {}
+        self.crossing: dict[int, dict[float, tuple[torch.Tensor, ...]]] = {}  # censored pixels' histogram bin
         self.mass = None
         self.count = None
 
@@ -100,6 +103,7 @@ class _Pass2(Reducer):
         self.K = info.num_neurons
         self._c = torch.zeros(self.K, dtype=torch.int64)
         self._top = None
+        self._pm = self._pc = None
 
     def update(self, start, maps):
         a = maps.abs().flatten(1)  # (n, P)
@@ -117,6 +121,7 @@ class _Pass2(Reducer):
         cand = a.t() if self._top is None else torch.cat([self._top, a.t()], 1)  # (P, k + n)
         k = min(self.topk, cand.shape[1])
         self._top = torch.topk(cand, k, dim=1, sorted=False).values
+        self._pm, self._pc = _pixel_hist(a, self.pix, self._pm, self._pc)
 
     def end_frame(self):
         self.counts[self.frame] = self._c
@@ -132,7 +137,95 @@ class _Pass2(Reducer):
             m = torch.where(h > 0, m, torch.full_like(m, math.nan))
             self.needed[self.frame][q] = m.reshape(self.info.height, self.info.width).cpu()
             self.censored[self.frame][q] = int((~ok & (h > 0)).sum())
-        self._top = None
+            if self.censored[self.frame][q]:  # where the top-k falls short: the per-pixel histogram's crossing bin
+                self.crossing.setdefault(self.frame, {})[q] = _crossing_bins(self._pm, self._pc, q * h)
+        self._top = self._pm = self._pc = None
+
+    def result(self):
+        return self
+
+
+def _pixel_hist(a: torch.Tensor, bins: _LogBins, mass, count, sel: torch.Tensor | None = None,
+                sub: tuple[torch.Tensor, torch.Tensor, int] | None = None):
+    """Add (n, P) values to per-pixel histograms (P * B,) of mass and count (float64).
+
+    Log bins of `bins`; with `sub` = (lo (P,), hi (P,), S), linear sub-bins of each pixel's own
+    interval [lo, hi) restricted to the values whose log bin equals `sel` (P,).
+    """
+    n, P = a.shape
+    pix = torch.arange(P, device=a.device)[None].expand(n, P)
+    keep = a > 0
+    if sub is None:
+        B = bins.bins
+        idx = bins.index(a.clamp_min(bins.lo))
+    else:
+        lo, hi, B = sub
+        keep &= bins.index(a.clamp_min(bins.lo)) == sel[None].to(a.device)
+        span = (hi - lo).clamp_min(1e-300).to(a.device)
+        idx = ((a.to(torch.float64) - lo.to(a.device)[None]) / span[None] * B).floor().to(torch.int64)
+        idx = idx.clamp_(0, B - 1)
+    flat = (pix * B + idx)[keep]
+    w = a[keep].to(torch.float64)
+    m = torch.bincount(flat, weights=w, minlength=P * B)
+    c = torch.bincount(flat, minlength=P * B).to(torch.float64)
+    return (m, c) if mass is None else (mass + m, count + c)
+
+
+def _crossing_bins(mass: torch.Tensor, count: torch.Tensor, target: torch.Tensor, above=None):
+    """Per pixel, the histogram bin where the mass from the top reaches `target`; and what lies above it.
+
+    mass, count: (P * B,) flattened per-pixel histograms. `above` = (mass, count) (P,) already held
+    above the histogram (for sub-bins). Returns (bin (P,), mass above the bin, count above the bin,
+    count in the bin).
+    """
+    P = target.numel()
+    m, c = mass.view(P, -1), count.view(P, -1)
+    cm = m.flip(1).cumsum(1).flip(1)  # cm[:, b] = mass in bins >= b
+    cc = c.flip(1).cumsum(1).flip(1)
+    m0, c0 = (torch.zeros(P, dtype=torch.float64, device=m.device),) * 2 if above is None else above
+    reach = (m0[:, None] + cm) >= (target.to(m.device) * (1 - 1e-12))[:, None]
+    b = (reach.sum(1) - 1).clamp_(0, m.shape[1] - 1)
+    nxt = (b + 1).clamp_max(m.shape[1] - 1)
+    top = b == m.shape[1] - 1
+    m_above = m0 + torch.where(top, torch.zeros_like(m0), cm.gather(1, nxt[:, None])[:, 0])
+    c_above = c0 + torch.where(top, torch.zeros_like(c0), cc.gather(1, nxt[:, None])[:, 0])
+    return b, m_above, c_above, c.gather(1, b[:, None])[:, 0]
+
+
+class _PassRefine(Reducer):
+    """Neurons-needed bounds for pixels the top-k could not resolve: sub-histograms of their crossing bin."""
+
+    def __init__(self, crossing: dict[int, dict[float, tuple]], pix_bins: _LogBins, sub: int,
+                 heat: dict[int, torch.Tensor]) -> None:
+        self.crossing, self.pix, self.sub = crossing, pix_bins, sub
+        self.target = {f: h.reshape(-1) for f, h in heat.items()}
+        self.bounds: dict[int, dict[float, tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def begin_frame(self, info, frame):
+        super().begin_frame(info, frame)
+        self._h = {}
+        for q, (b, _, _, _) in self.crossing.get(frame, {}).items():
+            lo = torch.exp(self.pix.l0 + b.to(torch.float64) / self.pix.scale)
+            hi = torch.exp(self.pix.l0 + (b + 1).to(torch.float64) / self.pix.scale)
+            lo = torch.where(b == 0, torch.full_like(lo, self.pix.lo), lo)
+            hi = torch.where(b == self.pix.bins - 1, torch.full_like(hi, self.pix.hi), hi)
+            self._h[q] = [lo, hi, None, None]
+
+    def update(self, start, maps):
+        if not self._h:
+            return
+        a = maps.abs().flatten(1)
+        for q, st in self._h.items():
+            b = self.crossing[self.frame][q][0]
+            st[2], st[3] = _pixel_hist(a, self.pix, st[2], st[3], sel=b, sub=(st[0], st[1], self.sub))
+
+    def end_frame(self):
+        for q, (_, _, m, c) in self._h.items():
+            b, m_above, c_above, _ = self.crossing[self.frame][q]
+            target = self.target[self.frame] * q
+            _, _, c_in_above, c_in = _crossing_bins(m, c, target, above=(m_above, c_above))
+            self.bounds.setdefault(self.frame, {})[q] = (c_in_above + 1, c_in_above + c_in.clamp_min(1))
+        self._h = {}
 
     def result(self):
         return self
@@ -221,9 +314,29 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
         return out
     topk = topk_for(p1.heat[frames[0]].numel(), topk, topk_mb)
     lb = _LogBins(p1.vmin, p1.vmax, bins)
-    p2 = _Pass2(p1.heat, lb, topk)
+    P = p1.heat[frames[0]].numel()
+    pb = pixel_bins_for(P, topk_mb)
+    lbp = _LogBins(p1.vmin, p1.vmax, pb)
+    p2 = _Pass2(p1.heat, lb, topk, lbp)
     stream([p2])
     K = p2.K
+    bounds = {}
+    if p2.crossing:  # some pixels need more than k neurons: bracket them with per-pixel histograms
+        pr = _PassRefine(p2.crossing, lbp, pb, p1.heat)
+        stream([pr])
+        bounds = pr.bounds
+    needed_lo, needed_hi = {}, {}
+    for q in QUANTILES:
+        needed_lo[q], needed_hi[q] = {}, {}
+        for f in frames:
+            m = p2.needed[f][q].reshape(-1).clone()
+            lo, hi = m.clone(), m.clone()
+            if f in bounds and q in bounds[f]:
+                cens = torch.isinf(m)
+                blo, bhi = (v.cpu().to(torch.float64) for v in bounds[f][q])
+                lo[cens], hi[cens] = blo[cens], bhi[cens]
+            needed_lo[q][f] = lo.reshape(p2.needed[f][q].shape).numpy()
+            needed_hi[q][f] = hi.reshape(p2.needed[f][q].shape).numpy()
     mass = p2.mass.cpu().numpy()
     desc = np.cumsum(mass[::-1])  # mass held by the top bins, from the top
     brackets, cum_above = {}, {}
@@ -250,7 +363,6 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     p4 = _Pass4(taus)
     stream([p4])
     counts = torch.stack([p2.counts[f] for f in frames]).to(torch.float64)  # (T, K)
-    P = p1.heat[frames[0]].numel()
     ppn = (counts.sum(0) / (len(frames) * P)).numpy()  # fraction of pixels each neuron covers
     out.update({
         "num_neurons": K, "num_pixels": P,
@@ -259,11 +371,12 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
                               float((ppn == 0).mean()), "counts_per_frame": counts.to(torch.int64).numpy()},
         "thresholds": {}, "neurons_per_pixel": {}, "neurons_needed": {},
         "maps": {"n": {a: {f: (p4.n[f][a].to(torch.float64) / K).numpy() for f in frames} for a in levels},
-                 "needed": {q: {f: p2.needed[f][q].numpy() for f in frames} for q in QUANTILES}},
+                 "needed": needed_lo, "needed_upper": needed_hi},
         "method": {"tau": f"log histogram ({bins} bins) + linear refinement ({sub_bins} sub-bins) of the crossing "
                           "bin; exact mass above τ measured in a 4th pass",
                    "neurons_needed": f"exact per-pixel top-k merge, k = min(K, {topk}); pixels needing more are "
-                                     "censored (> k)"},
+                                     f"bracketed [lower, upper] by per-pixel histograms ({pb} log bins, then {pb} "
+                                     "linear sub-bins of the crossing bin, one extra pass)"},
     })
     for a in levels:
         held = p4.above[a] / total
@@ -273,15 +386,31 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
                                             float(np.median(nmap)), "max_fraction": float(nmap.max())}
     kcap = min(K, topk)
     for q in QUANTILES:
-        vals = np.concatenate([out["maps"]["needed"][q][f].ravel() for f in frames])
-        vals = vals[~np.isnan(vals)]
-        cens = float(np.isinf(vals).mean()) if vals.size else 0.0
-        med = float(np.median(vals)) if vals.size else math.nan
+        lo = np.concatenate([needed_lo[q][f].ravel() for f in frames])
+        hi = np.concatenate([needed_hi[q][f].ravel() for f in frames])
+        ok = ~np.isnan(lo)
+        lo, hi = lo[ok], hi[ok]
+        exact = np.isfinite(lo) & (lo == hi)
+        med_lo = float(np.median(lo)) if lo.size else math.nan
+        med_hi = float(np.median(hi)) if hi.size else math.nan
+        med = med_lo if med_lo == med_hi and math.isfinite(med_lo) else None
         out["neurons_needed"][str(q)] = {
-            "median": med if math.isfinite(med) else None, "median_fraction": med / K if math.isfinite(med) else None,
-            "mean_exact_pixels": float(vals[np.isfinite(vals)].mean()) if np.isfinite(vals).any() else None,
-            "censored_fraction": cens, "cap": kcap, "median_is_lower_bound": not math.isfinite(med)}
+            "median": med, "median_fraction": med / K if med is not None else None,
+            "median_bounds": [_fin(med_lo), _fin(med_hi)], "median_bounds_fraction": [_fin(med_lo / K),
+                                                                                     _fin(med_hi / K)],
+            "exact_fraction": float(exact.mean()) if lo.size else None,
+            "censored_fraction": float(np.mean([p2.censored[f][q] for f in frames]) / P), "cap": kcap,
+            "max_bracket_width": _fin(float(np.max(hi - lo))) if lo.size else None}
     return out
+
+
+def _fin(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def pixel_bins_for(num_pixels: int, topk_mb: float = 512.0) -> int:
+    """Bins of the per-pixel histograms (mass + count, float64) that fit topk_mb: 16..256."""
+    return int(min(256, max(16, topk_mb * 2**20 / (16 * max(1, num_pixels)))))
 
 
 def distributed_from_canvases(maps: torch.Tensor, **kw) -> dict[str, Any]:
@@ -320,14 +449,14 @@ def _figures(ctx: AnalysisContext, variant: str, cmode: str, res: dict[str, dict
                             title=f"{layer}: n(p)/K, a={a} (τ={tau:.3g})")
             for j, q in enumerate(QUANTILES):
                 m = r["maps"]["needed"][q][f0].copy()
-                m[~np.isfinite(m)] = np.nan
                 image_panel(axes[i, 2 + j], m, cmap="magma", label="neurons",
                             title=f"{layer}: neurons for {int(q * 100)}% of H(p)")
         fig.tight_layout()
         path = ctx.figure(AID, f"neurons_per_pixel_{variant}", fig)
         figs.append({"path": ctx.rel(path), "caption": "Neurons per pixel above the mass thresholds τ_a (a = 0.1, "
                                                          "0.5), and the fewest neurons holding 50 % / 90 % of each "
-                                                         f"pixel's contribution ({variant}; blank = censored)."})
+                                                         f"pixel's contribution ({variant}; lower bound where "
+                                                         "bracketed)."})
     return figs
 
 
@@ -383,5 +512,9 @@ def run(ctx: AnalysisContext) -> dict[str, Any]:
 
 def _needed(rec: dict[str, Any]) -> str:
     if rec["median"] is None:
-        return f">{rec['cap']}"
+        lo, hi = rec["median_bounds"]
+        fl, fh = rec["median_bounds_fraction"]
+        if lo is None:
+            return f">{rec['cap']}"
+        return f"{lo:.0f}–{hi:.0f} ({100 * fl:.1f}–{100 * fh:.1f}%)" if hi is not None else f">={lo:.0f}"
     return f"{rec['median']:.0f} ({100 * rec['median_fraction']:.1f}%)"

@@ -8,6 +8,7 @@ over the chunks of the same pass, so nothing ever holds a whole layer.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from xinc.errors import XincError
 from xinc.models.trace import Trace
 from xinc.utils import resolve_device
 
-DEFAULT_BUDGET_MB = 256.0
+DEFAULT_BUDGET_MB = {"cpu": 32.0, "cuda": 1024.0}  # CPU: chunks that stay in cache between the rule's steps
 MODES = ("paper", "linear")
 
 
@@ -27,13 +28,25 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(model) -> tuple:
+    return (repr(model.config),) + tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
 def check_model(model) -> None:
-    """Raise XincError when the module's tensors do not match what its config describes."""
+    """Raise XincError when the module's tensors do not match what its config describes (cached per module
+    while its config and tensor shapes stay the same)."""
     from xinc.models.io import build_model, check_state_dict
 
+    sig = _signature(model)
+    if _CHECKED.get(model) == sig:
+        return
     with torch.random.fork_rng(devices=[]):  # building the reference must not move the global RNG
         ref = build_model(model.config)
     check_state_dict(ref, {k: v for k, v in model.state_dict().items()}, f"{type(model).__name__} weights")
+    _CHECKED[model] = sig
 
 
 def make_rule(model, layer: str, mode: str = "paper", per_channel: bool = False) -> Rule:
@@ -87,8 +100,10 @@ def _trace(model, frame: int, embedding: torch.Tensor | None, device: torch.devi
         return model.trace_embedding(emb)
 
 
-def plan_chunk(rule: Rule, chunk_neurons: int | None, memory_budget_mb: float | None) -> int:
-    """Neurons per chunk: chunk_neurons, capped by the memory budget (default budget when neither is set)."""
+def plan_chunk(rule: Rule, chunk_neurons: int | None, memory_budget_mb: float | None,
+               device: torch.device | None = None) -> int:
+    """Neurons per chunk: chunk_neurons, capped by the memory budget (default budget when neither is set:
+    32 MiB on CPU, where cache-sized chunks are fastest, 1 GiB on CUDA)."""
     K = rule.info.num_neurons
     if chunk_neurons is not None and int(chunk_neurons) < 1:
         raise XincError(f"chunk_neurons {chunk_neurons}: must be a positive integer")
@@ -96,7 +111,8 @@ def plan_chunk(rule: Rule, chunk_neurons: int | None, memory_budget_mb: float | 
         raise XincError(f"memory_budget_mb {memory_budget_mb}: must be positive")
     by_budget = None
     if memory_budget_mb is not None or chunk_neurons is None:
-        budget = float(memory_budget_mb if memory_budget_mb is not None else DEFAULT_BUDGET_MB) * 2**20
+        default = DEFAULT_BUDGET_MB["cuda" if device is not None and device.type == "cuda" else "cpu"]
+        budget = float(memory_budget_mb if memory_budget_mb is not None else default) * 2**20
         by_budget = max(1, int(budget // max(rule.bytes_per_neuron(), 1)))
     n = min(x for x in (chunk_neurons, by_budget) if x is not None)
     return max(1, min(int(n), K))
@@ -124,8 +140,10 @@ class CanvasRun:
                 stop = min(hi, start + self.chunk)
                 maps, part = self.rule.compute(start, stop)
                 if part is not None:
-                    part = part.to(torch.float64)
-                    total = part if total is None else total + part
+                    lo, part = part if isinstance(part, tuple) else (0, part)
+                    if total is None:
+                        total = torch.zeros(self.rule.part_shape(), dtype=torch.float64, device=part.device)
+                    total[lo:lo + part.shape[0]] += part
                 yield start, maps.float()
             self.residual = self.rule.residual(total) if self.neurons is None else {}
             self.info.residual = dict(self.residual)
@@ -158,7 +176,7 @@ def _check_range(neurons, K: int) -> tuple[int, int] | None:
 
 
 def _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_mb, device, embedding,
-           check=True, neurons=None) -> CanvasRun:
+           check=True, neurons=None, trace: Trace | None = None) -> CanvasRun:
     if check:
         check_model(model)
     model = on_device(model, device)
@@ -166,23 +184,28 @@ def _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_
     if embedding is None:
         frame = check_frame(model, frame)
     rule = make_rule(model, layer, mode, per_channel)
-    rule.prepare(_trace(model, frame, embedding, dev))
-    return CanvasRun(rule, int(frame), plan_chunk(rule, chunk_neurons, memory_budget_mb),
+    if trace is None:
+        trace = _trace(model, frame, embedding, dev)
+    elif layer not in trace.inputs:
+        raise XincError(f"trace= has no input for layer {layer!r}; pass the model's own trace of this frame")
+    rule.prepare(trace)
+    return CanvasRun(rule, int(frame), plan_chunk(rule, chunk_neurons, memory_budget_mb, dev),
                      _check_range(neurons, rule.info.num_neurons))
 
 
 def iter_canvas(model, layer: str, frame: int = 0, *, mode: str = "paper", per_channel: bool = False,
                 chunk_neurons: int | None = None, memory_budget_mb: float | None = None, device=None,
-                embedding: torch.Tensor | None = None,
-                neurons: tuple[int, int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+                embedding: torch.Tensor | None = None, neurons: tuple[int, int] | None = None,
+                trace: Trace | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (start, maps) chunks of one frame's canvas: maps (n, H, W) (or (n, C, H, W)) signed float32.
 
     Neurons are flattened c_in-major (k = c_in*C_out + c_out for conv layers, k = c_in for MLP layers).
     The generator's return value (StopIteration.value) is the residual dict; stream_canvas reports it too.
-    `neurons=(a, b)` restricts to a sub-range (sampling huge layers; no residual then).
+    `neurons=(a, b)` restricts to a sub-range (sampling huge layers; no residual then). `trace=` reuses a
+    forward pass of this frame (model.trace / trace_embedding under no_grad) instead of running one.
     """
     run = _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_mb, device, embedding,
-                 neurons=neurons)
+                 neurons=neurons, trace=trace)
     yield from run.chunks()
     return run.residual
 
@@ -190,11 +213,13 @@ def iter_canvas(model, layer: str, frame: int = 0, *, mode: str = "paper", per_c
 def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],
                   *, mode: str = "paper", per_channel: bool = False, chunk_neurons: int | None = None,
                   memory_budget_mb: float | None = None, device=None, embedding: torch.Tensor | None = None,
-                  progress=None, neurons: tuple[int, int] | None = None) -> dict[int, dict[str, float]]:
+                  progress=None, neurons: tuple[int, int] | None = None,
+                  trace: Trace | dict[int, Trace] | None = None) -> dict[int, dict[str, float]]:
     """Drive reducers (begin_frame/update/end_frame) over every chunk of every frame; return {frame: residual}.
 
     `frames` None means every frame. `embedding` (len(frames), C, h, w) gives the decoder input per frame
     (HNeRV encoders, external embeddings). `progress` is an optional callable(n_neurons_done) (e.g. tqdm.update).
+    `trace` reuses forward passes: a Trace (one frame) or {frame: Trace}; `neurons=(a, b)` samples a range.
     """
     reducers = [reducers] if isinstance(reducers, Reducer) else list(reducers)
     check_model(model)
@@ -210,10 +235,15 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
             emb = emb.unsqueeze(0)
         if emb.shape[0] != len(frames):
             raise XincError(f"embedding has {emb.shape[0]} entries for {len(frames)} frames; give one per frame")
+    if isinstance(trace, Trace):
+        if len(frames) != 1:
+            raise XincError("trace= as one Trace needs exactly one frame; give {frame: Trace} for several")
+        trace = {frames[0]: trace}
     residuals: dict[int, dict[str, float]] = {}
     for j, f in enumerate(frames):
         run = _setup(model, layer, f, mode, per_channel, chunk_neurons, memory_budget_mb, None,
-                     None if embedding is None else emb[j], check=False, neurons=neurons)
+                     None if embedding is None else emb[j], check=False, neurons=neurons,
+                     trace=None if trace is None else trace.get(f))
         for red in reducers:
             red.begin_frame(run.info, run.frame)
         for start, maps in run.chunks():
@@ -266,7 +296,7 @@ def compute_canvas(model, layer: str, frame: int = 0, **kw) -> Canvas:
     """The whole canvas of a layer for one frame (chunked internally; same kwargs as iter_canvas)."""
     run = _setup(model, layer, frame, kw.pop("mode", "paper"), kw.pop("per_channel", False),
                  kw.pop("chunk_neurons", None), kw.pop("memory_budget_mb", None), kw.pop("device", None),
-                 kw.pop("embedding", None), neurons=kw.pop("neurons", None))
+                 kw.pop("embedding", None), neurons=kw.pop("neurons", None), trace=kw.pop("trace", None))
     if kw:
         raise TypeError(f"compute_canvas: unexpected arguments {sorted(kw)}")
     parts = [maps.cpu() for _, maps in run.chunks()]

@@ -64,27 +64,51 @@ def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 stop: int) -> torch.Tensor:
     """Per-kernel convolutions z_k = u_i * W[o, i] + b_o / C_in for neurons k = i*C_out + o in [start, stop).
 
-    One grouped conv over the input channels the range touches (group i yields its C_out kernels), then a
-    slice: u (C_in, h, w) -> (stop - start, h, w). 'Same' zero padding as the layer (odd kernels).
+    At most three convs: a partial first row of kernels, the whole rows in between as one grouped conv over
+    their input channels (group i yields its C_out kernels), a partial last row; only requested kernels are
+    computed. u (C_in, h, w) -> (stop - start, h, w). 'Same' zero padding as the layer (odd kernels).
     """
     c_out, c_in, k = weight.shape[0], weight.shape[1], weight.shape[-1]
-    i_lo, i_hi = start // c_out, (stop - 1) // c_out + 1
-    ni = i_hi - i_lo
-    w = weight[:, i_lo:i_hi].transpose(0, 1).reshape(ni * c_out, 1, k, k)
-    b = None if bias is None else (bias / c_in).repeat(ni)
-    out = F.conv2d(u[i_lo:i_hi].unsqueeze(0), w, b, padding=k // 2, groups=ni)[0]
-    return out[start - i_lo * c_out:stop - i_lo * c_out]
+    b_all = None if bias is None else bias / c_in
+
+    def row_part(i: int, o_a: int, o_b: int) -> torch.Tensor:
+        b = None if b_all is None else b_all[o_a:o_b]
+        return F.conv2d(u[i][None, None], weight[o_a:o_b, i:i + 1], b, padding=k // 2)[0]
+
+    def full_rows(i_a: int, i_b: int) -> torch.Tensor:
+        ni = i_b - i_a
+        w = weight[:, i_a:i_b].transpose(0, 1).reshape(ni * c_out, 1, k, k)
+        b = None if b_all is None else b_all.repeat(ni)
+        return F.conv2d(u[i_a:i_b].unsqueeze(0), w, b, padding=k // 2, groups=ni)[0]
+
+    i_first, o_first = divmod(start, c_out)
+    i_last, o_last = divmod(stop, c_out)  # stop is exclusive: rows < i_last whole, then o < o_last of i_last
+    if i_first == i_last:
+        return row_part(i_first, o_first, o_last)
+    parts = []
+    i_a = i_first
+    if o_first:
+        parts.append(row_part(i_first, o_first, c_out))
+        i_a += 1
+    if i_last > i_a:
+        parts.append(full_rows(i_a, i_last))
+    if o_last:
+        parts.append(row_part(i_last, 0, o_last))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
 
 
-def sum_over_inputs(maps: torch.Tensor, start: int, c_out: int) -> torch.Tensor:
-    """sum_i maps_{i,o} for a chunk of c_in-major neurons starting at `start` -> (c_out, ...), by padding the
-    chunk to whole rows of c_out and one reshape-sum (no scatter)."""
+def sum_over_inputs(maps: torch.Tensor, start: int, c_out: int) -> tuple[int, torch.Tensor]:
+    """sum_i maps_{i,o} for a chunk of c_in-major neurons starting at `start`, as (o_lo, sums) covering output
+    channels o_lo.. (a chunk inside one row of kernels only touches its own o range; longer chunks are padded
+    to whole rows and reduced with one reshape-sum, no scatter)."""
     off = start % c_out
     n = maps.shape[0]
+    if off + n <= c_out:
+        return off, maps
     rows = (off + n + c_out - 1) // c_out
     buf = maps.new_zeros(rows * c_out, *maps.shape[1:])
     buf[off:off + n] = maps
-    return buf.reshape(rows, c_out, *maps.shape[1:]).sum(0)
+    return 0, buf.reshape(rows, c_out, *maps.shape[1:]).sum(0)
 
 
 @functools.lru_cache(maxsize=256)
@@ -204,13 +228,19 @@ class Rule:
         """Bind one frame's forward pass (inputs/pre-activations on the compute device)."""
         raise NotImplementedError
 
-    def compute(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(maps of neurons [start, stop), this chunk's part of the additive sum or None)."""
+    def compute(self, start: int, stop: int):
+        """(maps of neurons [start, stop), this chunk's part of the additive sum or None).
+
+        The part is a tensor shaped like target(), or (lo, tensor) adding into rows lo..lo+len of it."""
         raise NotImplementedError
 
     def target(self) -> torch.Tensor | None:
         """What the additive sum over all neurons must equal (None: nothing to check)."""
         return None
+
+    def part_shape(self) -> tuple[int, ...]:
+        """Shape of the summed additive part (default: the target's)."""
+        return tuple(self.target().shape)
 
     def residual(self, total: torch.Tensor | None) -> dict[str, float]:
         """Completeness residual of the summed additive part against target()."""
@@ -268,12 +298,15 @@ class MLPRule(Rule):
 
     def compute(self, start: int, stop: int):
         H, W = self.info.height, self.info.width
-        a = self.a[:, start:stop].t()  # (c, P)
+        a = self.a[:, start:stop]  # (P, c)
+        count = stop - start
         if self.per_channel:
-            c = a[:, None, :] * self.W[:, start:stop].t()[:, :, None] + (self.b / self.n)[None, :, None]
-            return self.phi(c).reshape(-1, self.m, H, W), c.sum(0)
-        s = a * self.wsum[start:stop, None] + self.bshare
-        return self.phi(s).reshape(-1, H, W), s.sum(0)
+            c = a.t()[:, None, :] * self.W[:, start:stop].t()[:, :, None] + (self.b / self.n)[None, :, None]
+            part = (a @ self.W[:, start:stop].t()).t() + count * (self.b / self.n)[:, None]  # sum_i c_ij, closed form
+            return self.phi(c).reshape(-1, self.m, H, W), part
+        s = a.t() * self.wsum[start:stop, None] + self.bshare
+        part = a @ self.wsum[start:stop] + count * self.bshare  # sum_i s_i without another pass over the maps
+        return self.phi(s).reshape(-1, H, W), part
 
     def target(self) -> torch.Tensor:
         return self.z.t() if self.per_channel else self.z.sum(1)
@@ -447,6 +480,9 @@ class ConvBlockPaperRule(_BlockBase):
 
     def target(self) -> torch.Tensor:
         return self.next_in
+
+    def part_shape(self) -> tuple[int, ...]:
+        return (self.cout, *self.u.shape[-2:])  # per pre-shuffle channel, on the coarse grid
 
     def residual(self, total):
         # route the per-o sums with the same routing code as the maps (k = 1), sum the r^2 sub-pixels per

@@ -118,6 +118,14 @@ class HNeRVQuantOptions:
     """the training frames (recorded)"""
 
 
+def _parse(cls, argv: list[str], prog: str):
+    """Parse options; --help and usage errors end the command with tyro's exit code (as return value)."""
+    try:
+        return parse(cls, argv, prog)
+    except SystemExit as e:
+        return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+
+
 def _report(out: Path, record: dict) -> None:
     src = record.get("architecture_sources", {})
     print(f"imported {record['format'].split(' ')[0]} -> {out}")
@@ -137,14 +145,18 @@ def _report(out: Path, record: dict) -> None:
 
 def import_xinc_ffn(argv: list[str], prog: str) -> int:
     """`xinc import xinc-ffn CKPT --out DIR`."""
-    o = parse(XincFFNOptions, argv, prog)
+    o = _parse(XincFFNOptions, argv, prog)
+    if isinstance(o, int):
+        return o
     _report(o.out, import_xinc_ffn_checkpoint(o.ckpt, o.out))
     return 0
 
 
 def import_nerv(argv: list[str], prog: str) -> int:
     """`xinc import nerv CKPT [--config JSON] --frames T --out DIR [original-script flags]`."""
-    o = parse(NeRVOptions, argv, prog)
+    o = _parse(NeRVOptions, argv, prog)
+    if isinstance(o, int):
+        return o
     flags = {k: getattr(o, k) for k in ARCH_FIELDS + DATA_FIELDS}
     _report(o.out, import_nerv_checkpoint(o.ckpt, o.out, flags, o.config, o.frames, o.gt))
     return 0
@@ -152,7 +164,9 @@ def import_nerv(argv: list[str], prog: str) -> int:
 
 def import_hnerv_quant(argv: list[str], prog: str) -> int:
     """`xinc import hnerv-quant CKPT --out DIR`."""
-    o = parse(HNeRVQuantOptions, argv, prog)
+    o = _parse(HNeRVQuantOptions, argv, prog)
+    if isinstance(o, int):
+        return o
     flags = {f.name: getattr(o, f.name) for f in dataclasses.fields(o) if f.name in ARCH_FIELDS + DATA_FIELDS}
     _report(o.out, import_hnerv_quant_checkpoint(o.ckpt, o.out, flags, o.frames, o.gt))
     return 0

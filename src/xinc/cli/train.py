@@ -184,6 +184,8 @@ class TrainNeRVOptions:
     """PixelShuffle factor of each block (their product must divide --size)."""
     kernel_sizes: list[int] | None = None
     """Odd conv kernel size of each block (default: 3 for every block)."""
+    widths: list[int] | None = None
+    """Channels after each block (default: NeRV's rule from fc_dim, --reduce and --lower-width)."""
     reduce: float = 1.2
     """Width reduction factor per block."""
     lower_width: int = 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from xinc import __version__
 from xinc.errors import XincError
 from xinc.models.io import build_model, load_model, save_model
-from xinc.models.nerv import NeRV, NeRVConfig, nerv_config_for_budget
+from xinc.models.nerv import NeRV, NeRVConfig, nerv_config_for_budget, nerv_param_count
 from xinc.train.common import (
     Clock,
     TrainResult,
@@ -62,6 +63,7 @@ class TrainNeRVConfig:
     embed: str = "pe_1.25_80"  # positional encoding pe_<base>_<levels>
     strides: list[int] = field(default_factory=lambda: [4, 2, 2])  # PixelShuffle factor of each block
     kernel_sizes: list[int] | None = None  # conv kernel of each block (None = 3 for all)
+    widths: list[int] | None = None  # channels after each block (None = NeRV's rule from fc_dim, reduce, lower_width)
     reduce: float = 1.2  # width reduction per block
     lower_width: int = 6  # minimum block width
     modelsize: float = 1.0  # parameter budget in millions (sets fc_dim)
@@ -92,6 +94,9 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
         raise XincError(f"--warmup-start {cfg.warmup_start}: must be in [0, 1]")
     if not cfg.strides or any(not isinstance(s, int) or s < 1 for s in cfg.strides):
         raise XincError(f"--strides {cfg.strides}: give one positive integer per block, e.g. 4 2 2")
+    if cfg.widths is not None and (len(cfg.widths) != len(cfg.strides) or any(
+            not isinstance(w, int) or w < 1 for w in cfg.widths)):
+        raise XincError(f"--widths {cfg.widths}: give one positive integer per block ({len(cfg.strides)} strides)")
     if cfg.kernel_sizes is not None and len(cfg.kernel_sizes) != len(cfg.strides):
         raise XincError(f"--kernel-sizes {cfg.kernel_sizes}: give one per block ({len(cfg.strides)} strides)")
     check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
@@ -107,6 +112,22 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
         raise XincError("--video: a frame folder or video file is required")
 
 
+def _fc_dim_for_widths(base: NeRVConfig, widths: list[int], budget: float) -> int:
+    """Largest fc_dim whose decoder with these fixed block widths keeps <= budget parameters."""
+    def count(d: int) -> int:
+        return nerv_param_count(dataclasses.replace(base, fc_dim=d, widths=list(widths)))
+
+    if count(1) > budget:
+        raise ValueError(f"modelsize {budget / 1e6:g}M is too small for widths {widths} even with fc_dim=1")
+    lo, hi = 1, 2
+    while count(hi) <= budget:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # the count grows with fc_dim
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
+    return lo
+
+
 def nerv_model_config(cfg: TrainNeRVConfig, num_frames: int) -> NeRVConfig:
     """The decoder config for these options (fc_dim from the parameter budget, SPEC 1.2)."""
     H, W = cfg.size
@@ -115,12 +136,16 @@ def nerv_model_config(cfg: TrainNeRVConfig, num_frames: int) -> NeRVConfig:
             height=H, width=W, num_frames=num_frames, strides=list(cfg.strides),
             kernel_sizes=list(cfg.kernel_sizes) if cfg.kernel_sizes else None, reduce=cfg.reduce,
             lower_width=cfg.lower_width, modelsize=cfg.modelsize, embed=cfg.embed, head_ks=cfg.head_ks,
-            fc_dim=cfg.fc_dim,
+            fc_dim=cfg.fc_dim if cfg.fc_dim or not cfg.widths else 1,
         )
+        if cfg.widths:  # explicit block widths: fc_dim from the budget with these widths
+            fc_dim = cfg.fc_dim or _fc_dim_for_widths(mc, list(cfg.widths), cfg.modelsize * 1e6)
+            mc = dataclasses.replace(mc, fc_dim=fc_dim, widths=list(cfg.widths))
         mc.act = cfg.act
         mc.validate()
     except ValueError as e:
-        raise XincError(f"invalid NeRV options (--size/--strides/--kernel-sizes/--modelsize/--embed): {e}") from None
+        raise XincError(f"invalid NeRV options (--size/--strides/--kernel-sizes/--widths/--modelsize/--embed): {e}"
+                        ) from None
     return mc
 
 
