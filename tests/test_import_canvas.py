@@ -123,6 +123,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_hnerv_canvas_every_layer_chunked_within_ram(shared_dir, tmp_path):
     """Head (streamed whole) and every block (chunks at 640x1280) in a fresh process; peak RSS < 4 GB."""
     mdir = tmp_path / "hnerv"

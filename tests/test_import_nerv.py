@@ -197,6 +197,7 @@ def test_reference_nerv_from_flags_only(shared_dir, tmp_path):
     assert rec["architecture_sources"]["fc_dim"].startswith("weights")
 
 
+@pytest.mark.slow
 def test_reference_hnerv_reproduces_12_frame_psnr(shared_dir, tmp_path, capsys):
     out = tmp_path / "hnerv"
     assert main(["import", "hnerv-quant", str(shared_dir / "reference" / "hnerv_bunny_1.5M_quant_vid.pth"),

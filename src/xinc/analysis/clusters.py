@@ -412,8 +412,7 @@ def _figures(ctx: AnalysisContext, results: dict[str, dict[str, Any]], labels_px
         fig, axes = plt.subplots(len(shown), 1, figsize=(10.0, sum(rows) * 10.0 / (1 + opts.members) / aspect * 0.92
                                                             + 0.55 * len(shown) + 0.3),
                                  gridspec_kw={"height_ratios": rows}, squeeze=False)
-        cmap = matplotlib.colormaps["inferno"].copy()
-        cmap.set_bad("white")
+        cmap = matplotlib.colormaps["inferno"].with_extremes(bad="white")
         for ax, layer in zip(axes[:, 0], shown):
             r = results[layer]
             tiles = [[_norm_img(r["avg"][c])] + [r["member_maps"][k] for k in r["members"].get(c, [])]
