@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_canvas import tiny_ffn, tiny_nerv
 
 import xinc.cli.canvas as cli_canvas
+from test_canvas import tiny_ffn, tiny_nerv
 from xinc.canvas import compute_canvas
 from xinc.canvas.store import open_store, read_canvas
 from xinc.cli.main import main

@@ -32,7 +32,7 @@ def _ctx(tmp_path, canvases, **kw) -> AnalysisContext:
     image = torch.rand(3, H, W, generator=torch.Generator().manual_seed(5))
     base = dict(model=None, model_dir=tmp_path / "model", layers=["given"], frames=[0], images=image[None],
                 out=tmp_path / "out", mode="corrected", seed=0, canvases=canvases, chunk_neurons=5,
-                options={"a6": {"k": 2, "groups": 8, "members": 2, "seed_runs": 2}})
+                options={"a6": {"k": 2, "groups": 8, "members": 2, "seed_runs": 2, "figures": False}})
     base.update(kw)
     return AnalysisContext(**base)
 
@@ -63,7 +63,8 @@ def test_planted_clusters_are_recovered_and_seeded(tmp_path):
     from sklearn.metrics import adjusted_rand_score
 
     maps, truth = _planted()
-    res = clusters.analyze_clusters(_ctx(tmp_path, {"given": maps}))
+    res = clusters.analyze_clusters(_ctx(tmp_path, {"given": maps}, options={"a6": {
+        "k": 2, "groups": 8, "members": 2, "seed_runs": 2}}))
     layer = res["layers"]["given"]
     assert layer["neurons"] == 14 and layer["dead"] == 2 and layer["clusters"] == 2
     with np.load(tmp_path / "out" / "data" / "a6_given.npz", allow_pickle=False) as z:
@@ -73,13 +74,14 @@ def test_planted_clusters_are_recovered_and_seeded(tmp_path):
     assert layer["seed_ari"] == pytest.approx(1.0)
     for fig in res["figures"]:
         assert (tmp_path / "out" / fig["path"]).is_file()
-    again = clusters.analyze_clusters(_ctx(tmp_path / "b", {"given": maps}))
+    again = clusters.analyze_clusters(_ctx(tmp_path / "b", {"given": maps}, options={"a6": {
+        "k": 2, "groups": 8, "seed_runs": 2, "figures": False}}))
     assert again["layers"] == res["layers"]  # seeded: same numbers
 
 
 def test_finch_option(tmp_path):
     maps, truth = _planted(n_per=8)
-    ctx = _ctx(tmp_path, {"given": maps}, options={"a6": {"method": "finch", "groups": 8, "members": 2}})
+    ctx = _ctx(tmp_path, {"given": maps}, options={"a6": {"method": "finch", "groups": 8, "figures": False}})
     res = clusters.analyze_clusters(ctx)
     assert res["method"] == "finch" and res["layers"]["given"]["clusters"] >= 2
 
@@ -138,7 +140,7 @@ def test_real_model_streaming_is_chunk_independent(tmp_path):
     for chunk in (7, None):
         ctx = AnalysisContext(model=model, model_dir=tmp_path, layers=["block2", "head"], frames=[0], images=image,
                               out=tmp_path / f"o{chunk}", mode="corrected", chunk_neurons=chunk,
-                              options={"a6": {"groups": 6, "members": 2, "seed_runs": 0}})
+                              options={"a6": {"groups": 6, "seed_runs": 0, "figures": False}})
         res = clusters.analyze_clusters(ctx)
         assert set(res["layers"]) == {"block2", "head"} and "block2~head" in res["layer_distance"]
         with np.load(tmp_path / f"o{chunk}" / "data" / "a6_block2.npz") as z:

@@ -136,7 +136,7 @@ def test_briefly_fitted_nerv_on_synthetic_clip_tracks_motion(tmp_path):
     model = train_nerv(cfg, frames=frames).model.eval()
     ctx = AnalysisContext(model=model, model_dir=tmp_path / "nerv", layers=model.layer_names[-2:],
                           frames=list(range(frames.shape[0])), images=frames, out=tmp_path / "a4", flow=flow,
-                          mode="corrected", seed=0)
+                          mode="corrected", seed=0, options={"a4": {"figures": False}})
     res = motion.analyze_motion(ctx)
     aurocs = [v["auroc"] for v in res["layers"].values()]
     assert all(a is not None and a > 0.7 for a in aurocs), res["layers"]

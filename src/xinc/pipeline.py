@@ -111,17 +111,56 @@ def load_config(path: str | Path) -> PipelineConfig:
     return cfg
 
 
+_OPTION_CLASSES = {"ffn": ("xinc.cli.train", "TrainFFNOptions"), "nerv": ("xinc.cli.train", "TrainNeRVOptions"),
+                   "canvas": ("xinc.cli.canvas", "CanvasOptions"), "analyze": ("xinc.cli.analyze", "AnalyzeOptions")}
+_SET_BY_PIPELINE = {"image", "out", "size", "seed", "device", "dataset", "root", "video", "model_dir", "frame",
+                    "frames", "layers", "progress", "option", "data"}
+
+
+def _check_options(key: str, options: Any, where: str) -> None:
+    """Reject a `ffn`/`nerv`/`canvas`/`analyze` table that is not a dict or names an unknown option."""
+    import importlib
+
+    if not isinstance(options, dict):
+        raise XincError(f"{where}: {key} must be a table of `xinc` options, got {options!r}")
+    module, name = _OPTION_CLASSES[key]
+    known = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))} - _SET_BY_PIPELINE
+    bad = sorted(set(options) - known)
+    if bad:
+        raise XincError(f"{where}: {key}: unknown option {bad[0]!r}; known: {', '.join(sorted(known))}")
+
+
 def validate(cfg: PipelineConfig, where: str = "config") -> None:
-    """One-line errors for impossible settings, before any work starts."""
+    """One-line errors for impossible settings, before any work starts (normalises `synthetic`, `videos`, `size`)."""
+    if isinstance(cfg.synthetic, dict):
+        cfg.synthetic = _from_dict(SyntheticSpec, cfg.synthetic, f"{where}: synthetic")
+    if cfg.synthetic is not None and not isinstance(cfg.synthetic, SyntheticSpec):
+        raise XincError(f"{where}: synthetic must be a table like {{\"videos\": 2, \"frames\": 10}}")
+    if isinstance(cfg.videos, str) and cfg.videos != "all":
+        cfg.videos = [v.strip() for v in cfg.videos.split(",") if v.strip()]
+    if isinstance(cfg.size, str):
+        from xinc.utils import parse_hw
+
+        cfg.size = list(parse_hw(cfg.size, f"{where}: size"))
+    if not isinstance(cfg.size, list | tuple) or not all(isinstance(v, int) for v in cfg.size):
+        raise XincError(f"{where}: size {cfg.size!r}: expected [H, W] integers")
+    if not isinstance(cfg.videos, list | str) or (isinstance(cfg.videos, list) and not cfg.videos):
+        raise XincError(f"{where}: videos {cfg.videos!r}: expected \"all\" or a list of clip ids")
     if cfg.dataset not in FIRST_ANNOTATED:
         raise XincError(f"{where}: dataset {cfg.dataset!r}: choose cityscapes-vps or vipseg")
     if cfg.root is None and cfg.synthetic is None:
         raise XincError(f"{where}: give `root` (a dataset folder) or `synthetic` (generate one)")
     if len(cfg.size) != 2 or min(cfg.size) < 16:
         raise XincError(f"{where}: size {cfg.size}: expected [H, W], both >= 16")
-    bad = [m for m in cfg.models if m not in MODELS]
+    bad = [m for m in cfg.models if m not in MODELS] if isinstance(cfg.models, list) else [cfg.models]
     if bad or not cfg.models:
         raise XincError(f"{where}: models {cfg.models}: choose from ffn, nerv")
+    for key in _OPTION_CLASSES:
+        _check_options(key, getattr(cfg, key), where)
+    if not isinstance(cfg.analyze_options, dict) or not all(isinstance(v, dict) for v in cfg.analyze_options.values()):
+        raise XincError(f"{where}: analyze_options must be {{analysis id: {{name: value}}}}")
+    if not isinstance(cfg.layers, dict):
+        raise XincError(f"{where}: layers must be {{model: \"layer,...\"}}, e.g. {{\"nerv\": \"block3,head\"}}")
 
 
 # ----------------------------------------------------------------------------- steps
@@ -163,9 +202,22 @@ class Steps:
     def marker(self, name: str) -> Path:
         return self.root / ".steps" / f"{name.replace('/', '__')}.json"
 
+    def stamp(self, names: list[str]) -> list[Any]:
+        """(key, finish time) of upstream steps: a rebuilt input makes every step after it rebuild too."""
+        out = []
+        for n in names:
+            try:
+                m = json.loads(self.marker(n).read_text())
+                out.append([n, m.get("key"), m.get("finished"), m.get("seconds")])
+            except (OSError, json.JSONDecodeError):
+                out.append([n, None])
+        return out
+
     def run(self, name: str, output: Path, params: dict[str, Any], fn: Callable[[], Any],
-            command: str | None = None) -> bool:
-        """Run `fn` unless `output` is complete for these params; returns True when it ran."""
+            command: str | None = None, after: list[str] | None = None) -> bool:
+        """Run `fn` unless `output` is complete for these params (and unchanged inputs `after`); True when it ran."""
+        if after:
+            params = {**params, "after": self.stamp(after)}
         key = hashlib.sha256(json.dumps(to_jsonable(params), sort_keys=True).encode()).hexdigest()[:16]
         mark = self.marker(name)
         if command:
@@ -190,9 +242,10 @@ class Steps:
         self.ran.append(name)
         return True
 
-    def xinc(self, name: str, output: Path, args: list[str]) -> bool:
+    def xinc(self, name: str, output: Path, args: list[str], after: list[str] | None = None) -> bool:
         """A step that is one `xinc` command writing `output`."""
-        return self.run(name, output, {"args": [str(a) for a in args]}, lambda: call_xinc(args), xinc_command(args))
+        return self.run(name, output, {"args": [str(a) for a in args]}, lambda: call_xinc(args), xinc_command(args),
+                        after)
 
 
 def _opt_args(options: dict[str, Any]) -> list[str]:
@@ -221,7 +274,8 @@ def _analyze_option_args(options: dict[str, dict[str, Any]]) -> list[str]:
 def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path, size: list[int], seed: int,
                device: str, models: list[str], ffn: dict[str, Any], nerv: dict[str, Any], canvas: dict[str, Any],
                analyze: dict[str, Any], analyze_options: dict[str, dict[str, Any]], compare: bool, report: bool,
-               progress: bool, prefix: str | None = "", layers: dict[str, str] | None = None) -> dict[str, Any]:
+               progress: bool, prefix: str | None = "", layers: dict[str, str] | None = None,
+               after: list[str] | None = None) -> dict[str, Any]:
     """Train, canvas, analyze (and compare, report) the models of one clip into `out`."""
     from xinc.data.panoptic import load_panoptic_clip
 
@@ -239,6 +293,7 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
     data_args = ["--dataset", dataset, "--root", str(root), "--video", video]
     done: dict[str, Any] = {"video": video, "ffn_frame": j, "runs": {}}
     tag = f"{prefix}{video}/" if prefix is not None else ""
+    upstream = list(after or [])
     for kind in models:
         mdir, cdir, adir = out / "models" / kind, out / "canvas" / kind, out / kind
         if kind == "ffn":
@@ -252,25 +307,32 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
             targs = ["train", "nerv", "--dataset", dataset, "--root", root, "--video", video, "--out", mdir,
                      "--size", hw, "--seed", seed, "--device", device, *_opt_args(nerv), *prog]
             frame_args, cframes = [], str(j)
-        steps.xinc(f"{tag}train-{kind}", mdir, targs)
+        steps.xinc(f"{tag}train-{kind}", mdir, targs, after=upstream)
         steps.xinc(f"{tag}canvas-{kind}", cdir, ["canvas", mdir, "--out", cdir, "--frames", cframes, "--device",
-                                                 device, *_opt_args(canvas), *prog])
+                                                 device, *_opt_args(canvas), *prog], after=[f"{tag}train-{kind}"])
         layer_args = ["--layers", layers[kind]] if layers and layers.get(kind) else []
         steps.xinc(f"{tag}analyze-{kind}", adir, ["analyze", mdir, "--out", adir, *data_args, *frame_args, *layer_args,
-                                                  "--seed", seed, "--device", device, *a_args, *prog])
+                                                  "--seed", seed, "--device", device, *a_args, *prog],
+                   after=[f"{tag}train-{kind}"])
         done["runs"][kind] = str(adir)
     if compare and {"ffn", "nerv"} <= set(models):
         comp = out / "comparison.json"
         steps.run(f"{tag}compare", comp, {"a": done["runs"]["ffn"], "b": done["runs"]["nerv"], "frame": j},
                   lambda: write_comparison(out / "ffn", out / "nerv", comp, seed), "python: xinc.pipeline."
-                  f"write_comparison({out / 'ffn'}, {out / 'nerv'})")
+                  f"write_comparison({out / 'ffn'}, {out / 'nerv'})", after=[f"{tag}analyze-{k}" for k in models])
     if report:
         from xinc.report.html import build_report
 
         html = out / "report.html"
-        steps.run(f"{tag}report", html, {"runs": done["runs"], "t": time.time()},
+        inputs = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")]
+        if compare and {"ffn", "nerv"} <= set(models):
+            inputs.append(f"{tag}compare")
+        steps.run(f"{tag}report", html, {"runs": done["runs"]},
                   lambda: build_report(out, html, title=f"xinc report — {dataset} clip {video}"),
-                  xinc_command(["report", out, "--out", html]))
+                  xinc_command(["report", out, "--out", html]), after=inputs)
+        done["steps"] = [*inputs, f"{tag}report"]
+    else:
+        done["steps"] = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")]
         done["report"] = str(html)
     return done
 
@@ -309,9 +371,15 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[
         if s.things is not None:
             args += ["--things", s.things]
         steps.xinc("synth", root, args)
-    videos = list_videos(cfg.dataset, root) if cfg.videos == "all" else [str(v) for v in cfg.videos]
+    elif not root.is_dir():
+        raise XincError(f"{root}: dataset root not found; fix `root` in the config (or use `synthetic`)")
+    known = list_videos(cfg.dataset, root)
+    videos = known if cfg.videos == "all" else [str(v) for v in cfg.videos]
     if not videos:
         raise XincError(f"{root}: no clips found for dataset {cfg.dataset}")
+    missing = [v for v in videos if v not in known]
+    if missing:
+        raise XincError(f"{root}: clip {missing[0]!r} not in the {cfg.dataset} dataset; known: {', '.join(known)}")
     clips = {}
     for i, video in enumerate(videos):
         steps.log(f"[xinc] clip {i + 1}/{len(videos)}: {video}")
@@ -319,16 +387,19 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[
             steps, dataset=cfg.dataset, root=root, video=video, out=out / video, size=cfg.size,
             seed=cfg.seed, device=cfg.device, models=cfg.models, ffn=cfg.ffn, nerv=cfg.nerv, canvas=cfg.canvas,
             analyze=cfg.analyze, analyze_options=cfg.analyze_options, compare=cfg.compare, report=cfg.report,
-            progress=cfg.progress, prefix="", layers=cfg.layers)
+            progress=cfg.progress, prefix="", layers=cfg.layers, after=["synth"] if cfg.synthetic else None)
     resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "commands": steps.commands,
                 "command": "xinc run " + shlex.join(argv or []), "steps_run": steps.ran, "steps_skipped": steps.skipped,
                 "clips": clips}
-    write_json(out / "config.json", resolved)
     if cfg.report:
         from xinc.report.html import build_report
 
-        build_report(out, out / "report.html", title=f"xinc report — {cfg.dataset}, {len(videos)} clip(s)")
-        resolved["report"] = str(out / "report.html")
+        html = out / "report.html"
+        steps.run("report", html, {"videos": videos},
+                  lambda: build_report(out, html, title=f"xinc report — {cfg.dataset}, {len(videos)} clip(s)"),
+                  xinc_command(["report", out, "--out", html]), after=[s for c in clips.values() for s in c["steps"]])
+        resolved.update(steps_run=steps.ran, steps_skipped=steps.skipped, report=str(html))
+    write_json(out / "config.json", resolved)
     return resolved
 
 

@@ -45,22 +45,15 @@ class ClusterOptions:
     members: int = 6  # member maps shown per cluster
     frame_pos: int = 0  # which of ctx.frames to analyse (position in the list)
     seed_runs: int = 3  # k-means runs (one init each, different seeds) for the stability ARI
+    figures: bool = True  # draw the figures (False: numbers, tables and vectors only)
     dead_tol: float = 1e-7  # a neuron is dead when max A_k - min A_k <= dead_tol * the layer's max A
 
 
-def _coerce(default: Any, value: Any) -> Any:
-    if isinstance(default, bool):
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-    return type(default)(value)
 
 
 def options_from(ctx: AnalysisContext) -> ClusterOptions:
     """Collect A6 options from the context and validate them."""
-    opts = ClusterOptions()
-    for name in ClusterOptions.__dataclass_fields__:
-        value = ctx.option(AID, name, None)
-        if value is not None:
-            setattr(opts, name, _coerce(getattr(opts, name), value))
+    opts = ctx.options_into(AID, ClusterOptions())
     if opts.method not in ("kmeans", "finch"):
         raise XincError(f"a6 option method={opts.method!r}: choose kmeans or finch")
     if opts.embed not in ("pca", "umap", "none"):
@@ -320,7 +313,7 @@ def analyze_clusters(ctx: AnalysisContext) -> dict[str, Any]:
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             layer_dist[f"{a}~{b}"] = symmetric_nn_distance(results[a]["vectors"], results[b]["vectors"])
-    figures = _figures(ctx, results, labels_px, frame, opts)
+    figures = _figures(ctx, results, labels_px, frame, opts) if opts.figures else []
     summary = []
     for layer, s in per_layer.items():
         text = f"{layer}: {s['neurons'] - s['dead']} live neurons ({s['dead']} dead) in {s['clusters']} clusters"

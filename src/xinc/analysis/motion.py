@@ -43,6 +43,7 @@ class MotionOptions:
     ransac_threshold: float = 0.0  # RANSAC inlier tolerance (px) of the homography fit; 0 = threshold / 2
     max_points: int = 4000  # flow vectors sampled (seeded) for the homography fit
     max_pairs_shown: int = 3  # frame pairs drawn in the map figure
+    figures: bool = True  # draw the figures (False: numbers and tables only)
     pairs: str = "auto"  # "given" (consecutive analysed frames), "previous" (t-1 -> t per frame t), "auto"
     flow_file: str = ""  # (T-1, 2, H, W) .npy flow of the whole clip (e.g. synthetic flow_gt), used when no ctx.flow
     quantum: float = 0.05  # flow magnitudes are rounded to this step (px, ~optical-flow precision); 0 = off
@@ -50,11 +51,7 @@ class MotionOptions:
 
 def options_from(ctx: AnalysisContext) -> MotionOptions:
     """Collect A4 options from the context (nested dict 'a4' wins over flat 'a4_<name>' keys)."""
-    opts = MotionOptions()
-    for name in MotionOptions.__dataclass_fields__:
-        value = ctx.option(AID, name, None)
-        if value is not None:
-            setattr(opts, name, _coerce(getattr(opts, name), value))
+    opts = ctx.options_into(AID, MotionOptions())
     if opts.region not in ("both", "source"):
         raise XincError(f"a4 option region={opts.region!r}: choose 'both' or 'source'")
     if opts.threshold < 0 or opts.ransac_threshold < 0:
@@ -65,11 +62,6 @@ def options_from(ctx: AnalysisContext) -> MotionOptions:
     return opts
 
 
-def _coerce(default: Any, value: Any) -> Any:
-    """Cast an option value to the type of its default ('false'/'0' are False for booleans)."""
-    if isinstance(default, bool):
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-    return type(default)(value)
 
 
 # ----------------------------------------------------------------------------- canvas side
@@ -341,7 +333,8 @@ def analyze_motion(ctx: AnalysisContext) -> dict[str, Any]:
                                 for k in ("auroc", "pearson", "spearman")})
             per_layer[key] = summary
     ctx.table(AID, "scores", rows)
-    figures = _figures(ctx, pairs, images, changes, magnitudes, comp_magnitudes, opts, per_layer, rows)
+    figures = [] if not opts.figures else _figures(ctx, pairs, images, changes, magnitudes, comp_magnitudes, opts,
+                                                   per_layer, rows)
     moving = _mean([float((m > opts.threshold).mean()) for m in magnitudes])
     lines = []
     for key, s in per_layer.items():

@@ -91,6 +91,14 @@ class AnalysisContext:
             return nested[name]
         return self.options.get(f"{aid}_{name}", default)
 
+    def options_into(self, aid: str, opts: Any) -> Any:
+        """Fill the fields of the options dataclass `opts` from ctx.option(aid, field), cast to each default's type."""
+        for name in type(opts).__dataclass_fields__:
+            value = self.option(aid, name, None)
+            if value is not None:
+                setattr(opts, name, _coerce(getattr(opts, name), value))
+        return opts
+
     def figure(self, aid: str, name: str, fig) -> Path:
         """Save a matplotlib figure as figures/<aid>/<name>.png and .pdf (atomically); close it."""
         import matplotlib.pyplot as plt
@@ -196,3 +204,10 @@ def stream_tensors(maps: torch.Tensor, reducers: list, *, frames: list[int] | No
         for r in reducers:
             r.end_frame()
     return reducers
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    """Cast an option value to the type of its default ('false'/'0' are False for booleans)."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    return type(default)(value)

@@ -27,7 +27,6 @@ from xinc.utils import atomic_dir, parse_hw, parse_index_list, resolve_device, s
 CORE_MODULES = ("xinc.analysis.intensity", "xinc.analysis.distributed", "xinc.analysis.objects",
                 "xinc.analysis.selectivity")
 OPTIONAL_MODULES = ("xinc.analysis.motion", "xinc.analysis.clusters")
-DEFAULT_ANALYSES = "a1,a2,a3,a5"
 FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
 
 
@@ -42,7 +41,7 @@ class AnalyzeOptions:
     out: Path
     """output run directory (replaced atomically)"""
     analyses: str | None = None
-    """comma-separated analysis ids (a1..a6) or 'all' (default a1,a2,a3,a5; those whose data is missing are
+    """comma-separated analysis ids (a1..a6) or 'all' (default: all; those whose data is missing are
     skipped with a reason; ids named here fail instead)"""
     dataset: Literal["cityscapes-vps", "vipseg"] | None = None
     """panoptic dataset of the clip (gives the labels A3/A5 use)"""
@@ -229,7 +228,7 @@ def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], mo
 
 def _select(o: AnalyzeOptions, registered: dict) -> tuple[list[str], bool]:
     if o.analyses is None:
-        return [a for a in DEFAULT_ANALYSES.split(",") if a in registered], False
+        return sorted(registered), False
     if o.analyses.strip() == "all":
         return sorted(registered), False
     ids = [a.strip().lower() for a in o.analyses.split(",") if a.strip()]
