@@ -331,9 +331,9 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
                   lambda: build_report(out, html, title=f"xinc report — {dataset} clip {video}"),
                   xinc_command(["report", out, "--out", html]), after=inputs)
         done["steps"] = [*inputs, f"{tag}report"]
+        done["report"] = str(html)
     else:
         done["steps"] = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")]
-        done["report"] = str(html)
     return done
 
 
