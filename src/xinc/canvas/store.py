@@ -1,6 +1,6 @@
 """Canvas stores: OUT/canvas.zarr (zarr v3, one chunk per neuron map), resumable and atomic per frame.
 
-Layout (see docs/readme/20-canvas.md):
+Layout (see the README, section "The canvas engine"):
     OUT/config.json                       resolved run config (+ command line)
     OUT/canvas.zarr/                      root attrs: xinc_version, model_dir, model, run, layers, frames
     OUT/canvas.zarr/<layer>/              attrs: info (LayerInfo), rule, exact, mode, neuron_index, c_in, c_out,

@@ -69,7 +69,7 @@ class RunOptions:
     config file (JSON, or TOML). Completed steps are skipped when re-run; changed settings rebuild only the
     affected steps. Keys: out, dataset, root | synthetic {videos, frames, seed, pan, things, size}, videos,
     size, seed, device, models, ffn {...}, nerv {...}, canvas {...}, analyze {...}, analyze_options
-    {aid: {name: value}}, compare, report, progress (see docs/readme/60-report.md)."""
+    {aid: {name: value}}, compare, report, progress (see the README, "Report, demo and pipeline")."""
 
     config: tyro.conf.Positional[Path]
     """pipeline config file (.json or .toml)"""

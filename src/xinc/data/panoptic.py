@@ -214,7 +214,7 @@ def _json_cached(path: str, mtime: float, size: int) -> dict:
 
 def _load_json(path: Path, keys: Sequence[str], what: str) -> dict:
     if not path.is_file():
-        raise XincError(f"{path}: file not found; put the {what} annotations there (see docs/readme/40-data.md)")
+        raise XincError(f"{path}: file not found; put the {what} annotations there (see the README, section Data)")
     st = path.stat()
     data = _json_cached(str(path), st.st_mtime, st.st_size)
     if not isinstance(data, dict):
@@ -389,7 +389,7 @@ def _vipseg_layout(root: Path, video: str) -> _Layout:
 def _layout(dataset: str, root: str | Path, video: str) -> _Layout:
     root = Path(root)
     if not root.is_dir():
-        raise XincError(f"{root}: dataset folder not found; see docs/readme/40-data.md for the layout")
+        raise XincError(f"{root}: dataset folder not found; see the README (section Data) for the layout")
     if dataset == CITYSCAPES_VPS:
         return _cityscapes_layout(root, str(video))
     if dataset == VIPSEG:
