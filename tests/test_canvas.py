@@ -339,6 +339,51 @@ def test_reducers_equal_reductions_of_full_canvas():
                 assert res[fr][key] == pytest.approx(val, rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.parametrize("act", ["relu", "sine", "gelu", "tanh"])
+def test_fused_mlp_reductions_equal_reference_maps(act, monkeypatch):
+    """The fused HeatMap/NeuronTotals path (pixel tiles, no maps) equals reductions of the loop reference,
+    for any tile size (tiles of 7 pixels do not divide the 60 pixels), with the same residual."""
+    from xinc.canvas.rules import MLPRule
+
+    m = tiny_ffn(act, 3)
+    calls = []
+    real_reduce = MLPRule.reduce
+    monkeypatch.setattr(MLPRule, "reduce", lambda self, *a: calls.append(a) or real_reduce(self, *a))
+    for tile in (7 * 5, 1 << 17):
+        monkeypatch.setattr(MLPRule, "tile_elems", {"cpu": tile, "cuda": tile})
+        for layer in m.layer_names:
+            A = ref_mlp(m, layer).abs().double()
+            heat, tot = HeatMap(), NeuronTotals()
+            res = stream_canvas(m, layer, [0], [heat, tot])
+            torch.testing.assert_close(heat.result()[0], A.sum(0).float(), **TOL)
+            torch.testing.assert_close(tot.result()[0], A.sum(dim=(1, 2)).float(), **TOL)
+            streamed = stream_canvas(m, layer, [0], HeatMap(), fused=False)
+            assert res[0]["rel"] < 1e-5 and res[0]["rel"] == pytest.approx(streamed[0]["rel"], abs=1e-6)
+            part = HeatMap()  # a neuron sub-range goes through the fused path too
+            stream_canvas(m, layer, [0], part, neurons=(1, 4))
+            torch.testing.assert_close(part.result()[0], A[1:4].sum(0).float(), **TOL)
+    assert len(calls) == 2 * 3 * 2  # tiles x layers x (whole, sub-range): the fused path was taken
+
+
+def test_fused_path_only_for_standard_reducers():
+    """A HeatMap subclass that overrides update() gets the maps; mixing in a custom reducer streams maps too."""
+    m = tiny_ffn("relu", 3)
+    seen = []
+
+    class Peek(HeatMap):
+        def update(self, start, maps):
+            seen.append(maps.shape)
+            super().update(start, maps)
+
+    heat = Peek()
+    stream_canvas(m, "layer2", [0], heat)
+    assert seen and sum(s[0] for s in seen) == 7
+    both = [HeatMap(), Collect()]
+    stream_canvas(m, "layer2", [0], both)
+    torch.testing.assert_close(both[0].result()[0], both[1].result()[0].abs().sum(0), **TOL)
+    torch.testing.assert_close(heat.result()[0], both[0].result()[0], **TOL)
+
+
 def test_per_channel_reducers_keep_channel_axis():
     f = tiny_ffn("relu", 3)
     reds = [HeatMap(), NeuronTotals(), GroupSums(torch.zeros(6, 10, dtype=torch.long), 1)]

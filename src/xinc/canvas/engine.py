@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from xinc.canvas.reduce import LayerInfo, Reducer
+from xinc.canvas.reduce import LayerInfo, Reducer, fused_kind
 from xinc.canvas.rules import Rule, get_rule, layer_kind
 from xinc.errors import XincError
 from xinc.models.trace import Trace
@@ -148,6 +148,21 @@ class CanvasRun:
             self.residual = self.rule.residual(total) if self.neurons is None else {}
             self.info.residual = dict(self.residual)
 
+    def reduced(self, wants: frozenset[str]) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        """Like chunks(), for fused standard reductions: yield (start, stop, {name: value}) without maps.
+        The rule tiles its own work, so the whole neuron range is one chunk."""
+        lo, hi = self.neurons or (0, self.info.num_neurons)
+        with torch.no_grad():
+            values, part = self.rule.reduce(lo, hi, wants)
+            total = None
+            if part is not None:
+                plo, part = part if isinstance(part, tuple) else (0, part)
+                total = torch.zeros(self.rule.part_shape(), dtype=torch.float64, device=part.device)
+                total[plo:plo + part.shape[0]] += part
+            self.residual = self.rule.residual(total) if self.neurons is None else {}
+            self.info.residual = dict(self.residual)
+            yield lo, hi, values
+
 
 def _resolve(device) -> torch.device:
     if device is None:
@@ -214,12 +229,14 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
                   *, mode: str = "paper", per_channel: bool = False, chunk_neurons: int | None = None,
                   memory_budget_mb: float | None = None, device=None, embedding: torch.Tensor | None = None,
                   progress=None, neurons: tuple[int, int] | None = None,
-                  trace: Trace | dict[int, Trace] | None = None) -> dict[int, dict[str, float]]:
+                  trace: Trace | dict[int, Trace] | None = None, fused: bool = True) -> dict[int, dict[str, float]]:
     """Drive reducers (begin_frame/update/end_frame) over every chunk of every frame; return {frame: residual}.
 
     `frames` None means every frame. `embedding` (len(frames), C, h, w) gives the decoder input per frame
     (HNeRV encoders, external embeddings). `progress` is an optional callable(n_neurons_done) (e.g. tqdm.update).
     `trace` reuses forward passes: a Trace (one frame) or {frame: Trace}; `neurons=(a, b)` samples a range.
+    `fused` (default) lets rules that can (the MLP paper rule) compute HeatMap/NeuronTotals directly in
+    cache-sized pixel tiles when those are the only reducers; False always streams the maps.
     """
     reducers = [reducers] if isinstance(reducers, Reducer) else list(reducers)
     check_model(model)
@@ -246,11 +263,19 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
                      trace=None if trace is None else trace.get(f))
         for red in reducers:
             red.begin_frame(run.info, run.frame)
-        for start, maps in run.chunks():
-            for red in reducers:
-                red.update(start, maps)
-            if progress is not None:
-                progress(maps.shape[0])
+        wants = frozenset(fused_kind(red) for red in reducers)
+        if fused and reducers and None not in wants and wants <= run.rule.fusable():
+            for start, stop, values in run.reduced(wants):
+                for red in reducers:
+                    red.update_reduced(start, stop, values[fused_kind(red)])
+                if progress is not None:
+                    progress(stop - start)
+        else:
+            for start, maps in run.chunks():
+                for red in reducers:
+                    red.update(start, maps)
+                if progress is not None:
+                    progress(maps.shape[0])
         for red in reducers:
             red.end_frame()
         residuals[run.frame] = dict(run.residual)

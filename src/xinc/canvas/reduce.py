@@ -47,7 +47,17 @@ class LayerInfo:
 
 
 class Reducer:
-    """Base class: override update(); begin_frame/end_frame/result are optional."""
+    """Base class: override update(); begin_frame/end_frame/result are optional.
+
+    A reducer that is one of the standard reductions sets `fuses` ("heat" | "totals") and implements
+    update_reduced(start, stop, value): when every reducer of a stream fuses and the rule can compute those
+    reductions directly (Rule.fusable), the engine hands over the reduced values and never forms the maps.
+    """
+
+    fuses: str | None = None
+
+    def update_reduced(self, start: int, stop: int, value: torch.Tensor) -> None:
+        raise NotImplementedError
 
     def begin_frame(self, info: LayerInfo, frame: int) -> None:
         self.info, self.frame = info, frame
@@ -60,6 +70,17 @@ class Reducer:
 
     def result(self) -> Any:
         raise NotImplementedError
+
+
+def fused_kind(red: Reducer) -> str | None:
+    """The standard reduction `red` stands for, or None when it is not one (or a subclass overrides update()
+    without also overriding update_reduced(), so its maps must be streamed)."""
+    if red.fuses is None:
+        return None
+    mro = type(red).__mro__
+    own_update = next(k for k in mro if "update" in k.__dict__)
+    own_reduced = next(k for k in mro if "update_reduced" in k.__dict__)
+    return red.fuses if own_update is own_reduced else None
 
 
 class _PerFrame(Reducer):
@@ -86,8 +107,14 @@ class HeatMap(_PerFrame):
         super().begin_frame(info, frame)
         self._acc = None
 
+    fuses = "heat"
+
     def update(self, start: int, maps: torch.Tensor) -> None:
         part = maps.abs().sum(0).double()  # float32 within a chunk, float64 across chunks
+        self._acc = part if self._acc is None else self._acc + part
+
+    def update_reduced(self, start: int, stop: int, value: torch.Tensor) -> None:
+        part = value.double()
         self._acc = part if self._acc is None else self._acc + part
 
 
@@ -99,9 +126,14 @@ class NeuronTotals(_PerFrame):
         extra = () if info.channels is None else (info.channels,)
         self._acc = torch.zeros(info.num_neurons, *extra, dtype=torch.float64)
 
+    fuses = "totals"
+
     def update(self, start: int, maps: torch.Tensor) -> None:
         tot = torch.linalg.vector_norm(maps.flatten(-2), 1, dim=-1).double().cpu()
         self._acc[start:start + maps.shape[0]] = tot
+
+    def update_reduced(self, start: int, stop: int, value: torch.Tensor) -> None:
+        self._acc[start:stop] = value.to("cpu", torch.float64)
 
 
 class GroupSums(_PerFrame):

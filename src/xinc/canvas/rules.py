@@ -219,6 +219,7 @@ class Rule:
     name: ClassVar[str] = ""
     notes: ClassVar[str] = ""
     maps_per_neuron: ClassVar[float] = 4.0  # working tensors of one neuron's map size held at once (memory plan)
+    tile_elems: ClassVar[dict[str, int]] = {"cpu": 1 << 17, "cuda": 1 << 26}  # fused reductions: floats per tile
 
     def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
         self.model, self.layer, self.mode, self.per_channel = model, layer, mode, per_channel
@@ -248,6 +249,16 @@ class Rule:
         if total is None or tgt is None:
             return {}
         return residual_stats(total, tgt)
+
+    def fusable(self) -> frozenset[str]:
+        """Standard reductions ("heat", "totals") this rule computes without materialising maps (none by default)."""
+        return frozenset()
+
+    def reduce(self, start: int, stop: int, wants: frozenset[str]):
+        """({name: value} of the fused reductions `wants` over neurons [start, stop), additive part as in compute).
+
+        "heat": sum_k |C_k| over the chunk (map-shaped); "totals": sum over pixels of |C_k| per neuron (n,)."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused reductions")
 
     def bytes_per_neuron(self) -> int:
         """Rough peak bytes per neuron of a chunk (the memory budget divides by this)."""
@@ -293,6 +304,7 @@ class MLPRule(Rule):
     def prepare(self, trace: Trace) -> None:
         self.a = trace.inputs[self.layer]  # (P, n)
         self.z = trace.pre[self.layer]  # (P, m)
+        self._zsum = None
         self.wsum = self.W.sum(0)
         self.bshare = self.b.sum() / self.n
 
@@ -309,7 +321,53 @@ class MLPRule(Rule):
         return self.phi(s).reshape(-1, H, W), part
 
     def target(self) -> torch.Tensor:
-        return self.z.t() if self.per_channel else self.z.sum(1)
+        if self.per_channel:
+            return self.z.t()
+        if getattr(self, "_zsum", None) is None:  # sum_j z_j once per frame (mv: the (P, m) rows may be short)
+            self._zsum = torch.mv(self.z, torch.ones(self.m, dtype=self.z.dtype, device=self.z.device))
+        return self._zsum
+
+    def fusable(self) -> frozenset[str]:
+        return frozenset() if self.per_channel else frozenset({"heat", "totals"})
+
+    def _phi_(self, x: torch.Tensor) -> torch.Tensor:
+        """phi applied in place where the activation allows it (x is a scratch tile)."""
+        if self.last:
+            return x
+        if self.model.config.activation == "relu":
+            return x.relu_()
+        return self.phi(x)
+
+    def reduce(self, start: int, stop: int, wants: frozenset[str]):
+        """Heat map and per-neuron totals of neurons [start, stop) in cache-sized pixel tiles: each (t, c) tile
+        of C_i(p) = phi(a_i(p) s_i + beta) is formed, summed (the additive part), activated, |.|-ed and reduced
+        in place, so no (c, P) canvas is ever written. Same numbers as the maps, in a different summation order."""
+        a = self.a
+        P, c = a.shape[0], stop - start
+        T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 17) // c))
+        s = self.wsum[start:stop].expand(T, c).contiguous()  # same-shape mul: no slow short-row broadcast
+        buf = torch.empty(T, c, dtype=a.dtype, device=a.device)
+        part = a.new_empty(P)
+        heat = a.new_empty(P) if "heat" in wants else None
+        tot = torch.zeros(c, dtype=torch.float64, device=a.device) if "totals" in wants else None
+        nonneg = not self.last and self.model.config.activation == "relu"  # phi >= 0: |phi| = phi
+        for p0 in range(0, P, T):
+            t = min(P, p0 + T) - p0
+            x = torch.mul(a[p0:p0 + t, start:stop], s[:t], out=buf[:t]).add_(self.bshare)
+            torch.sum(x, 1, out=part[p0:p0 + t])
+            y = self._phi_(x)
+            if not nonneg:
+                y = y.abs_()
+            if heat is not None:
+                torch.sum(y, 1, out=heat[p0:p0 + t])
+            if tot is not None:
+                tot += y.sum(0)
+        out = {}
+        if heat is not None:
+            out["heat"] = heat.view(self.info.height, self.info.width)
+        if tot is not None:
+            out["totals"] = tot
+        return out, part
 
 
 @register_rule("mlp:linear")
@@ -354,6 +412,9 @@ class MLPLinearRule(MLPRule):
 
     def target(self) -> torch.Tensor:
         return self.out_true.t()
+
+    def fusable(self) -> frozenset[str]:
+        return frozenset()
 
     def bytes_per_neuron(self) -> int:
         return int(self.info.height * self.info.width * self.widest * 4 * 3)
