@@ -353,7 +353,7 @@ class MLPRule(Rule):
         nonneg = not self.last and self.model.config.activation == "relu"  # phi >= 0: |phi| = phi
         for p0 in range(0, P, T):
             t = min(P, p0 + T) - p0
-            x = torch.mul(a[p0:p0 + t, start:stop], s[:t], out=buf[:t]).add_(self.bshare)
+            x = torch.addcmul(self.bshare, a[p0:p0 + t, start:stop], s[:t], out=buf[:t])  # 0-dim beta
             torch.sum(x, 1, out=part[p0:p0 + t])
             y = self._phi_(x)
             if not nonneg:
