@@ -132,6 +132,20 @@ class CanvasRun:
     def info(self) -> LayerInfo:
         return self.rule.info
 
+    def _accumulate(self, total: torch.Tensor | None, part) -> torch.Tensor | None:
+        """Add one chunk's additive part (a tensor, or (row offset, tensor)) into the float64 total."""
+        if part is None:
+            return total
+        row, part = part if isinstance(part, tuple) else (0, part)
+        if total is None:
+            total = torch.zeros(self.rule.part_shape(), dtype=torch.float64, device=part.device)
+        total[row:row + part.shape[0]] += part
+        return total
+
+    def _finish(self, total: torch.Tensor | None) -> None:
+        self.residual = self.rule.residual(total) if self.neurons is None else {}
+        self.info.residual = dict(self.residual)
+
     def chunks(self) -> Iterator[tuple[int, torch.Tensor]]:
         lo, hi = self.neurons or (0, self.info.num_neurons)
         total = None
@@ -139,14 +153,9 @@ class CanvasRun:
             for start in range(lo, hi, self.chunk):
                 stop = min(hi, start + self.chunk)
                 maps, part = self.rule.compute(start, stop)
-                if part is not None:
-                    lo, part = part if isinstance(part, tuple) else (0, part)
-                    if total is None:
-                        total = torch.zeros(self.rule.part_shape(), dtype=torch.float64, device=part.device)
-                    total[lo:lo + part.shape[0]] += part
+                total = self._accumulate(total, part)
                 yield start, maps.float()
-            self.residual = self.rule.residual(total) if self.neurons is None else {}
-            self.info.residual = dict(self.residual)
+            self._finish(total)
 
     def reduced(self, wants: frozenset[str]) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
         """Like chunks(), for fused standard reductions: yield (start, stop, {name: value}) without maps.
@@ -154,13 +163,7 @@ class CanvasRun:
         lo, hi = self.neurons or (0, self.info.num_neurons)
         with torch.no_grad():
             values, part = self.rule.reduce(lo, hi, wants)
-            total = None
-            if part is not None:
-                plo, part = part if isinstance(part, tuple) else (0, part)
-                total = torch.zeros(self.rule.part_shape(), dtype=torch.float64, device=part.device)
-                total[plo:plo + part.shape[0]] += part
-            self.residual = self.rule.residual(total) if self.neurons is None else {}
-            self.info.residual = dict(self.residual)
+            self._finish(self._accumulate(None, part))
             yield lo, hi, values
 
 
