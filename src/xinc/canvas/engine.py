@@ -259,6 +259,8 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
         if len(frames) != 1:
             raise XincError("trace= as one Trace needs exactly one frame; give {frame: Trace} for several")
         trace = {frames[0]: trace}
+    kinds = [fused_kind(red) for red in reducers]  # standard reductions the rule may compute without maps
+    wants = frozenset(kinds)
     residuals: dict[int, dict[str, float]] = {}
     for j, f in enumerate(frames):
         run = _setup(model, layer, f, mode, per_channel, chunk_neurons, memory_budget_mb, None,
@@ -266,11 +268,10 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
                      trace=None if trace is None else trace.get(f))
         for red in reducers:
             red.begin_frame(run.info, run.frame)
-        wants = frozenset(fused_kind(red) for red in reducers)
         if fused and reducers and None not in wants and wants <= run.rule.fusable():
             for start, stop, values in run.reduced(wants):
-                for red in reducers:
-                    red.update_reduced(start, stop, values[fused_kind(red)])
+                for red, kind in zip(reducers, kinds):
+                    red.update_reduced(start, stop, values[kind])
                 if progress is not None:
                     progress(stop - start)
         else:

@@ -103,34 +103,32 @@ class _PerFrame(Reducer):
 class HeatMap(_PerFrame):
     """Per-pixel total |C| over all neurons: H(p) = sum_k |C_k(p)|; (H, W) (or (C, H, W)) per frame."""
 
+    fuses = "heat"
+
     def begin_frame(self, info: LayerInfo, frame: int) -> None:
         super().begin_frame(info, frame)
         self._acc = None
 
-    fuses = "heat"
-
     def update(self, start: int, maps: torch.Tensor) -> None:
-        part = maps.abs().sum(0).double()  # float32 within a chunk, float64 across chunks
-        self._acc = part if self._acc is None else self._acc + part
+        self.update_reduced(start, start + maps.shape[0], maps.abs().sum(0))
 
     def update_reduced(self, start: int, stop: int, value: torch.Tensor) -> None:
-        part = value.double()
+        part = value.double()  # float32 within a chunk, float64 across chunks
         self._acc = part if self._acc is None else self._acc + part
 
 
 class NeuronTotals(_PerFrame):
     """Per-neuron total |C| over all pixels: T_k = sum_p |C_k(p)|; (K,) (or (K, C)) per frame."""
 
+    fuses = "totals"
+
     def begin_frame(self, info: LayerInfo, frame: int) -> None:
         super().begin_frame(info, frame)
         extra = () if info.channels is None else (info.channels,)
         self._acc = torch.zeros(info.num_neurons, *extra, dtype=torch.float64)
 
-    fuses = "totals"
-
     def update(self, start: int, maps: torch.Tensor) -> None:
-        tot = torch.linalg.vector_norm(maps.flatten(-2), 1, dim=-1).double().cpu()
-        self._acc[start:start + maps.shape[0]] = tot
+        self.update_reduced(start, start + maps.shape[0], torch.linalg.vector_norm(maps.flatten(-2), 1, dim=-1))
 
     def update_reduced(self, start: int, stop: int, value: torch.Tensor) -> None:
         self._acc[start:stop] = value.to("cpu", torch.float64)

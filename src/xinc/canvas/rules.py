@@ -323,20 +323,12 @@ class MLPRule(Rule):
     def target(self) -> torch.Tensor:
         if self.per_channel:
             return self.z.t()
-        if getattr(self, "_zsum", None) is None:  # sum_j z_j once per frame (mv: the (P, m) rows may be short)
+        if self._zsum is None:  # sum_j z_j once per frame (mv: the (P, m) rows may be short)
             self._zsum = torch.mv(self.z, torch.ones(self.m, dtype=self.z.dtype, device=self.z.device))
         return self._zsum
 
     def fusable(self) -> frozenset[str]:
         return frozenset() if self.per_channel else frozenset({"heat", "totals"})
-
-    def _phi_(self, x: torch.Tensor) -> torch.Tensor:
-        """phi applied in place where the activation allows it (x is a scratch tile)."""
-        if self.last:
-            return x
-        if self.model.config.activation == "relu":
-            return x.relu_()
-        return self.phi(x)
 
     def reduce(self, start: int, stop: int, wants: frozenset[str]):
         """Heat map and per-neuron totals of neurons [start, stop) in cache-sized pixel tiles: each (t, c) tile
@@ -350,14 +342,12 @@ class MLPRule(Rule):
         part = a.new_empty(P)
         heat = a.new_empty(P) if "heat" in wants else None
         tot = torch.zeros(c, dtype=torch.float64, device=a.device) if "totals" in wants else None
-        nonneg = not self.last and self.model.config.activation == "relu"  # phi >= 0: |phi| = phi
+        relu = not self.last and self.model.config.activation == "relu"  # in place, and |relu| = relu
         for p0 in range(0, P, T):
             t = min(P, p0 + T) - p0
             x = torch.addcmul(self.bshare, a[p0:p0 + t, start:stop], s[:t], out=buf[:t])  # 0-dim beta
             torch.sum(x, 1, out=part[p0:p0 + t])
-            y = self._phi_(x)
-            if not nonneg:
-                y = y.abs_()
+            y = x.relu_() if relu else self.phi(x).abs_()  # phi is the identity (x itself) after the last layer
             if heat is not None:
                 torch.sum(y, 1, out=heat[p0:p0 + t])
             if tot is not None:
