@@ -177,6 +177,32 @@ def ref_linear_jvp(model, layer: str, frame: int = 0) -> torch.Tensor:
     return torch.stack(maps).detach()
 
 
+# ---------------------------------------------------------------- phase-plane filters
+
+
+@pytest.mark.parametrize("r,k", [(1, 1), (1, 3), (2, 1), (2, 3), (2, 5), (3, 3), (4, 3), (4, 7), (5, 1)])
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 5), (4, 3)])
+def test_phase_plane_filters_match_upsample_route_and_box(r, k, h, w):
+    """box_k o up_r and box_k o route_s as phase planes equal nearest upsampling / explicit sub-pixel placement
+    followed by a zero-padded k x k mean (avg_pool2d with count_include_pad), for any sub-pixel mix."""
+    from xinc.canvas.rules import box_route_planes, box_up_planes, interleave_planes
+
+    g = torch.Generator().manual_seed(r * 100 + k * 10 + h)
+    y = torch.randn(7, h, w, generator=g)
+
+    def box(x):
+        return F.avg_pool2d(x[:, None], k, stride=1, padding=k // 2, count_include_pad=True)[:, 0]
+
+    up = F.interpolate(y[:, None], scale_factor=r, mode="nearest")[:, 0]
+    torch.testing.assert_close(interleave_planes(box_up_planes(y, r, k)), box(up), **TOL)
+    sub = torch.randint(0, r * r, (7,), generator=g)
+    routed = torch.zeros(7, h * r, w * r)
+    for j in range(7):
+        s1, s2 = divmod(int(sub[j]), r)
+        routed[j, s1::r, s2::r] = y[j]
+    torch.testing.assert_close(interleave_planes(box_route_planes(y, r, k, sub)), box(routed), **TOL)
+
+
 # ---------------------------------------------------------------- MLP
 
 
@@ -363,6 +389,37 @@ def test_fused_mlp_reductions_equal_reference_maps(act, monkeypatch):
             stream_canvas(m, layer, [0], part, neurons=(1, 4))
             torch.testing.assert_close(part.result()[0], A[1:4].sum(0).float(), **TOL)
     assert len(calls) == 2 * 3 * 2  # tiles x layers x (whole, sub-range): the fused path was taken
+
+
+@pytest.mark.parametrize("shape", list(NERV_SHAPES))
+def test_fused_block_reductions_equal_reference_maps(shape, monkeypatch):
+    """The paper block rule's fused HeatMap/NeuronTotals (phase planes of neuron tiles, no maps) equal the
+    reductions of the loop reference for tiles of 1, 3 (not dividing K) and all neurons, with the residual."""
+    from xinc.canvas.rules import ConvBlockPaperRule
+
+    m = tiny_nerv(shape)
+    calls = []
+    real_reduce = ConvBlockPaperRule.reduce
+    monkeypatch.setattr(ConvBlockPaperRule, "reduce", lambda self, *a: calls.append(a) or real_reduce(self, *a))
+    hw = m.config.height * m.config.width
+    for tile in (hw, 3 * hw, 1 << 30):
+        monkeypatch.setattr(ConvBlockPaperRule, "tile_elems", {"cpu": tile, "cuda": tile})
+        for bi in range(len(m.blocks)):
+            layer = f"block{bi + 1}"
+            A = ref_block_paper(m, bi, 2)[0].abs().double()
+            heat, tot = HeatMap(), NeuronTotals()
+            res = stream_canvas(m, layer, [2], [heat, tot])
+            torch.testing.assert_close(heat.result()[2], A.sum(0).float(), **TOL)
+            torch.testing.assert_close(tot.result()[2], A.sum(dim=(1, 2)).float(), **TOL)
+            streamed = stream_canvas(m, layer, [2], HeatMap(), fused=False)
+            assert res[2]["shuffle_rel"] < 1e-5
+            assert res[2]["shuffle_rel"] == pytest.approx(streamed[2]["shuffle_rel"], abs=1e-6)
+            part = NeuronTotals()  # a neuron sub-range goes through the fused path too
+            stream_canvas(m, layer, [2], part, neurons=(1, 5))
+            got = part.result()[2]
+            torch.testing.assert_close(got[1:5], A[1:5].sum(dim=(1, 2)).float(), **TOL)
+            assert not got[:1].any() and not got[5:].any()
+    assert len(calls) == 3 * len(m.blocks) * 2  # tiles x blocks x (whole, sub-range): the fused path was taken
 
 
 def test_fused_path_only_for_standard_reducers():

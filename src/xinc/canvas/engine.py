@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from xinc.canvas.reduce import LayerInfo, Reducer, fused_kind
-from xinc.canvas.rules import Rule, get_rule, layer_kind
+from xinc.canvas.rules import Rule, accumulate_part, get_rule, layer_kind
 from xinc.errors import XincError
 from xinc.models.trace import Trace
 from xinc.utils import resolve_device
@@ -133,14 +133,8 @@ class CanvasRun:
         return self.rule.info
 
     def _accumulate(self, total: torch.Tensor | None, part) -> torch.Tensor | None:
-        """Add one chunk's additive part (a tensor, or (row offset, tensor)) into the float64 total."""
-        if part is None:
-            return total
-        row, part = part if isinstance(part, tuple) else (0, part)
-        if total is None:
-            total = torch.zeros(self.rule.part_shape(), dtype=torch.float64, device=part.device)
-        total[row:row + part.shape[0]] += part
-        return total
+        """Add one chunk's additive part (see Rule.compute) into the float64 total."""
+        return accumulate_part(total, part, self.rule.part_shape() if total is None else total.shape)
 
     def _finish(self, total: torch.Tensor | None) -> None:
         self.residual = self.rule.residual(total) if self.neurons is None else {}
@@ -163,7 +157,8 @@ class CanvasRun:
         lo, hi = self.neurons or (0, self.info.num_neurons)
         with torch.no_grad():
             values, part = self.rule.reduce(lo, hi, wants)
-            self._finish(self._accumulate(None, part))
+            fresh = isinstance(part, torch.Tensor) and part.dtype == torch.float64  # the rule's own total
+            self._finish(part if fresh else self._accumulate(None, part))
             yield lo, hi, values
 
 

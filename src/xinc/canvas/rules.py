@@ -45,11 +45,23 @@ def get_rule(kind: str, mode: str) -> type[Rule]:
     return RULES[key]
 
 
-def residual_stats(total: torch.Tensor, target: torch.Tensor, prefix: str = "") -> dict[str, float]:
-    """max |total - target| and that divided by max |target| (both float64)."""
-    diff = (total.to(torch.float64) - target.to(torch.float64)).abs().max().item()
-    scale = target.to(torch.float64).abs().max().item()
+def residual_from_blocks(blocks, prefix: str = "") -> dict[str, float]:
+    """max |t - g| and that divided by max |g| (float64) over an iterable of (t, g) blocks of the total and
+    the target, so a full-resolution layer never needs whole float64 temporaries."""
+    diff = scale = 0.0
+    for t, g in blocks:
+        g = g.to(torch.float64)
+        diff = max(diff, (t.to(torch.float64) - g).abs().max().item())
+        scale = max(scale, g.abs().max().item())
     return {f"{prefix}max_abs": diff, f"{prefix}rel": diff / max(scale, 1e-30)}
+
+
+def residual_stats(total: torch.Tensor, target: torch.Tensor, prefix: str = "",
+                   block_elems: int = 1 << 22) -> dict[str, float]:
+    """max |total - target| and that divided by max |target| (float64, in flat blocks of block_elems)."""
+    t, g = total.reshape(-1), target.reshape(-1)
+    return residual_from_blocks(((t[a:a + block_elems], g[a:a + block_elems])
+                                 for a in range(0, t.numel(), block_elems)), prefix)
 
 
 def activation_slope(fn, z: torch.Tensor) -> torch.Tensor:
@@ -97,18 +109,37 @@ def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
 
 
-def sum_over_inputs(maps: torch.Tensor, start: int, c_out: int) -> tuple[int, torch.Tensor]:
-    """sum_i maps_{i,o} for a chunk of c_in-major neurons starting at `start`, as (o_lo, sums) covering output
-    channels o_lo.. (a chunk inside one row of kernels only touches its own o range; longer chunks are padded
-    to whole rows and reduced with one reshape-sum, no scatter)."""
-    off = start % c_out
-    n = maps.shape[0]
+def sum_over_inputs(maps: torch.Tensor, start: int, c_out: int) -> list[tuple[int, torch.Tensor]]:
+    """sum_i maps_{i,o} for a chunk of c_in-major neurons starting at `start`, as pieces (o_lo, sums) adding
+    into output channels o_lo..: a partial first row of kernels, the whole rows in between reduced with one
+    reshape-sum, a partial last row (no padding to whole rows, no scatter; pieces may be views of maps)."""
+    off, n = start % c_out, maps.shape[0]
     if off + n <= c_out:
-        return off, maps
-    rows = (off + n + c_out - 1) // c_out
-    buf = maps.new_zeros(rows * c_out, *maps.shape[1:])
-    buf[off:off + n] = maps
-    return 0, buf.reshape(rows, c_out, *maps.shape[1:]).sum(0)
+        return [(off, maps)]
+    pieces, j = [], 0
+    if off:
+        pieces.append((off, maps[:c_out - off]))
+        j = c_out - off
+    rows = (n - j) // c_out
+    if rows:
+        pieces.append((0, maps[j:j + rows * c_out].reshape(rows, c_out, *maps.shape[1:]).sum(0)))
+        j += rows * c_out
+    if j < n:
+        pieces.append((0, maps[j:]))
+    return pieces
+
+
+def accumulate_part(total: torch.Tensor | None, part, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """Add one chunk's additive part into the float64 total (created with `shape` on first use). A part is
+    None, a tensor shaped like the total, (row offset, tensor) or a list of those pieces."""
+    if part is None:
+        return total
+    pieces = part if isinstance(part, list) else [part if isinstance(part, tuple) else (0, part)]
+    for row, piece in pieces:
+        if total is None:
+            total = torch.zeros(shape, dtype=torch.float64, device=piece.device)
+        total[row:row + piece.shape[0]] += piece
+    return total
 
 
 @functools.lru_cache(maxsize=256)
@@ -136,69 +167,130 @@ def _phase_taps(r: int, k: int, s: int | None) -> tuple[tuple[tuple[int, float],
     return tuple(taps)
 
 
-def _phase_filter(x: torch.Tensor, dim: int, r: int, taps, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply per-phase taps along `dim` (-1 or -2) of x (n, A, B); that dim becomes r times longer.
+def _planes_pass(x: torch.Tensor, dim: int, taps, out: torch.Tensor) -> torch.Tensor:
+    """out[t] = sum_(d, c) in taps[t]  c * x shifted by d along `dim` (zero padding): one output phase per t.
 
-    Each phase is accumulated in place into its strided view of the output (no padding, no temporaries),
-    so the fine grid is written once per tap. `out` (n, A, r*B) or (n, r*A, B) may be a batch-strided view.
-    """
-    n, A, B = x.shape
+    x (..., h, w), out (r, ...x.shape): every phase is a contiguous plane, so each term is one vectorised pass
+    over whole rows; two-term convex pairs (the usual box o up taps) are a single lerp."""
     L = x.shape[dim]
-    if out is None:
-        out = x.new_empty((n, A, B * r) if dim == -1 else (n, A * r, B))
-    phased = out.view(n, A, B, r) if dim == -1 else out.view(n, A, r, B)
     for t, row in enumerate(taps):
-        view = phased[..., t] if dim == -1 else phased[:, :, t, :]  # (n, A, B) strided: phase t of every sample
-        if not row or row[0][0] != 0:
-            view.zero_()
-        for j, (d, c) in enumerate(row):
-            lo, hi = max(d, 0), L + min(d, 0)  # out[m] += c * y[m - d] for m - d inside [0, L)
-            if hi <= lo:
-                continue
-            dst = view.narrow(dim, lo, hi - lo)
-            src = x.narrow(dim, lo - d, hi - lo)
+        dst = out[t]
+        terms = [(d, c, max(d, 0), L + min(d, 0)) for d, c in row if L + min(d, 0) > max(d, 0)]
+        if len(terms) == 2 and terms[0][0] == 0 and abs(terms[0][1] + terms[1][1] - 1.0) < 1e-12:
+            (_, c0, _, _), (d1, c1, lo, hi) = terms
+            torch.lerp(x.narrow(dim, lo, hi - lo), x.narrow(dim, lo - d1, hi - lo), c1,
+                       out=dst.narrow(dim, lo, hi - lo))
+            for a, b in ((0, lo), (hi, L)):  # the edge the shifted term does not reach (zero padding)
+                if b > a:
+                    torch.mul(x.narrow(dim, a, b - a), c0, out=dst.narrow(dim, a, b - a))
+            continue
+        if not terms or terms[0][0] != 0:
+            dst.zero_()
+        for j, (d, c, lo, hi) in enumerate(terms):
+            src, view = x.narrow(dim, lo - d, hi - lo), dst.narrow(dim, lo, hi - lo)
             if j == 0 and d == 0:
-                torch.mul(src, c, out=dst)
+                torch.mul(src, c, out=view)
             else:
-                dst.add_(src, alpha=c)
+                view.add_(src, alpha=c)
     return out
 
 
-def subpixel_box(y: torch.Tensor, r: int, k: int, s: int | None = None, out: torch.Tensor | None = None):
-    """box_k(up_r(y)) (s None) or box_k(route_{r,s}(y)) (every map at sub-pixel s = s1*r + s2) for maps
-    y (n, h, w) -> (n, r*h, r*w), computed on the coarse grid with separable per-phase taps (zero padding,
-    count-include-pad mean), never materialising the upsampled or routed maps. r = 1 gives the plain box
-    filter, k = 1 plain upsampling / routing."""
-    if r == 1 and k == 1:
-        return y if out is None else out.copy_(y)
-    s1, s2 = (None, None) if s is None else divmod(int(s), r)
-    mid = _phase_filter(y, -1, r, _phase_taps(r, k, s2))
-    return _phase_filter(mid, -2, r, _phase_taps(r, k, s1), out=out)
-
-
-def subpixel_box_cyclic(y: torch.Tensor, r: int, k: int, s0: int) -> torch.Tensor:
-    """box_k o route for maps whose sub-pixels cycle: map j sits at s = (s0 + j) mod r^2, as consecutive
-    c_in-major neurons do (o = k mod C_out and r^2 divides C_out). One strided slice per sub-pixel."""
+def box_up_planes(y: torch.Tensor, r: int, k: int, out: torch.Tensor | None = None,
+                  mid: torch.Tensor | None = None) -> torch.Tensor:
+    """box_k(up_r(y)) for maps y (n, h, w) as phase planes P (r, r, n, h, w), P[t1, t2] = result[:, t1::r, t2::r]
+    (zero padding, count-include-pad mean). Planes are contiguous: no strided writes; interleave_planes or
+    planes_heat turn them into maps or a heat map."""
     n, h, w = y.shape
-    rr = r * r
-    if r == 1:
-        return subpixel_box(y, 1, k)
-    out = y.new_empty(n, r * h, r * w)
-    for v in range(rr):
-        j0 = (v - s0) % rr
-        if j0 < n:
-            subpixel_box(y[j0::rr], r, k, v, out=out[j0::rr])
+    mid = _planes_pass(y, -1, _phase_taps(r, k, None), y.new_empty(r, n, h, w) if mid is None else mid)
+    return _planes_pass(mid, -2, _phase_taps(r, k, None), y.new_empty(r, r, n, h, w) if out is None else out)
+
+
+@functools.lru_cache(maxsize=64)
+def _route_table(r: int, k: int) -> tuple[tuple[int, ...], torch.Tensor]:
+    """(shifts d, coef (r_s, r_t, len(d))): 1-D taps of box_k o route_{r,s} for every sub-pixel coordinate s."""
+    rows = [_phase_taps(r, k, s) for s in range(r)]
+    ds = sorted({d for taps in rows for row in taps for d, _ in row})
+    coef = torch.zeros(r, r, len(ds), dtype=torch.float64)
+    for s, taps in enumerate(rows):
+        for t, row in enumerate(taps):
+            for d, c in row:
+                coef[s, t, ds.index(d)] = c
+    return tuple(ds), coef
+
+
+def box_route_planes(z: torch.Tensor, r: int, k: int, sub: torch.Tensor, out: torch.Tensor | None = None,
+                     mid: torch.Tensor | None = None) -> torch.Tensor:
+    """box_k(route_{r, sub_j}(z_j)) for maps z (n, h, w), map j at sub-pixel sub[j] = s1*r + s2, as phase planes
+    (r, r, n, h, w). Vectorised over maps with per-map tap weights (a few multiply-adds over all maps at
+    once, however the sub-pixels are mixed), never forming the routed maps."""
+    n, h, w = z.shape
+    ds, coef = _route_table(r, k)
+    coef = coef.to(z.device, z.dtype)
+    s1, s2 = sub // r, sub % r
+    c2 = coef[s2].permute(1, 0, 2)[:, :, None, None]  # (t2, n, 1, 1, d)
+    c1 = coef[s1].permute(1, 0, 2)[:, None, :, None, None]  # (t1, 1, n, 1, 1, d)
+    mid = _shift_mac(z.unsqueeze(0), -1, ds, c2, z.new_zeros(r, n, h, w) if mid is None else mid.zero_())
+    return _shift_mac(mid.unsqueeze(0), -2, ds, c1, z.new_zeros(r, r, n, h, w) if out is None else out.zero_())
+
+
+def _shift_mac(x: torch.Tensor, dim: int, ds, coef: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out += sum_d coef[..., d] * (x shifted by d along dim), zero padding; coef broadcasts against out."""
+    L = x.shape[dim]
+    for j, d in enumerate(ds):
+        lo, hi = max(d, 0), L + min(d, 0)
+        if hi > lo:
+            out.narrow(dim, lo, hi - lo).addcmul_(x.narrow(dim, lo - d, hi - lo), coef[..., j])
     return out
 
 
-def box_filter(x: torch.Tensor, k: int) -> torch.Tensor:
-    """k x k mean filter with zero padding (the paper's stand-in for a downstream conv); x (n, H, W)."""
-    return subpixel_box(x, 1, k)
+def interleave_planes(P: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Phase planes (r1, r2, n, h, w) -> maps (n, r1*h, r2*w) (one copy; into `out` when given)."""
+    r1, r2, n, h, w = P.shape
+    if out is None:
+        return P.permute(2, 3, 0, 4, 1).reshape(n, h * r1, w * r2)
+    out.view(n, h, r1, w, r2).copy_(P.permute(2, 3, 0, 4, 1))
+    return out
 
 
-def upsample_nearest(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Nearest-neighbour x r upsampling (the paper's stand-in for a downstream PixelShuffle); x (n, H, W)."""
-    return subpixel_box(x, r, 1)
+def activation_(name: str, fn, x: torch.Tensor) -> torch.Tensor:
+    """The model activation `name` applied to x in place (fn(x) copied back for names without an in-place op)."""
+    if name == "relu":
+        return x.relu_()
+    if name == "gelu":
+        return torch.ops.aten.gelu_(x)
+    if name == "silu":
+        return F.silu(x, inplace=True)
+    return x.copy_(fn(x))
+
+
+class Workspace:
+    """Scratch buffers reused from chunk to chunk (one per purpose): fresh multi-MiB buffers per chunk would
+    page-fault on every chunk. get() returns a contiguous view of at least the requested size."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        numel = 1
+        for d in shape:
+            numel *= int(d)
+        buf = self._bufs.get(key)
+        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._bufs[key] = like.new_empty(numel)
+        return buf[:numel].view(shape)
+
+
+def planes_abs(P: torch.Tensor, wants: frozenset[str]) -> dict[str, torch.Tensor]:
+    """Standard reductions of phase planes (r1, r2, n, h, w), |.| taken in place: "heat" sum_n |C| as an
+    (r1*h, r2*w) map, "totals" sum_p |C| per map (float64)."""
+    A = P.abs_()
+    out = {}
+    if "heat" in wants:
+        r1, r2, _, h, w = A.shape
+        out["heat"] = A.sum(2).permute(2, 0, 3, 1).reshape(h * r1, w * r2)
+    if "totals" in wants:
+        out["totals"] = A.sum(dim=(0, 1, 3, 4), dtype=torch.float64)
+    return out
 
 
 def layer_kind(model, layer: str) -> str:
@@ -219,7 +311,7 @@ class Rule:
     name: ClassVar[str] = ""
     notes: ClassVar[str] = ""
     maps_per_neuron: ClassVar[float] = 4.0  # working tensors of one neuron's map size held at once (memory plan)
-    tile_elems: ClassVar[dict[str, int]] = {"cpu": 1 << 17, "cuda": 1 << 26}  # fused reductions: floats per tile
+    tile_elems: ClassVar[dict[str, int]] = {"cpu": 1 << 19, "cuda": 1 << 26}  # fused reductions: floats per tile
 
     def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
         self.model, self.layer, self.mode, self.per_channel = model, layer, mode, per_channel
@@ -232,7 +324,8 @@ class Rule:
     def compute(self, start: int, stop: int):
         """(maps of neurons [start, stop), this chunk's part of the additive sum or None).
 
-        The part is a tensor shaped like target(), or (lo, tensor) adding into rows lo..lo+len of it."""
+        The part is a tensor shaped like target(), (lo, tensor) adding into rows lo..lo+len of it, or a list of
+        such (lo, tensor) pieces (see accumulate_part)."""
         raise NotImplementedError
 
     def target(self) -> torch.Tensor | None:
@@ -336,7 +429,7 @@ class MLPRule(Rule):
         in place, so no (c, P) canvas is ever written. Same numbers as the maps, in a different summation order."""
         a = self.a
         P, c = a.shape[0], stop - start
-        T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 17) // c))
+        T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 19) // c))
         s = self.wsum[start:stop].expand(T, c).contiguous()  # same-shape mul: no slow short-row broadcast
         buf = torch.empty(T, c, dtype=a.dtype, device=a.device)
         part = a.new_empty(P)
@@ -347,7 +440,7 @@ class MLPRule(Rule):
             t = min(P, p0 + T) - p0
             x = torch.addcmul(self.bshare, a[p0:p0 + t, start:stop], s[:t], out=buf[:t])  # 0-dim beta
             torch.sum(x, 1, out=part[p0:p0 + t])
-            y = x.relu_() if relu else self.phi(x).abs_()  # phi is the identity (x itself) after the last layer
+            y = x.relu_() if relu else (x if self.last else self.phi(x)).abs_()  # identity after the last layer
             if heat is not None:
                 torch.sum(y, 1, out=heat[p0:p0 + t])
             if tot is not None:
@@ -494,7 +587,8 @@ class _BlockBase(Rule):
         """(R (n, r*h, r*w) of neurons [start, stop), their post-shuffle channel c (n,))."""
         o = torch.arange(start, stop, device=self.u.device) % self.cout
         z = kernel_conv(self.u, self.W, self.b, start, stop)
-        return subpixel_box_cyclic(z, self.r, 1, start), o // (self.r * self.r)
+        rr = self.r * self.r
+        return interleave_planes(box_route_planes(z, self.r, 1, o % rr)), o // rr
 
 
 @register_rule("conv-block:paper")
@@ -506,6 +600,7 @@ class ConvBlockPaperRule(_BlockBase):
     """
 
     name = "conv-block-paper"
+    tile_elems = {"cpu": 1 << 22, "cuda": 1 << 28}  # fused reductions: output floats per neuron tile
     notes = ("approximate: per-neuron activation, downstream convs -> box filters, PixelShuffle -> nearest "
              "upsampling + activation (paper stand-ins); residual = PixelShuffle identity")
 
@@ -515,19 +610,63 @@ class ConvBlockPaperRule(_BlockBase):
                             "output map per neuron)")
         super().__init__(model, layer, mode, per_channel)
 
-    def compute(self, start: int, stop: int):
+    def planes(self, start: int, stop: int) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
+        """(phase planes (R, R, n, h, w) of the maps of neurons [start, stop) on this block's coarse grid (h, w),
+        R the total upscaling to the output; the chunk's completeness part)."""
         # act(0) = 0 for gelu/relu/silu, so act(route(z)) = route(act(z)) and act(up(y)) = up(act(y)): the
-        # activations run on the coarse grids and each (route|upsample) + box pair is one fused filter.
+        # activations run on the coarse grids and each (route|upsample) + box pair is one fused filter whose
+        # output phases are separate contiguous planes; planes are interleaved only between stages.
         z = kernel_conv(self.u, self.W, self.b, start, stop)
         # completeness: sum_i z_{i,o} per pre-shuffle channel o on the coarse grid; residual() routes it
         part = sum_over_inputs(z, start, self.cout)
-        act = self.model.act
+        name, fn, ws = self.model.config.act, self.model.act, self.ws
         downstream = self.model.blocks[self.index + 1:]
         ks = [blk.conv.kernel_size[0] for blk in downstream] + [self.model.head.kernel_size[0]]
-        y = subpixel_box_cyclic(act(z), self.r, ks[0], start)
-        for blk, knext in zip(downstream, ks[1:]):
-            y = subpixel_box(act(y), blk.stride, knext)
-        return y, part
+        n, h, w = z.shape
+        r = self.r
+        sub = torch.arange(start, stop, device=z.device) % (r * r)  # o mod r^2 (r^2 divides C_out)
+        P = box_route_planes(fn(z), r, ks[0], sub, out=ws.get("p0", (r, r, n, h, w), z),  # part may view z
+                             mid=ws.get("m0", (r, n, h, w), z))
+        for q, (blk, knext) in enumerate(zip(downstream, ks[1:]), 1):
+            x = interleave_planes(activation_(name, fn, P), out=ws.get(f"x{q}", (n, h * r, w * r), z))
+            h, w, r = h * r, w * r, blk.stride
+            P = box_up_planes(x, r, knext, out=ws.get(f"p{q}", (r, r, n, h, w), z),
+                              mid=ws.get(f"m{q}", (r, n, h, w), z))
+        return P, part
+
+    def compute(self, start: int, stop: int):
+        P, part = self.planes(start, stop)
+        return interleave_planes(P), part
+
+    def prepare(self, trace: Trace) -> None:
+        super().prepare(trace)
+        self.ws = Workspace()
+
+    def fusable(self) -> frozenset[str]:
+        return frozenset({"heat", "totals"})
+
+    def reduce(self, start: int, stop: int, wants: frozenset[str]):
+        """Heat map / per-neuron totals of neurons [start, stop) straight from the phase planes of cache-sized
+        neuron tiles (the maps are never interleaved or written out); same numbers as the maps' reductions."""
+        H, W = self.info.height, self.info.width
+        n = max(1, self.tile_elems.get(self.u.device.type, 1 << 21) // (H * W))
+        heat = self.u.new_zeros(H, W, dtype=torch.float64) if "heat" in wants else None  # float64 across tiles
+        tots, total = [], None
+        for a in range(start, stop, n):
+            b = min(stop, a + n)
+            P, part = self.planes(a, b)
+            total = accumulate_part(total, part, self.part_shape())
+            got = planes_abs(P, wants)
+            if heat is not None:
+                heat += got["heat"]
+            if "totals" in wants:
+                tots.append(got["totals"])
+        out = {}
+        if heat is not None:
+            out["heat"] = heat
+        if tots:
+            out["totals"] = torch.cat(tots)
+        return out, total
 
     def target(self) -> torch.Tensor:
         return self.next_in
@@ -536,13 +675,17 @@ class ConvBlockPaperRule(_BlockBase):
         return (self.cout, *self.u.shape[-2:])  # per pre-shuffle channel, on the coarse grid
 
     def residual(self, total):
-        # route the per-o sums with the same routing code as the maps (k = 1), sum the r^2 sub-pixels per
-        # post-shuffle channel c, apply the activation: must equal the next layer's input
-        rr = self.r * self.r
-        o = torch.arange(self.cout, device=total.device)
-        routed = subpixel_box_cyclic(total, self.r, 1, 0)
-        summed = torch.zeros_like(self.next_in, dtype=total.dtype).index_add_(0, o // rr, routed)
-        return residual_stats(self.model.act(summed), self.next_in, prefix="shuffle_")
+        # summing the routed per-o sums over the r^2 sub-pixels of each post-shuffle channel c is the model's
+        # own PixelShuffle of the per-o sums; its activation must equal the next layer's input
+        rr, C = self.r * self.r, self.next_in.shape[0]
+        step = max(1, (1 << 20) // max(1, self.next_in[0].numel()))  # post-shuffle channels per block
+
+        def blocks():
+            for c in range(0, C, step):
+                shuffled = F.pixel_shuffle(total[c * rr:(c + step) * rr].unsqueeze(0), self.r)[0]
+                yield self.model.act(shuffled), self.next_in[c:c + step]
+
+        return residual_from_blocks(blocks(), prefix="shuffle_")
 
 
 @register_rule("conv-block:linear")
