@@ -420,6 +420,11 @@ def test_fused_block_reductions_equal_reference_maps(shape, monkeypatch):
             torch.testing.assert_close(got[1:5], A[1:5].sum(dim=(1, 2)).float(), **TOL)
             assert not got[:1].any() and not got[5:].any()
     assert len(calls) == 3 * len(m.blocks) * 2  # tiles x blocks x (whole, sub-range): the fused path was taken
+    assert all(c[3] is None for c in calls)  # no caller memory plan: the rule's own tiles
+    planned = HeatMap()  # an explicit chunk size caps the fused tiles too
+    stream_canvas(m, "block1", [2], planned, chunk_neurons=2)
+    assert calls[-1][3] == 2
+    torch.testing.assert_close(planned.result()[2], ref_block_paper(m, 0, 2)[0].abs().sum(0), **TOL)
 
 
 def test_fused_path_only_for_standard_reducers():

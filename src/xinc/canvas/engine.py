@@ -126,6 +126,7 @@ class CanvasRun:
     frame: int
     chunk: int
     neurons: tuple[int, int] | None = None  # a sub-range [a, b) of neurons (no residual: it needs all of them)
+    planned: bool = False  # chunk comes from the caller's chunk_neurons / memory_budget_mb (fused tiles obey it)
     residual: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -156,7 +157,7 @@ class CanvasRun:
         The rule tiles its own work, so the whole neuron range is one chunk."""
         lo, hi = self.neurons or (0, self.info.num_neurons)
         with torch.no_grad():
-            values, part = self.rule.reduce(lo, hi, wants)
+            values, part = self.rule.reduce(lo, hi, wants, self.chunk if self.planned else None)
             fresh = isinstance(part, torch.Tensor) and part.dtype == torch.float64  # the rule's own total
             self._finish(part if fresh else self._accumulate(None, part))
             yield lo, hi, values
@@ -203,7 +204,8 @@ def _setup(model, layer, frame, mode, per_channel, chunk_neurons, memory_budget_
         raise XincError(f"trace= has no input for layer {layer!r}; pass the model's own trace of this frame")
     rule.prepare(trace)
     return CanvasRun(rule, int(frame), plan_chunk(rule, chunk_neurons, memory_budget_mb, dev),
-                     _check_range(neurons, rule.info.num_neurons))
+                     _check_range(neurons, rule.info.num_neurons),
+                     planned=chunk_neurons is not None or memory_budget_mb is not None)
 
 
 def iter_canvas(model, layer: str, frame: int = 0, *, mode: str = "paper", per_channel: bool = False,

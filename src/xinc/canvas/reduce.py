@@ -113,8 +113,10 @@ class HeatMap(_PerFrame):
         self.update_reduced(start, start + maps.shape[0], maps.abs().sum(0))
 
     def update_reduced(self, start: int, stop: int, value: torch.Tensor) -> None:
-        part = value.double()  # float32 within a chunk, float64 across chunks
-        self._acc = part if self._acc is None else self._acc + part
+        if self._acc is None:  # float32 within a chunk, float64 across chunks (own copy, added in place)
+            self._acc = value.to(torch.float64, copy=True)
+        else:
+            self._acc += value
 
 
 class NeuronTotals(_PerFrame):

@@ -282,14 +282,14 @@ class Workspace:
 
 def planes_abs(P: torch.Tensor, wants: frozenset[str]) -> dict[str, torch.Tensor]:
     """Standard reductions of phase planes (r1, r2, n, h, w), |.| taken in place: "heat" sum_n |C| as an
-    (r1*h, r2*w) map, "totals" sum_p |C| per map (float64)."""
+    (r1*h, r2*w) map, "totals" sum_p |C| per map."""
     A = P.abs_()
     out = {}
     if "heat" in wants:
         r1, r2, _, h, w = A.shape
         out["heat"] = A.sum(2).permute(2, 0, 3, 1).reshape(h * r1, w * r2)
     if "totals" in wants:
-        out["totals"] = A.sum(dim=(0, 1, 3, 4), dtype=torch.float64)
+        out["totals"] = A.sum(dim=(3, 4)).sum(dim=(0, 1))  # float32 like the maps' totals; no float64 copy
     return out
 
 
@@ -347,10 +347,11 @@ class Rule:
         """Standard reductions ("heat", "totals") this rule computes without materialising maps (none by default)."""
         return frozenset()
 
-    def reduce(self, start: int, stop: int, wants: frozenset[str]):
+    def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):
         """({name: value} of the fused reductions `wants` over neurons [start, stop), additive part as in compute).
 
-        "heat": sum_k |C_k| over the chunk (map-shaped); "totals": sum over pixels of |C_k| per neuron (n,)."""
+        "heat": sum_k |C_k| over the chunk (map-shaped); "totals": sum over pixels of |C_k| per neuron (n,).
+        `max_neurons` caps the neurons a rule holds at once (the caller's memory plan), where that matters."""
         raise NotImplementedError(f"{type(self).__name__} has no fused reductions")
 
     def bytes_per_neuron(self) -> int:
@@ -423,10 +424,11 @@ class MLPRule(Rule):
     def fusable(self) -> frozenset[str]:
         return frozenset() if self.per_channel else frozenset({"heat", "totals"})
 
-    def reduce(self, start: int, stop: int, wants: frozenset[str]):
+    def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):
         """Heat map and per-neuron totals of neurons [start, stop) in cache-sized pixel tiles: each (t, c) tile
         of C_i(p) = phi(a_i(p) s_i + beta) is formed, summed (the additive part), activated, |.|-ed and reduced
-        in place, so no (c, P) canvas is ever written. Same numbers as the maps, in a different summation order."""
+        in place, so no (c, P) canvas is ever written. Same numbers as the maps, in a different summation order.
+        Tiles hold tile_elems values whatever the neuron count, so max_neurons is not needed here."""
         a = self.a
         P, c = a.shape[0], stop - start
         T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 19) // c))
@@ -600,7 +602,7 @@ class ConvBlockPaperRule(_BlockBase):
     """
 
     name = "conv-block-paper"
-    tile_elems = {"cpu": 1 << 22, "cuda": 1 << 28}  # fused reductions: output floats per neuron tile
+    tile_elems = {"cpu": 1 << 22, "cuda": 1 << 26}  # fused reductions: output floats per neuron tile
     notes = ("approximate: per-neuron activation, downstream convs -> box filters, PixelShuffle -> nearest "
              "upsampling + activation (paper stand-ins); residual = PixelShuffle identity")
 
@@ -645,13 +647,17 @@ class ConvBlockPaperRule(_BlockBase):
     def fusable(self) -> frozenset[str]:
         return frozenset({"heat", "totals"})
 
-    def reduce(self, start: int, stop: int, wants: frozenset[str]):
+    def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):
         """Heat map / per-neuron totals of neurons [start, stop) straight from the phase planes of cache-sized
-        neuron tiles (the maps are never interleaved or written out); same numbers as the maps' reductions."""
+        neuron tiles of at most max_neurons (the maps are never interleaved or written out); same numbers as
+        the maps' reductions."""
         H, W = self.info.height, self.info.width
-        n = max(1, self.tile_elems.get(self.u.device.type, 1 << 21) // (H * W))
+        n = max(1, self.tile_elems.get(self.u.device.type, 1 << 22) // (H * W))
+        n = n if max_neurons is None else max(1, min(n, int(max_neurons)))
         heat = self.u.new_zeros(H, W, dtype=torch.float64) if "heat" in wants else None  # float64 across tiles
-        tots, total = [], None
+        # outputs preallocated: small long-lived tensors between the tiles' big temporaries fragment the heap
+        tots = self.u.new_empty(stop - start) if "totals" in wants else None
+        total = None
         for a in range(start, stop, n):
             b = min(stop, a + n)
             P, part = self.planes(a, b)
@@ -659,13 +665,13 @@ class ConvBlockPaperRule(_BlockBase):
             got = planes_abs(P, wants)
             if heat is not None:
                 heat += got["heat"]
-            if "totals" in wants:
-                tots.append(got["totals"])
+            if tots is not None:
+                tots[a - start:b - start] = got["totals"]
         out = {}
         if heat is not None:
             out["heat"] = heat
-        if tots:
-            out["totals"] = torch.cat(tots)
+        if tots is not None:
+            out["totals"] = tots
         return out, total
 
     def target(self) -> torch.Tensor:
