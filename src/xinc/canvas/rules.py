@@ -199,7 +199,7 @@ def box_up_planes(y: torch.Tensor, r: int, k: int, out: torch.Tensor | None = No
                   mid: torch.Tensor | None = None) -> torch.Tensor:
     """box_k(up_r(y)) for maps y (n, h, w) as phase planes P (r, r, n, h, w), P[t1, t2] = result[:, t1::r, t2::r]
     (zero padding, count-include-pad mean). Planes are contiguous: no strided writes; interleave_planes or
-    planes_heat turn them into maps or a heat map."""
+    planes_abs turn them into maps or reductions."""
     n, h, w = y.shape
     mid = _planes_pass(y, -1, _phase_taps(r, k, None), y.new_empty(r, n, h, w) if mid is None else mid)
     return _planes_pass(mid, -2, _phase_taps(r, k, None), y.new_empty(r, r, n, h, w) if out is None else out)
