@@ -13,7 +13,8 @@ frame: the loop like the original code (one input channel at a time, the whole c
 reduced), the engine streaming chunks into a HeatMap reducer. Both heat maps are checked to agree.
 
 Peak memory = peak resident set size above the RSS just before the call (Linux /proc/self/status VmHWM,
-reset through /proc/self/clear_refs), so it counts torch's CPU allocations, which tracemalloc does not see.
+reset through /proc/self/clear_refs, after glibc's malloc_trim has returned freed memory), so it counts
+torch's CPU allocations, which tracemalloc does not see.
 
     .venv/bin/python benchmarks/canvas_bench.py            # full (a few minutes on 2 cores)
     .venv/bin/python benchmarks/canvas_bench.py --quick    # ~1 minute: block1 and 640x1280 sampled
@@ -22,6 +23,7 @@ reset through /proc/self/clear_refs), so it counts torch's CPU allocations, whic
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import time
@@ -46,11 +48,21 @@ def _status() -> dict[str, int]:
     return out
 
 
+def _trim() -> None:
+    """Hand freed heap memory back to the OS (glibc malloc_trim) so the next call's peak RSS counts what it
+    allocates, not only what exceeds memory an earlier call freed and the allocator kept."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def measure(fn, min_cpu: float = 0.0, max_repeats: int = 300):
     """(result, wall seconds, process CPU seconds, peak RSS increase in bytes) of fn(); calls are repeated
     until they have used min_cpu seconds in all (at most max_repeats times) and the fastest repeat is
     reported (peak memory is the first call's)."""
     gc.collect()
+    _trim()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -189,15 +201,13 @@ def hnerv_640() -> NeRV:
 
 
 def run_case(name: str, loops: dict, engines: dict, n_maps: int, rows: list[dict]) -> None:
-    """Time the loop baselines once and every engine variant ({suffix: fn}), all from the same forward pass."""
+    """Time every engine variant ({suffix: fn}) and then the loop baselines once, all from the same forward
+    pass. Engines go first so their peak RSS is not hidden by memory a loop freed (the allocator keeps it)."""
     with torch.no_grad():
-        refs = {}
-        for tag, fn in loops.items():
-            ref, t_loop, c_loop, m_loop = measure(fn, min_cpu=0.5)  # short loops repeated too (fastest kept)
-            refs[tag] = (ref, t_loop, c_loop, m_loop)
-        for suffix, engine_fn in engines.items():
+        runs = {suffix: measure(fn, min_cpu=1.0) for suffix, fn in engines.items()}
+        refs = {tag: measure(fn, min_cpu=0.5) for tag, fn in loops.items()}  # short loops repeated too
+        for suffix, (got, t_eng, c_eng, m_eng) in runs.items():
             row = {"case": name + suffix, "maps": n_maps}
-            got, t_eng, c_eng, m_eng = measure(engine_fn, min_cpu=1.0)
             row.update(engine_s=round(t_eng, 3), engine_cpu_s=round(c_eng, 3),
                        engine_peak_mb=round(m_eng / 2**20, 1))
             for tag, (ref, t_loop, c_loop, m_loop) in refs.items():
@@ -209,7 +219,7 @@ def run_case(name: str, loops: dict, engines: dict, n_maps: int, rows: list[dict
                             f"{tag}_memory_ratio": round(m_eng / m_loop, 3) if m_loop else None,
                             f"{tag}_heat_rel_diff": float(f"{err:.2e}")})
             rows.append(row)
-            parts = [f"{row['case']:40s} {n_maps:6d} maps  engine {row['engine_cpu_s']:7.3f}s cpu "
+            parts = [f"{row['case']:44s} {n_maps:6d} maps  engine {row['engine_cpu_s']:7.3f}s cpu "
                      f"({row['engine_peak_mb']:.0f} MiB)"]
             for tag in loops:
                 parts.append(f"{tag} {row[tag + '_cpu_s']:7.2f}s x{row[tag + '_speedup']:6.1f} "

@@ -613,8 +613,9 @@ class ConvBlockPaperRule(_BlockBase):
         super().__init__(model, layer, mode, per_channel)
 
     def planes(self, start: int, stop: int) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
-        """(phase planes (R, R, n, h, w) of the maps of neurons [start, stop) on this block's coarse grid (h, w),
-        R the total upscaling to the output; the chunk's completeness part)."""
+        """(phase planes (R, R, n, h', w') of the maps of neurons [start, stop), R the last stage's upscaling
+        and (R h', R w') the output size; the chunk's completeness part). The planes live in the rule's
+        workspace: they are valid until the next call (compute() hands out an interleaved copy)."""
         # act(0) = 0 for gelu/relu/silu, so act(route(z)) = route(act(z)) and act(up(y)) = up(act(y)): the
         # activations run on the coarse grids and each (route|upsample) + box pair is one fused filter whose
         # output phases are separate contiguous planes; planes are interleaved only between stages.
