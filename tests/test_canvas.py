@@ -407,10 +407,12 @@ def test_fused_block_reductions_equal_reference_maps(shape, monkeypatch):
         for bi in range(len(m.blocks)):
             layer = f"block{bi + 1}"
             A = ref_block_paper(m, bi, 2)[0].abs().double()
-            heat, tot = HeatMap(), NeuronTotals()
-            res = stream_canvas(m, layer, [2], [heat, tot])
+            heat, tot, steps = HeatMap(), NeuronTotals(), []
+            res = stream_canvas(m, layer, [2], [heat, tot], progress=steps.append)
             torch.testing.assert_close(heat.result()[2], A.sum(0).float(), **TOL)
             torch.testing.assert_close(tot.result()[2], A.sum(dim=(1, 2)).float(), **TOL)
+            K, per = A.shape[0], max(1, tile // hw)
+            assert steps == [min(per, K - a) for a in range(0, K, per)]  # progress reported tile by tile
             streamed = stream_canvas(m, layer, [2], HeatMap(), fused=False)
             assert res[2]["shuffle_rel"] < 1e-5
             assert res[2]["shuffle_rel"] == pytest.approx(streamed[2]["shuffle_rel"], abs=1e-6)

@@ -55,6 +55,29 @@ def test_cli_writes_readable_store_and_grid(model_dirs, tmp_path):
     assert Image.open(out / "figures" / "block2_top.png").size[0] > 50
 
 
+def test_cli_reductions_only_store(model_dirs, tmp_path):
+    """--maps False: heat and totals equal those of the full canvas, no maps array, the grid is still drawn
+    (its few maps recomputed), and reading maps back fails with a clear message."""
+    root, nerv, _ = model_dirs
+    out = tmp_path / "red"
+    rc = main(["canvas", str(root / "nerv"), "--layers", "head,block1,block3", "--frames", "0,2", "--out", str(out),
+               "--maps", "False", "--progress", "False", "--top", "3"])
+    assert rc == 0
+    assert json.loads((out / "config.json").read_text())["maps"] is False
+    store = open_store(out)
+    for layer in ("head", "block1", "block3"):
+        grp = store[layer]
+        assert "maps" not in grp and sorted(grp.attrs["frames_done"]) == [0, 2]
+        for slot, f in enumerate((0, 2)):
+            ref = compute_canvas(nerv, layer, f)
+            torch.testing.assert_close(torch.from_numpy(grp["heat"][slot]), ref.heat(), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(torch.from_numpy(grp["totals"][slot]), ref.totals(), rtol=1e-5, atol=1e-6)
+            assert grp.attrs["residual"][str(f)].keys() == ref.residual.keys()
+        assert (out / "figures" / f"{layer}_top.png").is_file()
+    with pytest.raises(XincError, match="without maps"):
+        read_canvas(out, "block1", 0)
+
+
 def test_cli_ffn_float16_per_channel_all_layers(model_dirs, tmp_path):
     root, _, ffn = model_dirs
     out = tmp_path / "o16"

@@ -153,14 +153,15 @@ class CanvasRun:
             self._finish(total)
 
     def reduced(self, wants: frozenset[str]) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
-        """Like chunks(), for fused standard reductions: yield (start, stop, {name: value}) without maps.
-        The rule tiles its own work, so the whole neuron range is one chunk."""
+        """Like chunks(), for fused standard reductions: yield (start, stop, {name: value}) per neuron range
+        the rule reduces in one go (its own tiles; an explicit chunk plan caps them), without maps."""
         lo, hi = self.neurons or (0, self.info.num_neurons)
+        total = None
         with torch.no_grad():
-            values, part = self.rule.reduce(lo, hi, wants, self.chunk if self.planned else None)
-            fresh = isinstance(part, torch.Tensor) and part.dtype == torch.float64  # the rule's own total
-            self._finish(part if fresh else self._accumulate(None, part))
-            yield lo, hi, values
+            for a, b, values, part in self.rule.reduce(lo, hi, wants, self.chunk if self.planned else None):
+                total = self._accumulate(total, part)
+                yield a, b, values
+            self._finish(total)
 
 
 def _resolve(device) -> torch.device:

@@ -348,9 +348,10 @@ class Rule:
         return frozenset()
 
     def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):
-        """({name: value} of the fused reductions `wants` over neurons [start, stop), additive part as in compute).
+        """Yield (a, b, {name: value}, part) for consecutive neuron ranges [a, b) covering [start, stop): the
+        fused reductions `wants` of those neurons and their additive part (as in compute).
 
-        "heat": sum_k |C_k| over the chunk (map-shaped); "totals": sum over pixels of |C_k| per neuron (n,).
+        "heat": sum_k |C_k| over the range (map-shaped); "totals": sum over pixels of |C_k| per neuron (b-a,).
         `max_neurons` caps the neurons a rule holds at once (the caller's memory plan), where that matters."""
         raise NotImplementedError(f"{type(self).__name__} has no fused reductions")
 
@@ -452,7 +453,7 @@ class MLPRule(Rule):
             out["heat"] = heat.view(self.info.height, self.info.width)
         if tot is not None:
             out["totals"] = tot
-        return out, part
+        yield start, stop, out, part  # one range: the tiles run over pixels, every neuron at once
 
 
 @register_rule("mlp:linear")
@@ -649,31 +650,15 @@ class ConvBlockPaperRule(_BlockBase):
         return frozenset({"heat", "totals"})
 
     def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):
-        """Heat map / per-neuron totals of neurons [start, stop) straight from the phase planes of cache-sized
-        neuron tiles of at most max_neurons (the maps are never interleaved or written out); same numbers as
-        the maps' reductions."""
+        """Heat map / per-neuron totals of cache-sized neuron tiles (at most max_neurons) straight from their
+        phase planes: the maps are never interleaved or written out; same numbers as the maps' reductions."""
         H, W = self.info.height, self.info.width
         n = max(1, self.tile_elems.get(self.u.device.type, 1 << 22) // (H * W))
         n = n if max_neurons is None else max(1, min(n, int(max_neurons)))
-        heat = self.u.new_zeros(H, W, dtype=torch.float64) if "heat" in wants else None  # float64 across tiles
-        # outputs preallocated: small long-lived tensors between the tiles' big temporaries fragment the heap
-        tots = self.u.new_empty(stop - start) if "totals" in wants else None
-        total = None
         for a in range(start, stop, n):
             b = min(stop, a + n)
             P, part = self.planes(a, b)
-            total = accumulate_part(total, part, self.part_shape())
-            got = planes_abs(P, wants)
-            if heat is not None:
-                heat += got["heat"]
-            if tots is not None:
-                tots[a - start:b - start] = got["totals"]
-        out = {}
-        if heat is not None:
-            out["heat"] = heat
-        if tots is not None:
-            out["totals"] = tots
-        return out, total
+            yield a, b, planes_abs(P, wants), part
 
     def target(self) -> torch.Tensor:
         return self.next_in

@@ -6,7 +6,8 @@ Layout (see the README, section "The canvas engine"):
     OUT/canvas.zarr/<layer>/              attrs: info (LayerInfo), rule, exact, mode, neuron_index, c_in, c_out,
                                                  residual {frame: {...}}, frames_done [model frame indices]
     OUT/canvas.zarr/<layer>/maps          (F, K, H, W) (or (F, K, C, H, W) per channel), chunks (1, 1, ...)
-                                          (one map each) inside shard files of ~16 MiB of neurons
+                                          (one map each) inside shard files of ~16 MiB of neurons;
+                                          absent when written with --maps False (heat and totals only)
     OUT/canvas.zarr/<layer>/heat          (F, H, W) float32  sum_k |C_k|
     OUT/canvas.zarr/<layer>/totals        (F, K) float32     sum_p |C_k|
     OUT/canvas.zarr/<layer>/frames        (F,) int64         model frame index of each slot
@@ -71,20 +72,23 @@ def info_attrs(info: LayerInfo) -> dict:
     return d
 
 
-def open_layer(root, info: LayerInfo, frames: list[int], dtype: str):
-    """Create (or reopen, when compatible) the group and arrays of one layer."""
+def open_layer(root, info: LayerInfo, frames: list[int], dtype: str, maps: bool = True):
+    """Create (or reopen, when compatible) the group and arrays of one layer (`maps` False: heat and totals
+    only, no per-neuron maps)."""
     shape = (len(frames), info.num_neurons, *info.map_shape)
     chunks = (1, 1, *info.map_shape)
     per_map = int(np.prod(info.map_shape)) * np.dtype(dtype).itemsize
     shards = (1, max(1, min(info.num_neurons, SHARD_BYTES // per_map)), *info.map_shape)
     if info.name in root:
         grp = root[info.name]
-        arr = grp["maps"]
-        if tuple(arr.shape) == shape and str(arr.dtype) == dtype:
+        if not maps and "maps" not in grp and tuple(grp["totals"].shape[:2]) == shape[:2]:
+            return grp
+        if maps and "maps" in grp and tuple(grp["maps"].shape) == shape and str(grp["maps"].dtype) == dtype:
             return grp
         del root[info.name]
     grp = root.create_group(info.name)
-    grp.create_array("maps", shape=shape, chunks=chunks, shards=shards, dtype=dtype, fill_value=0)
+    if maps:
+        grp.create_array("maps", shape=shape, chunks=chunks, shards=shards, dtype=dtype, fill_value=0)
     grp.create_array("heat", shape=(len(frames), *info.map_shape), chunks=(1, *info.map_shape),
                      dtype="float32", fill_value=0)
     grp.create_array("totals", shape=(len(frames), info.num_neurons, *info.map_shape[:-2]),
@@ -120,6 +124,9 @@ def read_canvas(out: str | Path, layer: str, frame: int) -> Canvas:
     done = [int(f) for f in grp.attrs["frames_done"]]
     if frame not in frames or frame not in done:
         raise XincError(f"{out}: frame {frame} of layer {layer} is not in the store (complete frames: {done})")
+    if "maps" not in grp:
+        raise XincError(f"{out}: layer {layer} was stored without maps (--maps False: heat and totals only); "
+                        "rerun xinc canvas with --maps True to read neuron maps")
     slot = frames.index(frame)
     info_d = dict(grp.attrs["info"])
     info = LayerInfo(**{k: v for k, v in info_d.items() if k in {f.name for f in dataclasses.fields(LayerInfo)}})

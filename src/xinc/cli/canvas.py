@@ -49,6 +49,9 @@ class CanvasOptions:
     """storage dtype of the maps (computation is always float32)"""
     per_channel: bool = False
     """store (K, 3, H, W) per-RGB-channel maps where the rule has them (MLP layers, head, linear-mode blocks)"""
+    maps: bool = True
+    """store every neuron's map; False stores only the heat map and per-neuron totals, which the rules then
+    reduce without forming maps (a whole 640x1280 HNeRV layer in minutes, a few MB on disk)"""
     top: int = 16
     """neurons shown in each layer's PNG grid (strongest by total |C| in the first frame)"""
     overwrite: bool = False
@@ -63,12 +66,12 @@ def _run_config(opts: CanvasOptions, model_cfg: dict, layers: list[str], frames:
         "model_dir": str(opts.model_dir.resolve()), "model": model_cfg, "layers": layers, "frames": frames,
         "mode": opts.mode, "device": device, "chunk_neurons": opts.chunk_neurons,
         "memory_budget_mb": opts.memory_budget_mb, "dtype": opts.dtype, "per_channel": opts.per_channel,
-        "top": opts.top,
+        "maps": opts.maps, "top": opts.top,
     }
 
 
 def _same_run(a: dict, b: dict) -> bool:
-    keys = ("model_dir", "model", "layers", "frames", "mode", "dtype", "per_channel")
+    keys = ("model_dir", "model", "layers", "frames", "mode", "dtype", "per_channel", "maps")
     return all(to_jsonable(a.get(k)) == to_jsonable(b.get(k)) for k in keys)
 
 
@@ -98,7 +101,11 @@ def _save_grid(path: Path, maps: np.ndarray, neurons: list[int], info: LayerInfo
     canvas.save(path)
 
 
-def _grids(root, stage: Path, layers: list[str], top: int) -> dict[str, str]:
+def _grids(root, stage: Path, layers: list[str], top: int, model, opts: CanvasOptions) -> dict[str, str]:
+    """Each layer's PNG grid of its strongest neurons in the first frame (maps read from the store, or
+    recomputed for just those neurons when the store has none)."""
+    from xinc.canvas import compute_canvas
+
     out = {}
     for name in layers:
         grp = root[name]
@@ -107,11 +114,16 @@ def _grids(root, stage: Path, layers: list[str], top: int) -> dict[str, str]:
         if tot.ndim > 1:
             tot = tot.sum(-1)
         neurons = [int(k) for k in np.argsort(-tot, kind="stable")[:max(1, top)]]
-        maps = np.stack([np.asarray(grp["maps"][0, k], dtype=np.float32) for k in neurons])
+        frame = int(grp["frames"][0])
+        if "maps" in grp:
+            maps = np.stack([np.asarray(grp["maps"][0, k], dtype=np.float32) for k in neurons])
+        else:  # a handful of one-neuron ranges, not a hot path
+            maps = np.stack([compute_canvas(model, name, frame, mode=opts.mode, per_channel=opts.per_channel,
+                                            neurons=(k, k + 1)).maps[0].numpy() for k in neurons])
         if maps.ndim == 4:
             maps = maps.sum(1)
         rel = f"figures/{name}_top.png"
-        _save_grid(stage / rel, maps, neurons, info, int(grp["frames"][0]))
+        _save_grid(stage / rel, maps, neurons, info, frame)
         out[name] = rel
     return out
 
@@ -156,7 +168,7 @@ def run(argv: list[str], prog: str) -> int:
         slot = {f: j for j, f in enumerate(frames)}
         todo = {}
         for name, info in infos.items():
-            grp = open_layer(root, info, frames, opts.dtype)
+            grp = open_layer(root, info, frames, opts.dtype, maps=opts.maps)
             done = set(int(f) for f in grp.attrs.get("frames_done", []))
             todo[name] = [f for f in frames if f not in done]
         total = sum(infos[n].num_neurons * len(fs) for n, fs in todo.items())
@@ -166,8 +178,10 @@ def run(argv: list[str], prog: str) -> int:
                 grp = root[name]
                 for f in fs:  # one frame at a time: a frame is complete once listed in frames_done
                     heat, tot = HeatMap(), NeuronTotals()
-                    writer = ZarrWriter(grp["maps"], slot, np.dtype(opts.dtype))
-                    res = stream_canvas(model, name, [f], [writer, heat, tot], mode=opts.mode,
+                    reducers = [heat, tot]  # alone, the rules reduce them without forming maps (fused)
+                    if opts.maps:
+                        reducers.append(ZarrWriter(grp["maps"], slot, np.dtype(opts.dtype)))
+                    res = stream_canvas(model, name, [f], reducers, mode=opts.mode,
                                         per_channel=opts.per_channel, chunk_neurons=opts.chunk_neurons,
                                         memory_budget_mb=opts.memory_budget_mb, progress=bar.update)
                     grp["heat"][slot[f]] = heat.result()[f].numpy()
@@ -178,7 +192,7 @@ def run(argv: list[str], prog: str) -> int:
                                       "frames_done": sorted(set(grp.attrs["frames_done"]) | {f})})
         finally:
             bar.close()
-        figures = _grids(root, stage, layers, opts.top)
+        figures = _grids(root, stage, layers, opts.top, model, opts)
         summary = {name: {"rule": infos[name].rule, "exact": infos[name].exact,
                           "num_neurons": infos[name].num_neurons, "neuron_index": infos[name].neuron_index,
                           "residual": dict(root[name].attrs["residual"]), "figure": figures[name]}
