@@ -621,7 +621,7 @@ class ConvBlockPaperRule(_BlockBase):
         # activations run on the coarse grids and each (route|upsample) + box pair is one fused filter whose
         # output phases are separate contiguous planes; planes are interleaved only between stages.
         z = kernel_conv(self.u, self.W, self.b, start, stop)
-        # completeness: sum_i z_{i,o} per pre-shuffle channel o on the coarse grid; residual() routes it
+        # completeness: sum_i z_{i,o} per pre-shuffle channel o on the coarse grid; residual() shuffles it
         part = sum_over_inputs(z, start, self.cout)
         name, fn, ws = self.model.config.act, self.model.act, self.ws
         downstream = self.model.blocks[self.index + 1:]
