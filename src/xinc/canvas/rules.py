@@ -50,9 +50,9 @@ def residual_from_blocks(blocks, prefix: str = "") -> dict[str, float]:
     the target, so a full-resolution layer never needs whole float64 temporaries."""
     diff = scale = 0.0
     for t, g in blocks:
-        g = g.to(torch.float64)
-        diff = max(diff, (t.to(torch.float64) - g).abs().max().item())
-        scale = max(scale, g.abs().max().item())
+        d = t.to(torch.float64) - g  # g promoted to float64 inside the subtraction, no separate copy
+        diff = max(diff, d.abs_().max().item())
+        scale = max(scale, float(g.abs().max()))  # the max of |g| is exact in g's own dtype
     return {f"{prefix}max_abs": diff, f"{prefix}rel": diff / max(scale, 1e-30)}
 
 
@@ -136,6 +136,9 @@ def accumulate_part(total: torch.Tensor | None, part, shape: tuple[int, ...]) ->
         return total
     pieces = part if isinstance(part, list) else [part if isinstance(part, tuple) else (0, part)]
     for row, piece in pieces:
+        if total is None and row == 0 and tuple(piece.shape) == tuple(shape):
+            total = piece.to(torch.float64, copy=True)  # the first piece covers the whole total
+            continue
         if total is None:
             total = torch.zeros(shape, dtype=torch.float64, device=piece.device)
         total[row:row + piece.shape[0]] += piece
@@ -311,7 +314,7 @@ class Rule:
     name: ClassVar[str] = ""
     notes: ClassVar[str] = ""
     maps_per_neuron: ClassVar[float] = 4.0  # working tensors of one neuron's map size held at once (memory plan)
-    tile_elems: ClassVar[dict[str, int]] = {"cpu": 1 << 19, "cuda": 1 << 26}  # fused reductions: floats per tile
+    tile_elems: ClassVar[dict[str, int]] = {"cpu": 1 << 20, "cuda": 1 << 26}  # fused reductions: floats per tile
 
     def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
         self.model, self.layer, self.mode, self.per_channel = model, layer, mode, per_channel
@@ -432,8 +435,8 @@ class MLPRule(Rule):
         Tiles hold tile_elems values whatever the neuron count, so max_neurons is not needed here."""
         a = self.a
         P, c = a.shape[0], stop - start
-        T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 19) // c))
-        s = self.wsum[start:stop].expand(T, c).contiguous()  # same-shape mul: no slow short-row broadcast
+        T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 20) // c))
+        s = self.wsum[start:stop][None]
         buf = torch.empty(T, c, dtype=a.dtype, device=a.device)
         part = a.new_empty(P)
         heat = a.new_empty(P) if "heat" in wants else None
@@ -441,7 +444,7 @@ class MLPRule(Rule):
         relu = not self.last and self.model.config.activation == "relu"  # in place, and |relu| = relu
         for p0 in range(0, P, T):
             t = min(P, p0 + T) - p0
-            x = torch.addcmul(self.bshare, a[p0:p0 + t, start:stop], s[:t], out=buf[:t])  # 0-dim beta
+            x = torch.addcmul(self.bshare, a[p0:p0 + t, start:stop], s, out=buf[:t])  # 0-dim beta
             torch.sum(x, 1, out=part[p0:p0 + t])
             y = x.relu_() if relu else (x if self.last else self.phi(x)).abs_()  # identity after the last layer
             if heat is not None:
