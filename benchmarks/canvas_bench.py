@@ -18,6 +18,7 @@ torch's CPU allocations, which tracemalloc does not see.
 
     .venv/bin/python benchmarks/canvas_bench.py            # full (a few minutes on 2 cores)
     .venv/bin/python benchmarks/canvas_bench.py --quick    # ~1 minute: block1 and 640x1280 sampled
+    .venv/bin/python benchmarks/canvas_bench.py --only "ffn layer3" --threads 1   # one case
 """
 
 from __future__ import annotations
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2; use 1 on a loaded machine)")
     ap.add_argument("--tidy", action="store_true", help="also time a tidier loop (strided routing, no masks)")
     ap.add_argument("--skip-640", action="store_true", help="skip the 640x1280 decoder")
+    ap.add_argument("--only", default=None, help="comma-separated cases to run, e.g. 'ffn layer3,nerv block1' "
+                                                   "(prefix match on the case name; default all)")
     ap.add_argument("--budget-mb", type=float, default=None, help="engine memory budget per chunk (default 256)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
@@ -248,7 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     ffn = paper_ffn()
     with torch.no_grad():
         tr = ffn.trace()
+    only = None if args.only is None else [c.strip() for c in args.only.split(",") if c.strip()]
+
+    def wanted(case: str) -> bool:
+        return only is None or any(case.startswith(o) for o in only)
+
     for layer in ffn.layer_names:
+        if not wanted(f"ffn {layer}"):
+            continue
         n = layer_info(ffn, layer).num_neurons
         engines = {sfx: lambda layer=layer, fused=fused: engine_heat(ffn, layer, tr, budget=args.budget_mb,
                                                                      fused=fused)
@@ -259,12 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         ("nerv", paper_nerv(), None, ["head", "block3", "block2", "block1"]),
         ("640x1280", hnerv_640(), "table", ["head", "block5"]),
     ):
-        if label == "640x1280" and args.skip_640:
+        if (label == "640x1280" and args.skip_640) or not any(wanted(f"{label} {la}") for la in layers):
             continue
         e = model.embed([0]) if emb is None else model.embeddings[:1]
         with torch.no_grad():
             tr = model.trace_embedding(e)
         for layer in layers:
+            if not wanted(f"{label} {layer}"):
+                continue
             info = layer_info(model, layer)
             n_in = info.c_in
             if label == "nerv" and layer == "block1" and args.quick:
@@ -285,18 +297,19 @@ def main(argv: list[str] | None = None) -> int:
                 model, layer, tr, neurons=nb, budget=args.budget_mb, fused=fused) for sfx, fused in variants}
             run_case(tag, loops, engines, nb[1], rows)
 
-    ffn = [r for r in rows if r["case"].startswith("ffn") and STREAMED not in r["case"]]
-    ffn_maps = [r for r in rows if r["case"].startswith("ffn") and STREAMED in r["case"]]
-    b1 = next(r for r in rows if r["case"].startswith("nerv block1") and STREAMED not in r["case"])
-    b1_maps = next(r for r in rows if r["case"].startswith("nerv block1") and STREAMED in r["case"])
-    summary = {"ffn_min_speedup": min(r["loop_speedup"] for r in ffn),
-               "ffn_min_wall_speedup": min(r["loop_wall_speedup"] for r in ffn),
-               "ffn_maps_streamed_min_speedup": min(r["loop_speedup"] for r in ffn_maps),
-               "block1_speedup": b1["loop_speedup"],
-               "block1_memory_ratio": b1["loop_memory_ratio"],
-               "block1_maps_streamed_speedup": b1_maps["loop_speedup"],
-               "block1_maps_streamed_memory_ratio": b1_maps["loop_memory_ratio"],
-               "targets": "ffn >= 30x, block1 >= 5x with memory ratio <= 0.25 (process CPU time, same trace)"}
+    def pick(prefix: str, streamed: bool) -> list[dict]:
+        return [r for r in rows if r["case"].startswith(prefix) and (STREAMED in r["case"]) == streamed]
+
+    summary = {"targets": "ffn >= 30x, block1 >= 5x with memory ratio <= 0.25 (process CPU time, same trace)"}
+    if pick("ffn", False):
+        summary.update(ffn_min_speedup=min(r["loop_speedup"] for r in pick("ffn", False)),
+                       ffn_min_wall_speedup=min(r["loop_wall_speedup"] for r in pick("ffn", False)),
+                       ffn_maps_streamed_min_speedup=min(r["loop_speedup"] for r in pick("ffn", True)))
+    if pick("nerv block1", False):
+        b1, b1_maps = pick("nerv block1", False)[0], pick("nerv block1", True)[0]
+        summary.update(block1_speedup=b1["loop_speedup"], block1_memory_ratio=b1["loop_memory_ratio"],
+                       block1_maps_streamed_speedup=b1_maps["loop_speedup"],
+                       block1_maps_streamed_memory_ratio=b1_maps["loop_memory_ratio"])
     print(json.dumps(summary), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summary": summary, "threads": args.threads,
