@@ -100,6 +100,11 @@ def _trace(model, frame: int, embedding: torch.Tensor | None, device: torch.devi
         return model.trace_embedding(emb)
 
 
+def trace_frame(model, frame: int = 0) -> Trace:
+    """One frame's forward pass with every layer's input kept, to reuse across canvas calls (trace=)."""
+    return _trace(model, check_frame(model, frame), None, model_device(model))
+
+
 def plan_chunk(rule: Rule, chunk_neurons: int | None, memory_budget_mb: float | None,
                device: torch.device | None = None) -> int:
     """Neurons per chunk: chunk_neurons, capped by the memory budget (default budget when neither is set:

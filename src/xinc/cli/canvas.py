@@ -105,6 +105,7 @@ def _grids(root, stage: Path, layers: list[str], top: int, model, opts: CanvasOp
     """Each layer's PNG grid of its strongest neurons in the first frame (maps read from the store, or
     recomputed for just those neurons when the store has none)."""
     from xinc.canvas import compute_canvas
+    from xinc.canvas.engine import trace_frame
 
     out = {}
     for name in layers:
@@ -117,9 +118,10 @@ def _grids(root, stage: Path, layers: list[str], top: int, model, opts: CanvasOp
         frame = int(grp["frames"][0])
         if "maps" in grp:
             maps = np.stack([np.asarray(grp["maps"][0, k], dtype=np.float32) for k in neurons])
-        else:  # a handful of one-neuron ranges, not a hot path
+        else:  # a handful of one-neuron ranges from one forward pass, not a hot path
+            tr = trace_frame(model, frame)
             maps = np.stack([compute_canvas(model, name, frame, mode=opts.mode, per_channel=opts.per_channel,
-                                            neurons=(k, k + 1)).maps[0].numpy() for k in neurons])
+                                            neurons=(k, k + 1), trace=tr).maps[0].numpy() for k in neurons])
         if maps.ndim == 4:
             maps = maps.sum(1)
         rel = f"figures/{name}_top.png"
