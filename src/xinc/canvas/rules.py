@@ -14,6 +14,7 @@ Keys are "<kind>:<mode>" with kind in mlp | conv-head | conv-block.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import ClassVar
 
 import torch
@@ -283,6 +284,21 @@ class Workspace:
         return buf[:numel].view(shape)
 
 
+_SCRATCH = threading.local()
+
+
+def scratch(key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A CPU scratch tensor kept per thread across calls (a fresh multi-MiB buffer page-faults on every
+    call, and rules live one frame); elsewhere a fresh tensor (CUDA's caching allocator reuses memory).
+    Only for temporaries: nothing returned to a caller may be a view of it."""
+    if like.device.type != "cpu":
+        return like.new_empty(shape)
+    ws = getattr(_SCRATCH, "ws", None)
+    if ws is None:
+        ws = _SCRATCH.ws = Workspace()
+    return ws.get(key, shape, like)
+
+
 def planes_abs(P: torch.Tensor, wants: frozenset[str]) -> dict[str, torch.Tensor]:
     """Standard reductions of phase planes (r1, r2, n, h, w), |.| taken in place: "heat" sum_n |C| as an
     (r1*h, r2*w) map, "totals" sum_p |C| per map."""
@@ -437,7 +453,7 @@ class MLPRule(Rule):
         P, c = a.shape[0], stop - start
         T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 20) // c))
         s = self.wsum[start:stop][None]
-        buf = torch.empty(T, c, dtype=a.dtype, device=a.device)
+        buf = scratch("mlp-tile", (T, c), a)
         part = a.new_empty(P)
         heat = a.new_empty(P) if "heat" in wants else None
         tot = torch.zeros(c, dtype=torch.float64, device=a.device) if "totals" in wants else None

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from xinc.models.encodings import FourierFeatures, pixel_coords
+from xinc.models.init import default_init_
 from xinc.models.trace import Trace
 
 ACTIVATIONS = ("relu", "sine", "gelu", "tanh")
@@ -50,7 +51,9 @@ class FFNConfig:
 
 
 class FFN(nn.Module):
-    """MLP from (row, col) to RGB. `trace` returns every linear layer's input (the canvas needs them)."""
+    """MLP from (row, col) to RGB. `trace` returns every linear layer's input (the canvas needs them).
+
+    With `generator`, every random draw (Fourier matrix, weights, biases) comes from it, not the global RNG."""
 
     def __init__(self, config: FFNConfig, generator: torch.Generator | None = None):
         super().__init__()
@@ -67,6 +70,8 @@ class FFN(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         if config.activation == "sine":
             self._siren_init(generator)
+        elif generator is not None:  # every parameter from the generator, none from the global RNG
+            default_init_(self.layers, generator)
 
     def _siren_init(self, generator: torch.Generator | None) -> None:
         with torch.no_grad():

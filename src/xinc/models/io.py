@@ -31,9 +31,10 @@ def model_config_from_dict(d: dict[str, Any]) -> FFNConfig | NeRVConfig:
 
 
 def build_model(config: FFNConfig | NeRVConfig, generator: torch.Generator | None = None) -> Model:
-    """Instantiate the module for a config (errors in the config become XincError)."""
+    """Instantiate the module for a config (errors in the config become XincError); a generator, when
+    given, is the only source of the random initial weights."""
     try:
-        return FFN(config, generator) if isinstance(config, FFNConfig) else NeRV(config)
+        return FFN(config, generator) if isinstance(config, FFNConfig) else NeRV(config, generator)
     except ValueError as e:
         raise XincError(f"invalid model configuration: {e}") from None
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xinc.models.encodings import FramePositionalEncoding, parse_pe_spec
+from xinc.models.init import default_init_
 from xinc.models.trace import Trace
 
 
@@ -169,9 +170,10 @@ class NeRVBlock(nn.Module):
 
 
 class NeRV(nn.Module):
-    """Frame index -> frame. `trace` keeps every layer's input for the canvas engine."""
+    """Frame index -> frame. `trace` keeps every layer's input for the canvas engine (weights drawn from
+    `generator` when one is given, else from the global RNG)."""
 
-    def __init__(self, config: NeRVConfig):
+    def __init__(self, config: NeRVConfig, generator: torch.Generator | None = None):
         super().__init__()
         config.validate()
         self.config = config
@@ -188,6 +190,8 @@ class NeRV(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Conv2d(prev, 3, config.head_ks, padding=config.head_ks // 2)
         self.act = _act(config.act)
+        if generator is not None:  # every weight from the generator, none from the global RNG
+            default_init_(self, generator)
 
     @property
     def layer_names(self) -> list[str]:

@@ -188,8 +188,8 @@ def train_nerv(
     T = int(video.shape[0])
     device = resolve_device(cfg.device)
     model_cfg = nerv_model_config(cfg, T)
-    seed_everything(cfg.seed)
-    model = build_model(model_cfg).to(device)
+    gen = seed_everything(cfg.seed)
+    model = build_model(model_cfg, gen).to(device)
     train_section = {**to_jsonable(cfg), "out": str(out), "device": str(device), "data": data, "num_frames": T,
                      "command": command, "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-8)", "loss": "L2 (MSE)",
                      "lr_schedule": f"per iteration: {cfg.warmup:g} linear warm-up from {cfg.warmup_start:g}x, "
