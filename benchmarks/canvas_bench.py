@@ -3,8 +3,8 @@
 CPU-time ratios ("x") and wall-time ratios ("wall x") are both printed; calls shorter than 1 s (engine) or
 0.5 s (loops) are repeated and the fastest repeat is kept, since a shared 2-core machine is noisy. Every layer
 is timed twice against the same loop run: the default fused HeatMap path (the FFN rule reduces in cache-sized
-pixel tiles, the NeRV block rule straight from the phase planes of neuron tiles; no maps formed) and with the
-maps streamed to the reducer (what any custom reducer gets).
+pixel tiles, the NeRV head in cache-sized bands of image rows, the block rule straight from the phase planes
+of neuron tiles; no maps formed) and with the maps streamed to the reducer (what any custom reducer gets).
 
 For every layer of the paper FFN and the paper NeRV (128x256, random weights) and for the head and last
 block of a 640x1280 HNeRV-like decoder (strides 5,4,4,2,2; widths 57,48,40,33,28; kernels 1,3,5,5,5; 16x2x4
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 loops = {"loop": lambda model=model, tr=tr, bi=bi, n_in=n_in: loop_block(model, tr, bi, n_in)}
                 if args.tidy:
                     loops["tidy"] = lambda model=model, tr=tr, bi=bi, n_in=n_in: loop_block(model, tr, bi, n_in, True)
-            variants = (("", True),) if layer == "head" else (("", True), (STREAMED, False))  # head: maps only
+            variants = (("", True), (STREAMED, False))
             engines = {sfx: lambda model=model, layer=layer, nb=nb, tr=tr, fused=fused: engine_heat(
                 model, layer, tr, neurons=nb, budget=args.budget_mb, fused=fused) for sfx, fused in variants}
             run_case(tag, loops, engines, nb[1], rows)

@@ -429,6 +429,40 @@ def test_fused_block_reductions_equal_reference_maps(shape, monkeypatch):
     torch.testing.assert_close(planned.result()[2], ref_block_paper(m, 0, 2)[0].abs().sum(0), **TOL)
 
 
+@pytest.mark.parametrize("shape", list(NERV_SHAPES))
+def test_fused_head_reductions_equal_reference_maps(shape, monkeypatch):
+    """The head's fused HeatMap/NeuronTotals (a depthwise conv per output channel over bands of image rows,
+    no maps) equal reductions of the loop reference: bands of one row (halo rows and zero rows at the frame
+    edges for 3x3/5x5 kernels) and whole frames, input tiles capped by chunk_neurons, neuron sub-ranges
+    starting/ending inside a row of kernels, and the per-channel form."""
+    from xinc.canvas.rules import ConvHeadRule
+
+    m = tiny_nerv(shape)
+    calls = []
+    real_reduce = ConvHeadRule.reduce
+    monkeypatch.setattr(ConvHeadRule, "reduce", lambda self, *a: calls.append(a) or real_reduce(self, *a))
+    A = ref_head(m, 1).abs().double()
+    cin, W = m.head.in_channels, m.config.width
+    for tile in (W, 1 << 30):  # one image row per band / everything at once
+        monkeypatch.setattr(ConvHeadRule, "tile_elems", {"cpu": tile, "cuda": tile})
+        for kw in ({}, {"chunk_neurons": 3}, {"neurons": (1, 3 * cin - 2)}):
+            heat, tot = HeatMap(), NeuronTotals()
+            res = stream_canvas(m, "head", [1], [heat, tot], **kw)
+            a, b = kw.get("neurons", (0, 3 * cin))
+            torch.testing.assert_close(heat.result()[1], A[a:b].sum(0).float(), **TOL)
+            torch.testing.assert_close(tot.result()[1][a:b], A[a:b].sum(dim=(1, 2)).float(), **TOL)
+            if "neurons" not in kw:
+                streamed = stream_canvas(m, "head", [1], HeatMap(), fused=False)
+                assert res[1]["rel"] < 1e-5 and res[1]["rel"] == pytest.approx(streamed[1]["rel"], abs=1e-6)
+        pc_heat, pc_tot = HeatMap(), NeuronTotals()
+        stream_canvas(m, "head", [1], [pc_heat, pc_tot], per_channel=True)
+        Apc = A.view(cin, 3, *A.shape[1:])
+        torch.testing.assert_close(pc_heat.result()[1], Apc.sum(0).float(), **TOL)
+        torch.testing.assert_close(pc_tot.result()[1], Apc.sum(dim=(2, 3)).float(), **TOL)
+    assert len(calls) == 2 * 4  # tiles x (whole, chunked, sub-range, per-channel): the fused path was taken
+    assert calls[1][3] == 3  # chunk_neurons caps the input tiles
+
+
 def test_fused_path_only_for_standard_reducers():
     """A HeatMap subclass that overrides update() gets the maps; mixing in a custom reducer streams maps too."""
     m = tiny_ffn("relu", 3)

@@ -73,12 +73,34 @@ def activation_slope(fn, z: torch.Tensor) -> torch.Tensor:
     return g.detach()
 
 
+def depthwise_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, i_a: int, i_b: int,
+                   o: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """z_{i,o} = u_i * W[o, i] + b_o / C_in for input channels [i_a, i_b) and one output channel o: (i_b - i_a,
+    h, w) from one depthwise conv, oneDNN's fast path (a grouped conv with C_out filters per group is several
+    times slower on CPU when C_out is small, as for the RGB head). rows=(r0, r1): only those output rows
+    (a band, from the input rows it needs plus zero rows beyond the frame), for cache-sized tiles."""
+    c_in, k = weight.shape[1], weight.shape[-1]
+    p, n = k // 2, i_b - i_a
+    b = None if bias is None else (bias / c_in)[o:o + 1].expand(n).contiguous()
+    w = weight[o, i_a:i_b, None]
+    if rows is None:
+        return F.conv2d(u[None, i_a:i_b], w, b, padding=p, groups=n)[0]
+    r0, r1 = rows
+    h = u.shape[-2]
+    lo, hi = max(0, r0 - p), min(h, r1 + p)
+    slab = u[None, i_a:i_b, lo:hi]
+    if lo > r0 - p or hi < r1 + p:
+        slab = F.pad(slab, (0, 0, lo - (r0 - p), (r1 + p) - hi))
+    return F.conv2d(slab, w, b, padding=(0, p), groups=n)[0]
+
+
 def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, start: int,
-                stop: int) -> torch.Tensor:
+                stop: int, by_output: bool = False) -> torch.Tensor:
     """Per-kernel convolutions z_k = u_i * W[o, i] + b_o / C_in for neurons k = i*C_out + o in [start, stop).
 
     At most three convs: a partial first row of kernels, the whole rows in between as one grouped conv over
-    their input channels (group i yields its C_out kernels), a partial last row; only requested kernels are
+    their input channels (group i yields its C_out kernels; by_output=True: one depthwise conv per output
+    channel, interleaved, faster for a few outputs), a partial last row; only requested kernels are
     computed. u (C_in, h, w) -> (stop - start, h, w). 'Same' zero padding as the layer (odd kernels).
     """
     c_out, c_in, k = weight.shape[0], weight.shape[1], weight.shape[-1]
@@ -90,6 +112,9 @@ def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
     def full_rows(i_a: int, i_b: int) -> torch.Tensor:
         ni = i_b - i_a
+        if by_output:
+            z = torch.stack([depthwise_conv(u, weight, bias, i_a, i_b, o) for o in range(c_out)], 1)
+            return z.view(ni * c_out, *z.shape[-2:])
         w = weight[:, i_a:i_b].transpose(0, 1).reshape(ni * c_out, 1, k, k)
         b = None if b_all is None else b_all.repeat(ni)
         return F.conv2d(u[i_a:i_b].unsqueeze(0), w, b, padding=k // 2, groups=ni)[0]
@@ -540,6 +565,7 @@ class ConvHeadRule(Rule):
     kind = "conv-head"
     name = "conv-head"
     maps_per_neuron = 3.0
+    tile_elems = {"cpu": 1 << 18, "cuda": 1 << 26}  # fused reductions: floats per (input tile x band) conv
 
     def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
         super().__init__(model, layer, mode, per_channel)
@@ -566,11 +592,74 @@ class ConvHeadRule(Rule):
 
     def compute(self, start: int, stop: int):
         a, b = self.kernel_range(start, stop)
-        maps = kernel_conv(self.x, self.W, self.b, a, b)
+        maps = kernel_conv(self.x, self.W, self.b, a, b, by_output=True)
         part = sum_over_inputs(maps, a, self.cout)
         if self.per_channel:
             maps = maps.reshape(stop - start, self.cout, *maps.shape[-2:])
         return maps, part
+
+    def fusable(self) -> frozenset[str]:
+        return frozenset({"heat", "totals"})
+
+    def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):
+        """Heat map and totals of neurons [start, stop) without a (K, H, W) canvas: whole rows of kernels (every
+        output of a tile of input channels) by one depthwise conv per output channel and band of image rows
+        (~tile_elems values, cache-sized), |.|-ed and summed in place; a partial first/last row of kernels
+        from its maps."""
+        a, b = self.kernel_range(start, stop)
+        C, (H, W) = self.cout, self.x.shape[-2:]
+        i_first, o_first = divmod(a, C)
+        i_last, o_last = divmod(b, C)
+
+        def partial(ka: int, kb: int):  # kernels of one input channel, not the whole row (never per_channel)
+            maps = kernel_conv(self.x, self.W, self.b, ka, kb)
+            part = (ka % C, maps.clone())  # one input channel: its maps are their own sum over inputs
+            maps.abs_()
+            out = {}
+            if "heat" in wants:
+                out["heat"] = maps.sum(0)
+            if "totals" in wants:
+                out["totals"] = maps.sum(dim=(1, 2))
+            return ka, kb, out, part
+
+        if i_first == i_last:
+            yield partial(a, b)
+            return
+        i_a = i_first
+        if o_first:
+            yield partial(a, (i_first + 1) * C)
+            i_a += 1
+        tile = self.tile_elems.get(self.x.device.type, 1 << 18)
+        rows = max(1, min(i_last - i_a, tile // W))  # input channels per tile (at least one image row each)
+        if max_neurons is not None:
+            rows = max(1, min(rows, max_neurons if self.per_channel else max_neurons // C))
+        for i0 in range(i_a, i_last, rows):
+            i1 = min(i_last, i0 + rows)
+            band = max(1, min(H, tile // ((i1 - i0) * W)))  # output rows per cache-sized band
+            heat = None
+            if "heat" in wants:
+                heat = self.x.new_zeros((C, H, W) if self.per_channel else (H, W))
+            tot = self.x.new_zeros(i1 - i0, C) if "totals" in wants else None
+            part = self.x.new_empty(C, H, W)  # sum over this tile's inputs, per output
+            for r0 in range(0, H, band):
+                r1 = min(H, r0 + band)
+                for o in range(C):
+                    z = depthwise_conv(self.x, self.W, self.b, i0, i1, o, None if band >= H else (r0, r1))
+                    torch.sum(z, 0, out=part[o, r0:r1])
+                    z.abs_()
+                    if heat is not None:
+                        (heat[o, r0:r1] if self.per_channel else heat[r0:r1]).add_(z.sum(0))
+                    if tot is not None:
+                        tot[:, o] += z.sum(dim=(1, 2))
+            out = {}
+            if heat is not None:
+                out["heat"] = heat
+            if tot is not None:
+                out["totals"] = tot if self.per_channel else tot.view(-1)
+            ka, kb = (i0, i1) if self.per_channel else (i0 * C, i1 * C)
+            yield ka, kb, out, part
+        if o_last:
+            yield partial(i_last * C, b)
 
     def target(self) -> torch.Tensor:
         return self.z
