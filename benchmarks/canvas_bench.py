@@ -1,7 +1,8 @@
 """Canvas engine vs a straightforward per-input-channel loop of the same rule (kept here, not in the package).
 
-CPU-time ratios ("x") and wall-time ratios ("wall x") are both printed; calls shorter than 1 s (engine) or
-0.5 s (loops) are repeated and the fastest repeat is kept, since a shared 2-core machine is noisy. Every layer
+CPU-time ratios ("x") and wall-time ratios ("wall x") are both printed; calls are repeated until they used 1 s
+(engine) or 2 s (loops) of CPU, at most 300 times, and the fastest repeat is kept, since a shared 2-core machine
+is noisy (a minimum over a handful of loop runs is biased upwards less than over one). Every layer
 is timed twice against the same loop run: the default fused HeatMap path (the FFN rule reduces in cache-sized
 pixel tiles, the NeRV head in cache-sized bands of image rows, the block rule straight from the phase planes
 of neuron tiles; no maps formed) and with the maps streamed to the reducer (what any custom reducer gets).
@@ -206,7 +207,7 @@ def run_case(name: str, loops: dict, engines: dict, n_maps: int, rows: list[dict
     pass. Engines go first so their peak RSS is not hidden by memory a loop freed (the allocator keeps it)."""
     with torch.no_grad():
         runs = {suffix: measure(fn, min_cpu=1.0) for suffix, fn in engines.items()}
-        refs = {tag: measure(fn, min_cpu=0.5) for tag, fn in loops.items()}  # short loops repeated too
+        refs = {tag: measure(fn, min_cpu=2.0) for tag, fn in loops.items()}  # short loops repeated too
         for suffix, (got, t_eng, c_eng, m_eng) in runs.items():
             row = {"case": name + suffix, "maps": n_maps}
             row.update(engine_s=round(t_eng, 3), engine_cpu_s=round(c_eng, 3),

@@ -463,6 +463,20 @@ def test_fused_head_reductions_equal_reference_maps(shape, monkeypatch):
     assert calls[1][3] == 3  # chunk_neurons caps the input tiles
 
 
+@pytest.mark.parametrize("small_map", [0, 1 << 30])
+def test_head_maps_equal_reference_for_both_conv_paths(small_map, monkeypatch):
+    """Head maps are the loop reference's, whether whole rows of kernels come from depthwise convs per output
+    (small maps) or one plain conv per input channel (large maps), in any chunking."""
+    import xinc.canvas.rules as rules
+
+    monkeypatch.setattr(rules, "SMALL_MAP", small_map)
+    for shape in NERV_SHAPES:
+        m = tiny_nerv(shape)
+        ref = ref_head(m, 1)
+        for chunk in (None, 4, 7):
+            torch.testing.assert_close(compute_canvas(m, "head", 1, chunk_neurons=chunk).maps, ref, **TOL)
+
+
 def test_fused_path_only_for_standard_reducers():
     """A HeatMap subclass that overrides update() gets the maps; mixing in a custom reducer streams maps too."""
     m = tiny_ffn("relu", 3)

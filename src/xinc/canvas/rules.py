@@ -73,6 +73,9 @@ def activation_slope(fn, z: torch.Tensor) -> torch.Tensor:
     return g.detach()
 
 
+SMALL_MAP = 1 << 16  # pixels below which per-call overhead dominates a conv on CPU (see kernel_conv)
+
+
 def depthwise_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, i_a: int, i_b: int,
                    o: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
     """z_{i,o} = u_i * W[o, i] + b_o / C_in for input channels [i_a, i_b) and one output channel o: (i_b - i_a,
@@ -80,28 +83,47 @@ def depthwise_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     times slower on CPU when C_out is small, as for the RGB head). rows=(r0, r1): only those output rows
     (a band, from the input rows it needs plus zero rows beyond the frame), for cache-sized tiles."""
     c_in, k = weight.shape[1], weight.shape[-1]
-    p, n = k // 2, i_b - i_a
+    n = i_b - i_a
     b = None if bias is None else (bias / c_in)[o:o + 1].expand(n).contiguous()
     w = weight[o, i_a:i_b, None]
     if rows is None:
-        return F.conv2d(u[None, i_a:i_b], w, b, padding=p, groups=n)[0]
+        return F.conv2d(u[None, i_a:i_b], w, b, padding=k // 2, groups=n)[0]
+    return F.conv2d(_row_slab(u, i_a, i_b, rows, k // 2), w, b, padding=(0, k // 2), groups=n)[0]
+
+
+def _row_slab(u: torch.Tensor, i_a: int, i_b: int, rows: tuple[int, int], p: int) -> torch.Tensor:
+    """(1, i_b - i_a, r1 - r0 + 2p, w): the input rows a band [r0, r1) of 'same' conv outputs reads, with
+    zero rows beyond the frame edges."""
     r0, r1 = rows
     h = u.shape[-2]
     lo, hi = max(0, r0 - p), min(h, r1 + p)
     slab = u[None, i_a:i_b, lo:hi]
     if lo > r0 - p or hi < r1 + p:
         slab = F.pad(slab, (0, 0, lo - (r0 - p), (r1 + p) - hi))
-    return F.conv2d(slab, w, b, padding=(0, p), groups=n)[0]
+    return slab
+
+
+def band_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, i: int,
+              rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """z_{i,o} for every output o of one input channel i (C_out, h, w) by one plain 1 -> C_out conv, optionally
+    only output rows [r0, r1) (as depthwise_conv)."""
+    c_in, k = weight.shape[1], weight.shape[-1]
+    b = None if bias is None else bias / c_in
+    if rows is None:
+        return F.conv2d(u[i][None, None], weight[:, i:i + 1], b, padding=k // 2)[0]
+    return F.conv2d(_row_slab(u, i, i + 1, rows, k // 2), weight[:, i:i + 1], b, padding=(0, k // 2))[0]
 
 
 def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, start: int,
                 stop: int, by_output: bool = False) -> torch.Tensor:
     """Per-kernel convolutions z_k = u_i * W[o, i] + b_o / C_in for neurons k = i*C_out + o in [start, stop).
 
-    At most three convs: a partial first row of kernels, the whole rows in between as one grouped conv over
-    their input channels (group i yields its C_out kernels; by_output=True: one depthwise conv per output
-    channel, interleaved, faster for a few outputs), a partial last row; only requested kernels are
-    computed. u (C_in, h, w) -> (stop - start, h, w). 'Same' zero padding as the layer (odd kernels).
+    A partial first row of kernels, the whole rows in between, a partial last row; only requested kernels are
+    computed. Whole rows: one grouped conv over their input channels (group i yields its C_out kernels), or
+    with by_output=True (a few outputs, the RGB head), measured faster on CPU: one depthwise conv per output
+    channel, interleaved, for small maps (< 2^16 pixels); one plain 1 -> C_out conv per input channel for
+    large ones, where a call costs far more than its overhead. u (C_in, h, w) -> (stop - start, h, w). 'Same'
+    zero padding as the layer (odd kernels).
     """
     c_out, c_in, k = weight.shape[0], weight.shape[1], weight.shape[-1]
     b_all = None if bias is None else bias / c_in
@@ -112,9 +134,11 @@ def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
     def full_rows(i_a: int, i_b: int) -> torch.Tensor:
         ni = i_b - i_a
-        if by_output:
+        if by_output and u.shape[-2] * u.shape[-1] < SMALL_MAP:
             z = torch.stack([depthwise_conv(u, weight, bias, i_a, i_b, o) for o in range(c_out)], 1)
             return z.view(ni * c_out, *z.shape[-2:])
+        if by_output:
+            return torch.cat([row_part(i, 0, c_out) for i in range(i_a, i_b)], 0)
         w = weight[:, i_a:i_b].transpose(0, 1).reshape(ni * c_out, 1, k, k)
         b = None if b_all is None else b_all.repeat(ni)
         return F.conv2d(u[i_a:i_b].unsqueeze(0), w, b, padding=k // 2, groups=ni)[0]
@@ -643,8 +667,12 @@ class ConvHeadRule(Rule):
             part = self.x.new_empty(C, H, W)  # sum over this tile's inputs, per output
             for r0 in range(0, H, band):
                 r1 = min(H, r0 + band)
-                for o in range(C):
-                    z = depthwise_conv(self.x, self.W, self.b, i0, i1, o, None if band >= H else (r0, r1))
+                rr = None if band >= H else (r0, r1)
+                if i1 - i0 == 1:  # one input channel: a plain 1 -> C conv (a 1 -> 1 depthwise conv is very slow)
+                    zs = list(band_conv(self.x, self.W, self.b, i0, rr)[:, None])
+                else:
+                    zs = (depthwise_conv(self.x, self.W, self.b, i0, i1, o, rr) for o in range(C))
+                for o, z in enumerate(zs):
                     torch.sum(z, 0, out=part[o, r0:r1])
                     z.abs_()
                     if heat is not None:
