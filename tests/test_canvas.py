@@ -365,12 +365,18 @@ def test_reducers_equal_reductions_of_full_canvas():
                 assert res[fr][key] == pytest.approx(val, rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("act", ["relu", "sine", "gelu", "tanh"])
-def test_fused_mlp_reductions_equal_reference_maps(act, monkeypatch):
-    """The fused HeatMap/NeuronTotals path (pixel tiles, no maps) equals reductions of the loop reference,
-    for any tile size (tiles of 7 pixels do not divide the 60 pixels), with the same residual."""
+def test_fused_mlp_reductions_equal_reference_maps(act, compiled, monkeypatch):
+    """The fused HeatMap/NeuronTotals path (no maps: the compiled CPU kernel for identity/relu, else pixel
+    tiles) equals reductions of the loop reference, for any tile size (tiles of 7 pixels do not divide the
+    60 pixels), with the same residual."""
+    from xinc.canvas import kernels
     from xinc.canvas.rules import MLPRule
 
+    if compiled:
+        pytest.importorskip("numba", reason="numba not installed: the compiled kernel path cannot run")
+    monkeypatch.setattr(kernels, "ENABLED", compiled)
     m = tiny_ffn(act, 3)
     calls = []
     real_reduce = MLPRule.reduce
@@ -389,6 +395,38 @@ def test_fused_mlp_reductions_equal_reference_maps(act, monkeypatch):
             stream_canvas(m, layer, [0], part, neurons=(1, 4))
             torch.testing.assert_close(part.result()[0], A[1:4].sum(0).float(), **TOL)
     assert len(calls) == 2 * 3 * 2  # tiles x layers x (whole, sub-range): the fused path was taken
+
+
+def test_compiled_mlp_kernel_matches_torch_tiles(monkeypatch):
+    """The numba kernel (identity / relu, heat, totals, the additive part) gives the PyTorch tiles' numbers
+    on the paper-sized layer (up to float32 summation order), for the whole layer and a neuron sub-range,
+    and is what the fused path runs when it applies."""
+    pytest.importorskip("numba", reason="numba not installed: the compiled kernel path cannot run")
+    from xinc.canvas import kernels
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.relu(torch.randn(4096, 40, generator=g))
+    s = torch.randn(40, generator=g)
+    for phi, beta in (("identity", 0.01), ("relu", -0.02)):
+        for lo, hi in ((0, 40), (5, 33)):
+            heat, part, tot = kernels.mlp_reduce(a, lo, hi, s[lo:hi], beta, phi, totals=True)
+            x = (a[:, lo:hi] * s[lo:hi] + beta).double()
+            y = x.relu() if phi == "relu" else x.abs()
+            torch.testing.assert_close(heat.double(), y.sum(1), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(part.double(), x.sum(1), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(tot, y.sum(0), rtol=1e-5, atol=1e-4)
+            only_heat = kernels.mlp_reduce(a, lo, hi, s[lo:hi], beta, phi)
+            assert only_heat[2] is None and torch.equal(only_heat[1], part)
+    assert kernels.mlp_reduce(a, 0, 40, s, 0.0, "sine") is None  # not the kernel's: PyTorch tiles
+    assert kernels.mlp_reduce(a.double(), 0, 40, s, 0.0, "relu") is None
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    assert kernels.mlp_reduce(a, 0, 40, s, 0.0, "relu") is None
+    monkeypatch.setattr(kernels, "ENABLED", True)
+    used = []
+    real = kernels.mlp_reduce
+    monkeypatch.setattr(kernels, "mlp_reduce", lambda *a, **k: used.append(1) or real(*a, **k))
+    stream_canvas(tiny_ffn("relu", 3), "layer3", [0], HeatMap())
+    assert used
 
 
 @pytest.mark.parametrize("shape", list(NERV_SHAPES))

@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from xinc.canvas import kernels
 from xinc.canvas.reduce import LayerInfo
 from xinc.errors import XincError
 from xinc.models.trace import Trace
@@ -494,12 +495,23 @@ class MLPRule(Rule):
         return frozenset() if self.per_channel else frozenset({"heat", "totals"})
 
     def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):
-        """Heat map and per-neuron totals of neurons [start, stop) in cache-sized pixel tiles: each (t, c) tile
-        of C_i(p) = phi(a_i(p) s_i + beta) is formed, summed (the additive part), activated, |.|-ed and reduced
-        in place, so no (c, P) canvas is ever written. Same numbers as the maps, in a different summation order.
+        """Heat map and per-neuron totals of neurons [start, stop) without a (c, P) canvas: on CPU (float32,
+        identity/relu) one compiled pass over a (xinc.canvas.kernels); otherwise in cache-sized pixel tiles,
+        each (t, c) tile of C_i(p) = phi(a_i(p) s_i + beta) formed, summed (the additive part), activated,
+        |.|-ed and reduced in place. Same numbers as the maps, in a different summation order.
         Tiles hold tile_elems values whatever the neuron count, so max_neurons is not needed here."""
         a = self.a
         P, c = a.shape[0], stop - start
+        phi = "identity" if self.last else self.model.config.activation
+        done = kernels.mlp_reduce(a, start, stop, self.wsum[start:stop], float(self.bshare), phi,
+                                  totals="totals" in wants)
+        if done is not None:  # one compiled pass over a (CPU float32, identity/relu)
+            heat, part, tot = done
+            out = {"heat": heat.view(self.info.height, self.info.width)} if "heat" in wants else {}
+            if tot is not None:
+                out["totals"] = tot
+            yield start, stop, out, part
+            return
         T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 20) // c))
         s = self.wsum[start:stop][None]
         buf = scratch("mlp-tile", (T, c), a)
