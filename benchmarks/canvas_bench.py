@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         for layer in ffn.layer_names:
             engine_heat(ffn, layer, tr)
         first = time.perf_counter() - t0
-        print(f"compiled CPU kernels (numba {kernels._numba().__version__}): first FFN calls took {first:.2f} s "
+        print(f"compiled CPU kernels ({kernels.backend()}): first FFN calls took {first:.2f} s "
               "(import, and JIT compile or on-disk cache load; once per process)", flush=True)
     else:
         print("compiled CPU kernels: not available (numba missing); eager PyTorch tiles", flush=True)

@@ -38,6 +38,11 @@ def available() -> bool:
     return ENABLED and _numba() is not None
 
 
+def backend() -> str | None:
+    """What compiles the kernels ("numba 0.68.1"), or None when they are off or numba is missing."""
+    return f"numba {_numba().__version__}" if available() else None
+
+
 def _jit(fn):
     """njit with an on-disk cache where the package directory is writable (else compiled per process)."""
     numba = _numba()

@@ -77,42 +77,37 @@ def activation_slope(fn, z: torch.Tensor) -> torch.Tensor:
 SMALL_MAP = 1 << 16  # pixels below which per-call overhead dominates a conv on CPU (see kernel_conv)
 
 
+def _same_conv(u: torch.Tensor, i_a: int, i_b: int, w: torch.Tensor, b: torch.Tensor | None, groups: int,
+               rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """'Same'-padded conv of input channels [i_a, i_b) of u (C_in, h, w) -> (C, h, w). rows=(r0, r1): only those
+    output rows (a band), from the input rows they read plus zero rows beyond the frame, for cache-sized tiles."""
+    p = w.shape[-1] // 2
+    if rows is None:
+        return F.conv2d(u[None, i_a:i_b], w, b, padding=p, groups=groups)[0]
+    r0, r1 = rows
+    lo, hi = max(0, r0 - p), min(u.shape[-2], r1 + p)
+    slab = u[None, i_a:i_b, lo:hi]
+    if lo > r0 - p or hi < r1 + p:
+        slab = F.pad(slab, (0, 0, lo - (r0 - p), (r1 + p) - hi))
+    return F.conv2d(slab, w, b, padding=(0, p), groups=groups)[0]
+
+
 def depthwise_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, i_a: int, i_b: int,
                    o: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
     """z_{i,o} = u_i * W[o, i] + b_o / C_in for input channels [i_a, i_b) and one output channel o: (i_b - i_a,
     h, w) from one depthwise conv, oneDNN's fast path (a grouped conv with C_out filters per group is several
-    times slower on CPU when C_out is small, as for the RGB head). rows=(r0, r1): only those output rows
-    (a band, from the input rows it needs plus zero rows beyond the frame), for cache-sized tiles."""
-    c_in, k = weight.shape[1], weight.shape[-1]
+    times slower on CPU when C_out is small, as for the RGB head); rows as in _same_conv."""
     n = i_b - i_a
-    b = None if bias is None else (bias / c_in)[o:o + 1].expand(n).contiguous()
-    w = weight[o, i_a:i_b, None]
-    if rows is None:
-        return F.conv2d(u[None, i_a:i_b], w, b, padding=k // 2, groups=n)[0]
-    return F.conv2d(_row_slab(u, i_a, i_b, rows, k // 2), w, b, padding=(0, k // 2), groups=n)[0]
-
-
-def _row_slab(u: torch.Tensor, i_a: int, i_b: int, rows: tuple[int, int], p: int) -> torch.Tensor:
-    """(1, i_b - i_a, r1 - r0 + 2p, w): the input rows a band [r0, r1) of 'same' conv outputs reads, with
-    zero rows beyond the frame edges."""
-    r0, r1 = rows
-    h = u.shape[-2]
-    lo, hi = max(0, r0 - p), min(h, r1 + p)
-    slab = u[None, i_a:i_b, lo:hi]
-    if lo > r0 - p or hi < r1 + p:
-        slab = F.pad(slab, (0, 0, lo - (r0 - p), (r1 + p) - hi))
-    return slab
+    b = None if bias is None else (bias / weight.shape[1])[o:o + 1].expand(n).contiguous()
+    return _same_conv(u, i_a, i_b, weight[o, i_a:i_b, None], b, n, rows)
 
 
 def band_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, i: int,
               rows: tuple[int, int] | None = None) -> torch.Tensor:
-    """z_{i,o} for every output o of one input channel i (C_out, h, w) by one plain 1 -> C_out conv, optionally
-    only output rows [r0, r1) (as depthwise_conv)."""
-    c_in, k = weight.shape[1], weight.shape[-1]
-    b = None if bias is None else bias / c_in
-    if rows is None:
-        return F.conv2d(u[i][None, None], weight[:, i:i + 1], b, padding=k // 2)[0]
-    return F.conv2d(_row_slab(u, i, i + 1, rows, k // 2), weight[:, i:i + 1], b, padding=(0, k // 2))[0]
+    """z_{i,o} for every output o of one input channel i (C_out, h, w) by one plain 1 -> C_out conv; rows as
+    in _same_conv."""
+    b = None if bias is None else bias / weight.shape[1]
+    return _same_conv(u, i, i + 1, weight[:, i:i + 1], b, 1, rows)
 
 
 def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, start: int,
@@ -131,7 +126,7 @@ def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
     def row_part(i: int, o_a: int, o_b: int) -> torch.Tensor:
         b = None if b_all is None else b_all[o_a:o_b]
-        return F.conv2d(u[i][None, None], weight[o_a:o_b, i:i + 1], b, padding=k // 2)[0]
+        return _same_conv(u, i, i + 1, weight[o_a:o_b, i:i + 1], b, 1)
 
     def full_rows(i_a: int, i_b: int) -> torch.Tensor:
         ni = i_b - i_a
@@ -139,10 +134,10 @@ def kernel_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
             z = torch.stack([depthwise_conv(u, weight, bias, i_a, i_b, o) for o in range(c_out)], 1)
             return z.view(ni * c_out, *z.shape[-2:])
         if by_output:
-            return torch.cat([row_part(i, 0, c_out) for i in range(i_a, i_b)], 0)
+            return torch.cat([band_conv(u, weight, bias, i) for i in range(i_a, i_b)], 0)
         w = weight[:, i_a:i_b].transpose(0, 1).reshape(ni * c_out, 1, k, k)
         b = None if b_all is None else b_all.repeat(ni)
-        return F.conv2d(u[i_a:i_b].unsqueeze(0), w, b, padding=k // 2, groups=ni)[0]
+        return _same_conv(u, i_a, i_b, w, b, ni)
 
     i_first, o_first = divmod(start, c_out)
     i_last, o_last = divmod(stop, c_out)  # stop is exclusive: rows < i_last whole, then o < o_last of i_last
