@@ -52,7 +52,7 @@ class LayerInfo:
         return (self.height, self.width) if self.channels is None else (self.channels, self.height, self.width)
 
 
-ROUNDOFF_REL = 1e-5  # relative residuals at or below this are float32 round-off
+ROUNDOFF_REL = 1e-4  # relative residuals at or below this are float32 round-off (as xinc.canvas.generic)
 
 
 def residual_exact(residual: dict[str, float]) -> bool:
