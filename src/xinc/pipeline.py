@@ -391,6 +391,7 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[
     resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "commands": steps.commands,
                 "command": "xinc run " + shlex.join(argv or []), "steps_run": steps.ran, "steps_skipped": steps.skipped,
                 "clips": clips}
+    write_json(out / "config.json", resolved)  # before the report, which shows its commands
     if cfg.report:
         from xinc.report.html import build_report
 
