@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xinc.canvas.graph import Plan
+from xinc.canvas.kinds.base import OneHot, jvp_transfer
 from xinc.canvas.reduce import LayerInfo
 from xinc.canvas.rules import Rule, residual_stats
 from xinc.errors import XincError
@@ -79,17 +80,15 @@ class LayerSlices:
         i = k // self.out_g
         return torch.stack([i, (i // self.in_g) * self.out_g + k % self.out_g], 1)
 
-    def contributions(self, a: torch.Tensor, y: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """z_k (n, *y.shape) of neurons [start, stop): one nonzero output channel each."""
+    def contributions(self, a: torch.Tensor, y: torch.Tensor, start: int, stop: int) -> OneHot:
+        """z_k of neurons [start, stop): one nonzero output channel each (a OneHot state shaped like y)."""
         ij = self.pairs(start, stop).to(a.device)
         i, o = ij[:, 0], ij[:, 1]
         n = stop - start
         share = 0.0 if self.b is None else self.b[o] / self.in_g
         if not self.conv:
             vals = a.reshape(-1, a.shape[-1])[:, i] * self.W[o, i] + share  # (P, n)
-            z = a.new_zeros(n, y.numel() // self.c_out, self.c_out)
-            z[torch.arange(n, device=a.device), :, o] = vals.t()
-            return z.reshape(n, *y.shape)
+            return OneHot(vals.t().reshape(n, *y.shape[:-1]), o, -1, self.c_out)
         m = self.module
         x = a if a.dim() == 4 else a[None]
         w = self.W[o, i % self.in_g][:, None]  # (n, 1, kh, kw)
@@ -101,9 +100,8 @@ class LayerSlices:
             v = F.conv2d(x[:, i], w, None, m.stride, m.padding, m.dilation, n)
         if self.b is not None:
             v = v + share[None, :, None, None]
-        z = a.new_zeros(n, x.shape[0], self.c_out, *v.shape[-2:])
-        z[torch.arange(n, device=a.device), :, o] = v.transpose(0, 1)
-        return z.reshape(n, *y.shape)
+        v = v.transpose(0, 1)  # (n, N, h', w')
+        return OneHot(v if a.dim() == 4 else v[:, 0], o, -3, self.c_out)
 
 
 class GenericRule(Rule):
@@ -149,17 +147,19 @@ class GenericRule(Rule):
         for op in self.plan.ops:
             op.cache.clear()
 
-    def _step(self, op, kind, states: list[torch.Tensor]) -> torch.Tensor:
+    def _step(self, op, kind, states: list):
+        if self.use_jvp or not kind.onehot:
+            states = [s.dense() if isinstance(s, OneHot) else s for s in states]
         if self.mode == "paper":
             return kind.paper(op, states)
         if self.use_jvp:
-            from xinc.canvas.kinds.base import jvp_transfer
-
             out = jvp_transfer(kind.reference(op), [op.values[n] for n in op.inputs], states)
         else:
             out = kind.linear(op, states)
         off = kind.offset(op)
-        return out if off is None else out + off / self.slices.K
+        if off is None:
+            return out
+        return (out.dense() if isinstance(out, OneHot) else out) + off / self.slices.K
 
     def propagate(self, z: torch.Tensor) -> torch.Tensor:
         """Per-neuron states (n, *output shape) from the layer's contributions z (n, *y.shape)."""
@@ -171,6 +171,7 @@ class GenericRule(Rule):
                 if plan.last_use.get(a) == j and a is not plan.out_node:
                     del live[a]
         out = live[plan.out_node]
+        out = out.dense() if isinstance(out, OneHot) else out
         want = (out.shape[0], *plan.out.shape)
         if self.mode == "linear" and tuple(out.shape) != want:
             out = out.expand(want)
@@ -179,7 +180,8 @@ class GenericRule(Rule):
     def compute(self, start: int, stop: int):
         plan = self.plan
         z = self.slices.contributions(plan.a, plan.y, start, stop)
-        ident = z.sum(0).reshape(-1)
+        acc = z.vals.new_zeros(z.channels, *z.vals.shape[1:]).index_add_(0, z.chan, z.vals)
+        ident = acc.movedim(0, z.cdim).reshape(-1)  # sum_k z_k, shaped like y
         maps = arrange(self.propagate(z), self.layout, self.hw)  # (n, C or 1, H, W)
         if self.mode == "paper":
             maps = maps.sum(1)

@@ -22,6 +22,7 @@ import tyro
 
 from xinc.cli.common import parse
 from xinc.errors import XincError
+from xinc.models import protocol
 from xinc.utils import atomic_dir, parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
 CORE_MODULES = ("xinc.analysis.intensity", "xinc.analysis.distributed", "xinc.analysis.objects",
@@ -112,14 +113,14 @@ def parse_options(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
 
 
 def _model_frames(model) -> int:
-    return int(getattr(model.config, "num_frames", 1)) if model.config.kind != "ffn" else 1
+    return protocol.frames(model)
 
 
 def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
     """Resolve the frames, images and (optional) panoptic clip; returns a dict with a JSON-able 'summary'."""
     from xinc.data.frames import load_frames
 
-    is_ffn = model.config.kind == "ffn"
+    is_ffn = not protocol.takes_frames(model)
     H, W = int(model.config.height), int(model.config.width)
     T_model = _model_frames(model)
     dataset, root, video = o.dataset, o.root, o.video
@@ -190,7 +191,7 @@ def _gt_flow(root, video, frames: list[int], H: int, W: int) -> torch.Tensor | N
 @torch.no_grad()
 def _reconstruct(model, frames: list[int]) -> torch.Tensor:
     """The model's output for the frames as (T, 3, H, W) (FFN: one frame)."""
-    if model.config.kind == "ffn":
+    if not protocol.takes_frames(model):
         return model.render().detach().cpu()[None]
     return torch.cat([model(frames[i:i + 4]).detach().cpu() for i in range(0, len(frames), 4)])
 
