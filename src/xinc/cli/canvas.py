@@ -12,7 +12,7 @@ import numpy as np
 import tyro
 
 from xinc import __version__
-from xinc.canvas import HeatMap, LayerInfo, NeuronTotals
+from xinc.canvas import HeatMap, LayerInfo, NeuronTotals, stream_canvas
 from xinc.canvas.store import STORE_NAME, ZarrWriter, open_layer
 from xinc.cli.common import parse
 from xinc.errors import XincError
@@ -154,7 +154,7 @@ def run(argv: list[str], prog: str) -> int:
     if opts.top < 1:
         raise XincError(f"--top {opts.top}: must be at least 1")
     device = resolve_device(opts.device)
-    source = open_source(opts, device)
+    source = open_source(opts, device, stream_canvas)
     model_cfg = source.model_cfg
     layers = source.names if not opts.layers else [s.strip() for s in opts.layers.split(",") if s.strip()]
     frames = source.frames(opts.frames)

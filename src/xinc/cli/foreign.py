@@ -103,9 +103,10 @@ def load_inputs(grid: str | None, inputs: Path | None) -> tuple[torch.Tensor, ..
 class OwnSource:
     """Our model directory: canvas layers in paper naming, the fast rules."""
 
-    def __init__(self, model_dir: Path, device: torch.device, opts) -> None:
+    def __init__(self, model_dir: Path, device: torch.device, opts, stream=stream_canvas) -> None:
         from xinc.models.io import load_model
 
+        self.stream_canvas = stream  # the caller's stream_canvas (tests interrupt it)
         self.model = load_model(model_dir, device)
         self.model_cfg = read_json(model_dir / "config.json")["model"]
         self.names = list(self.model.layer_names)
@@ -122,7 +123,7 @@ class OwnSource:
 
     def stream(self, layer: str, frame: int, reducers: list, progress) -> dict[str, float]:
         o = self.opts
-        return stream_canvas(self.model, layer, [frame], reducers, mode=o.mode, per_channel=o.per_channel,
+        return self.stream_canvas(self.model, layer, [frame], reducers, mode=o.mode, per_channel=o.per_channel,
                              chunk_neurons=o.chunk_neurons, memory_budget_mb=o.memory_budget_mb,
                              progress=progress)[frame]
 
@@ -182,8 +183,9 @@ class ForeignSource:
                                     neurons=(k, k + 1), **kw).maps[0] for k in neurons])
 
 
-def open_source(opts, device: torch.device):
-    """The canvas source named by the options (exactly one of MODEL_DIR or --model)."""
+def open_source(opts, device: torch.device, stream=stream_canvas):
+    """The canvas source named by the options (exactly one of MODEL_DIR or --model); `stream` streams our
+    models' canvases (xinc.canvas.stream_canvas)."""
     if (opts.model_dir is None) == (opts.model is None):
         raise XincError("model: give exactly one of MODEL_DIR (an xinc model directory) or --model "
                         "package.module:factory (a foreign torch.nn.Module)")
@@ -191,5 +193,5 @@ def open_source(opts, device: torch.device):
         if any(v is not None for v in (opts.weights, opts.grid, opts.inputs, opts.output)) or opts.generic:
             raise XincError("--weights/--grid/--inputs/--output/--generic are for a foreign --model ; an xinc model "
                             "directory carries its own")
-        return OwnSource(opts.model_dir, device, opts)
+        return OwnSource(opts.model_dir, device, opts, stream)
     return ForeignSource(device, opts)
