@@ -119,6 +119,8 @@ class GenericRule(Rule):
         self.layer, self.slices = plan.layer, LayerSlices(plan.module)
         self.layout = resolve_layout(plan.out, layout, hw)
         self.hw = hw
+        self._widest: int | None = None  # set while probing one neuron's working set
+        self._probed: int | None = None
         C, H, W = arrange(plan.out[None], self.layout, hw).shape[1:]
         self.C = C
         s = self.slices
@@ -128,6 +130,11 @@ class GenericRule(Rule):
             neuron_index=f"k = c_in*{s.out_g} + (c_out mod {s.out_g})" if s.out_g != s.c_out
             else f"k = c_in*{s.c_out} + c_out",
             channels=int(C) if per_channel else None, notes=self.describe())
+        names = {"identity": "sum over neurons of the layer slices = the layer's output",
+                 "gap_of": "the model output" + (" (channels summed)" if mode == "paper" else " per channel")}
+        for key, text in names.items():  # LayerInfo's completeness names (docs/SEAMS.md section 5)
+            if hasattr(self.info, key):
+                setattr(self.info, key, text)
 
     def static_exact(self) -> bool:
         """Whether the maps can sum to the output exactly (before looking at the residual)."""
@@ -150,6 +157,12 @@ class GenericRule(Rule):
     def _step(self, op, kind, states: list):
         if self.use_jvp or not kind.onehot:
             states = [s.dense() if isinstance(s, OneHot) else s for s in states]
+        out = self._transfer(op, kind, states)
+        if self._widest is not None:  # probing one neuron's working set (bytes_per_neuron)
+            self._widest = max([self._widest] + [_numel(s) for s in (*states, out)])
+        return out
+
+    def _transfer(self, op, kind, states: list):
         if self.mode == "paper":
             return kind.paper(op, states)
         if self.use_jvp:
@@ -204,9 +217,20 @@ class GenericRule(Rule):
         return res
 
     def bytes_per_neuron(self) -> int:
-        widest = max([self.plan.y.numel(), self.plan.out.numel()]
-                     + [op.out.numel() for op in self.plan.ops if isinstance(op.out, torch.Tensor)])
-        return int(widest * 4 * 4)
+        """Peak bytes per neuron of a chunk: the largest state one neuron's probe forms (one-hot states are
+        C times smaller than the values), x3 for an op's input, output and temporaries, plus its map."""
+        if self._probed is None:
+            self._widest = 0
+            try:
+                self.compute(0, 1)
+                self._probed = self._widest
+            finally:
+                self._widest = None
+        return int((self._probed * 3 + self.plan.out.numel()) * 4)
+
+
+def _numel(state) -> int:
+    return state.vals.numel() if isinstance(state, OneHot) else state.numel()
 
 
 def within_roundoff(residual: dict[str, float]) -> bool:

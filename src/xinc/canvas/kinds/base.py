@@ -210,7 +210,7 @@ class Elementwise(Kind):
     def linear(self, op: Op, ts: list) -> torch.Tensor | OneHot:
         slope = op.cache.get("slope")
         if slope is None:
-            x = op.input_value().detach()
+            x = op.input_value().detach().clone()  # an in-place activation must not touch the traced value
             slope = op.cache["slope"] = torch.func.jvp(self.act(op), (x,), (torch.ones_like(x),))[1]
         t = ts[0]
         return t.like(t.vals * t.pick(slope)) if isinstance(t, OneHot) else t * slope
