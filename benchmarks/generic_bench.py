@@ -93,7 +93,10 @@ def ffn_rows(mode: str, repeats: int) -> list[dict]:
     tr = trace_frame(ffn, 0)
     coords, hw = ffn.coords(), (ffn.config.height, ffn.config.width)
     rows = []
-    for i, layer in enumerate(ffn.layer_names):
+    layers = list(enumerate(ffn.layer_names))
+    if mode == "linear":  # earlier layers: every (c_in, c_out) neuron carries a (P, hidden) state: minutes
+        layers = layers[-1:]
+    for i, layer in layers:
         lin = ffn.layers[i]
         w_f, _, _ = best(partial(heat_fast, ffn, layer, mode, tr, True), repeats)
         w_s, c_s, _ = best(partial(heat_fast, ffn, layer, mode, tr, False), repeats)

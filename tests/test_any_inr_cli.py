@@ -69,3 +69,51 @@ def test_foreign_model_errors_are_one_line(tmp_path, monkeypatch, capsys, extra,
     err = capsys.readouterr().err
     assert text in err and err.startswith("xinc: error:") and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+DECODER = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(4, 8, 3, padding=1)
+        self.up = nn.Conv2d(2, 6, 3, padding=1)
+        self.head = nn.Conv2d(6, 3, 1)
+
+    def forward(self, emb):
+        h = F.gelu(F.pixel_shuffle(self.stem(emb), 2))
+        h = F.interpolate(torch.relu(self.up(h)), scale_factor=2, mode="bilinear")
+        return torch.sigmoid(self.head(h))
+
+
+def build():
+    return Decoder()
+'''
+
+
+def test_foreign_decoder_with_inputs_file_and_output_module(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    (tmp_path / "dec.py").write_text(DECODER)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import dec
+
+    torch.manual_seed(0)
+    model = dec.build().eval()
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    emb = torch.randn(1, 4, 3, 5)
+    save_file({"input0": emb}, str(tmp_path / "x.safetensors"))
+    argv = ["canvas", "--model", "dec:build", "--weights", "w.safetensors", "--inputs", "x.safetensors",
+            "--output", "head", "--mode", "paper", "--out", "o", "--progress", "False", "--maps", "False"]
+    assert main(argv) == 0
+    store = open_store(tmp_path / "o")
+    assert store.attrs["layers"] == ["stem", "up", "head"]  # every Linear/Conv2d by default
+    cv = explain(model, emb, layer="up", mode="paper", output="head")
+    np.testing.assert_allclose(np.asarray(store["up"]["heat"][0]), cv.maps.abs().sum(0).numpy(), rtol=1e-4,
+                               atol=1e-6)
+    assert (tmp_path / "o" / "figures" / "stem_top.png").is_file()  # recomputed top neurons (no maps stored)

@@ -81,6 +81,9 @@ def explain(model: nn.Module, inputs: Any = None, layer: str | None = None, mode
     torch.func. Our FFN/NeRV take `frame` instead of inputs and use the fast rules unless engine='generic'.
     """
     if _use_fast(model, layer, engine):
+        if inputs is not None:
+            raise XincError(f"inputs: {type(model).__name__} layer {layer!r} is explained at frame= (its own "
+                            "inputs) ; drop inputs, or pass engine='generic' and a module path as layer")
         cv = compute_canvas(model, layer, frame, mode=mode, per_channel=per_channel, chunk_neurons=chunk_neurons,
                             memory_budget_mb=memory_budget_mb, device=device, neurons=neurons)
         cv.pairs = fast_pairs(cv)
