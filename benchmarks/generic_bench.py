@@ -70,25 +70,33 @@ def heat_generic(model, x, layer: str, mode: str, **kw):
     return red.result()[0]
 
 
-def nerv_rows(mode: str, repeats: int) -> list[dict]:
+def show(row: dict) -> dict:
+    """Print one result row as soon as it is measured."""
+    print("  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    return row
+
+
+def nerv_rows(mode: str, repeats: int, only: set[str] | None = None) -> list[dict]:
     torch.manual_seed(0)
     nerv = NeRV(NeRVConfig()).eval()
     tr = trace_frame(nerv, 0)
     dec, x = Decoder(nerv).eval(), tr.inputs["block1"]
     rows = []
     for i, layer in enumerate(nerv.layer_names):
+        if only and layer not in only:
+            continue
         path = "head" if layer == "head" else f"blocks.{i}.conv"
         w_s, c_s, ref = best(partial(heat_fast, nerv, layer, mode, tr, False), repeats)
         w_f, c_f, _ = best(partial(heat_fast, nerv, layer, mode, tr, True), repeats)
         w_g, c_g, got = best(partial(heat_generic, dec, x, path, mode), repeats)
         agree = bool(torch.allclose(got, ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max())))
-        rows.append(dict(case=f"nerv {layer} {mode}", fast_streamed_s=w_s, fast_fused_s=w_f, generic_s=w_g,
-                         ratio_vs_streamed=w_g / w_s, ratio_vs_fused=w_g / w_f, cpu_ratio_vs_streamed=c_g / c_s,
-                         heat_agrees=agree))
+        rows.append(show(dict(case=f"nerv {layer} {mode}", fast_streamed_s=w_s, fast_fused_s=w_f, generic_s=w_g,
+                              ratio_vs_streamed=w_g / w_s, ratio_vs_fused=w_g / w_f,
+                              cpu_ratio_vs_streamed=c_g / c_s, heat_agrees=agree)))
     return rows
 
 
-def ffn_rows(mode: str, repeats: int) -> list[dict]:
+def ffn_rows(mode: str, repeats: int, only: set[str] | None = None) -> list[dict]:
     ffn = FFN(FFNConfig(), generator=torch.Generator().manual_seed(0)).eval()
     tr = trace_frame(ffn, 0)
     coords, hw = ffn.coords(), (ffn.config.height, ffn.config.width)
@@ -97,15 +105,18 @@ def ffn_rows(mode: str, repeats: int) -> list[dict]:
     if mode == "linear":  # earlier layers: every (c_in, c_out) neuron carries a (P, hidden) state: minutes
         layers = layers[-1:]
     for i, layer in layers:
+        if only and layer not in only:
+            continue
         lin = ffn.layers[i]
         w_f, _, _ = best(partial(heat_fast, ffn, layer, mode, tr, True), repeats)
         w_s, c_s, _ = best(partial(heat_fast, ffn, layer, mode, tr, False), repeats)
         w_g, c_g, _ = best(partial(heat_generic, ffn, coords, f"layers.{i}", mode, layout="pc", hw=hw),
                             repeats)
-        rows.append(dict(case=f"ffn {layer} {mode}", fast_streamed_s=w_s, fast_fused_s=w_f, generic_s=w_g,
-                         ratio_vs_streamed=w_g / w_s, ratio_vs_fused=w_g / w_f, cpu_ratio_vs_streamed=c_g / c_s,
-                         per_map_ratio_vs_streamed=(w_g / (lin.in_features * lin.out_features))
-                         / (w_s / lin.in_features)))
+        rows.append(show(dict(case=f"ffn {layer} {mode}", fast_streamed_s=w_s, fast_fused_s=w_f, generic_s=w_g,
+                              ratio_vs_streamed=w_g / w_s, ratio_vs_fused=w_g / w_f,
+                              cpu_ratio_vs_streamed=c_g / c_s,
+                              per_map_ratio_vs_streamed=(w_g / (lin.in_features * lin.out_features))
+                              / (w_s / lin.in_features))))
     return rows
 
 
@@ -149,7 +160,7 @@ def memory_rows(budget: float, neurons: int) -> list[dict]:
         q = ctx.Queue()
         p = ctx.Process(target=_memory_child, args=(mode, budget, neurons, q))
         p.start()
-        rows.append(q.get())
+        rows.append(show(q.get()))
         p.join()
     return rows
 
@@ -160,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--only", choices=("nerv", "ffn"), default=None)
+    ap.add_argument("--layers", default=None, help="comma-separated paper layer names, e.g. block3,head,layer3")
     ap.add_argument("--memory", action="store_true", help="only the 640x1280 memory measurement")
     ap.add_argument("--budget-mb", type=float, default=2048.0)
     ap.add_argument("--neurons", type=int, default=256)
@@ -170,10 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.memory:
         rows = memory_rows(a.budget_mb, a.neurons)
     else:
-        rows = (nerv_rows(a.mode, a.repeats) if a.only != "ffn" else []) + \
-            (ffn_rows(a.mode, a.repeats) if a.only != "nerv" else [])
-    for r in rows:
-        print("  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+        only = set(a.layers.split(",")) if a.layers else None
+        rows = (nerv_rows(a.mode, a.repeats, only) if a.only != "ffn" else []) + \
+            (ffn_rows(a.mode, a.repeats, only) if a.only != "nerv" else [])
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

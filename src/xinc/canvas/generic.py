@@ -29,6 +29,10 @@ from xinc.errors import XincError
 LAYOUTS = ("auto", "nchw", "chw", "hwc", "pc")
 ROUNDOFF_REL = 1e-4  # relative residual that float32 round-off can reach over a layer's sum
 PAPER_EXACT_KINDS = frozenset({"identity", "layout", "upsample", "add", "cat"})  # stand-in = the operation
+# kinds that act on each position separately (channels last): a Linear layer's downstream made of these is
+# the same per-position Jacobian for every neuron of an output channel (the factored fast path)
+PIXELWISE_KINDS = frozenset({"linear", "relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "sine", "mul",
+                             "add", "identity", "layer_norm"})
 
 
 def resolve_layout(out: torch.Tensor, layout: str, hw: tuple[int, int] | None) -> str:
@@ -121,6 +125,9 @@ class GenericRule(Rule):
         self.hw = hw
         self._widest: int | None = None  # set while probing one neuron's working set
         self._probed: int | None = None
+        self._offsets = 1.0 / self.slices.K  # share of each constant term per neuron
+        self.pixelwise = self._is_pixelwise()
+        self._factors: tuple[torch.Tensor, torch.Tensor] | None = None
         C, H, W = arrange(plan.out[None], self.layout, hw).shape[1:]
         self.C = C
         s = self.slices
@@ -170,9 +177,9 @@ class GenericRule(Rule):
         else:
             out = kind.linear(op, states)
         off = kind.offset(op)
-        if off is None:
+        if off is None or self._offsets == 0.0:
             return out
-        return (out.dense() if isinstance(out, OneHot) else out) + off / self.slices.K
+        return (out.dense() if isinstance(out, OneHot) else out) + off * self._offsets
 
     def propagate(self, z: torch.Tensor) -> torch.Tensor:
         """Per-neuron states (n, *output shape) from the layer's contributions z (n, *y.shape)."""
@@ -190,12 +197,43 @@ class GenericRule(Rule):
             out = out.expand(want)
         return out
 
+    def _is_pixelwise(self) -> bool:
+        """Linear mode, a Linear layer and only per-position operations (same leading dims) downstream."""
+        plan = self.plan
+        if self.mode != "linear" or self.use_jvp or self.slices.conv or not plan.ops:
+            return False
+        lead = tuple(plan.y.shape[:-1])
+        return all(k.name in PIXELWISE_KINDS and isinstance(op.out, torch.Tensor) and tuple(op.out.shape[:-1]) == lead
+                   for op, k in zip(plan.ops, plan.kinds)) and tuple(plan.out.shape[:-1]) == lead
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(J (C_out, *lead, C): the output's per-position response to a unit in each layer channel, beta (*lead,
+        C): every constant term propagated), so that neuron k's map is z_k * J[c_out(k)] + beta / K."""
+        if self._factors is None:
+            y, m = self.plan.y, self.slices.c_out
+            lead = y.shape[:-1]
+            try:
+                self._offsets = 0.0
+                J = self.propagate(OneHot(y.new_ones(m, *lead), torch.arange(m, device=y.device), -1, m))
+                self._offsets = 1.0
+                beta = self.propagate(OneHot(y.new_zeros(1, *lead), torch.zeros(1, dtype=torch.long,
+                                                                                   device=y.device), -1, m))[0]
+            finally:
+                self._offsets = 1.0 / self.slices.K
+            self._factors = (J, beta)
+        return self._factors
+
     def compute(self, start: int, stop: int):
         plan = self.plan
         z = self.slices.contributions(plan.a, plan.y, start, stop)
         acc = z.vals.new_zeros(z.channels, *z.vals.shape[1:]).index_add_(0, z.chan, z.vals)
         ident = acc.movedim(0, z.cdim).reshape(-1)  # sum_k z_k, shaped like y
-        maps = arrange(self.propagate(z), self.layout, self.hw)  # (n, C or 1, H, W)
+        if self.pixelwise and self._widest is None:
+            J, beta = self.factors()
+            out = torch.addcmul(beta / self.slices.K, z.vals.unsqueeze(-1), J.index_select(0, z.chan))
+        else:
+            out = self.propagate(z)
+        maps = arrange(out, self.layout, self.hw)  # (n, C or 1, H, W)
         if self.mode == "paper":
             maps = maps.sum(1)
             part = torch.cat([ident, maps.sum(0).reshape(-1)])
@@ -219,6 +257,8 @@ class GenericRule(Rule):
     def bytes_per_neuron(self) -> int:
         """Peak bytes per neuron of a chunk: the largest state one neuron's probe forms (one-hot states are
         C times smaller than the values), x3 for an op's input, output and temporaries, plus its map."""
+        if self.pixelwise:  # z_k, its gathered response J[c_out] and its map
+            return int(self.plan.out.numel() * 3 * 4)
         if self._probed is None:
             self._widest = 0
             try:
