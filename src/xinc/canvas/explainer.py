@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xinc.canvas.engine import Canvas, CanvasRun, compute_canvas, on_device, plan_chunk, stream_canvas
-from xinc.canvas.generic import GenericRule, within_roundoff
+from xinc.canvas.generic import GenericRule
 from xinc.canvas.graph import plan_layer
 from xinc.canvas.reduce import Reducer
 from xinc.errors import XincError
@@ -95,7 +95,7 @@ def explain(model: nn.Module, inputs: Any = None, layer: str | None = None, mode
     info, rule = run.info, run.rule
     lo, hi = run.neurons or (0, info.num_neurons)
     return Canvas(maps=torch.cat(parts, 0), layer=layer, frame=0, mode=mode,
-                  exact=info.exact and within_roundoff(run.residual), residual=dict(run.residual),
+                  exact=bool(info.exact) and run.neurons is None, residual=dict(run.residual),
                   neuron_index=info.neuron_index, c_in=info.c_in, c_out=info.c_out, rule=info.rule, info=info,
                   pairs=rule.slices.pairs(lo, hi), input_groups=rule.plan.input_groups())
 

@@ -23,11 +23,10 @@ from torch import nn
 from xinc.canvas.graph import Plan
 from xinc.canvas.kinds.base import OneHot, jvp_transfer
 from xinc.canvas.reduce import LayerInfo
-from xinc.canvas.rules import Rule, residual_stats
+from xinc.canvas.rules import Rule
 from xinc.errors import XincError
 
 LAYOUTS = ("auto", "nchw", "chw", "hwc", "pc")
-ROUNDOFF_REL = 1e-4  # relative residual that float32 round-off can reach over a layer's sum
 PAPER_EXACT_KINDS = frozenset({"identity", "layout", "upsample", "add", "cat"})  # stand-in = the operation
 # kinds that act on each position separately (channels last): a Linear layer's downstream made of these is
 # the same per-position Jacobian for every neuron of an output channel (the factored fast path)
@@ -138,7 +137,7 @@ class GenericRule(Rule):
             else f"k = c_in*{s.c_out} + c_out",
             channels=int(C) if per_channel else None, notes=self.describe())
         names = {"identity": "sum over neurons of the layer slices = the layer's output",
-                 "gap_of": "the model output" + (" (channels summed)" if mode == "paper" else " per channel")}
+                 "gap_of": "the model output" + (" per channel" if per_channel else " (channels summed)")}
         for key, text in names.items():  # LayerInfo's completeness names (docs/SEAMS.md section 5)
             if hasattr(self.info, key):
                 setattr(self.info, key, text)
@@ -234,25 +233,16 @@ class GenericRule(Rule):
         else:
             out = self.propagate(z)
         maps = arrange(out, self.layout, self.hw)  # (n, C or 1, H, W)
-        if self.mode == "paper":
-            maps = maps.sum(1)
-            part = torch.cat([ident, maps.sum(0).reshape(-1)])
-            return maps, part
-        part = torch.cat([ident, maps.sum(0).reshape(-1)])
-        return (maps if self.per_channel else maps.sum(1)), part
+        return (maps if self.per_channel else maps.sum(1)), ident
 
     def target(self) -> torch.Tensor:
-        out = arrange(self.plan.out[None], self.layout, self.hw)[0]
-        gap = out.sum(0) if self.mode == "paper" else out
-        return torch.cat([self.plan.y.reshape(-1), gap.reshape(-1)])
+        """The identity: the neurons' slices sum to the layer's output (flattened)."""
+        return self.plan.y.reshape(-1)
 
-    def residual(self, total: torch.Tensor | None) -> dict[str, float]:
-        if total is None:
-            return {}
-        tgt, n = self.target(), self.plan.y.numel()
-        res = residual_stats(total[:n], tgt[:n], prefix="identity_")
-        res.update(residual_stats(total[n:], tgt[n:], prefix="gap_"))
-        return res
+    def gap_target(self) -> torch.Tensor:
+        """What the maps sum to when nothing on the path is approximated: the output (per channel, or summed)."""
+        out = arrange(self.plan.out[None], self.layout, self.hw)[0]
+        return out if self.per_channel else out.sum(0)
 
     def bytes_per_neuron(self) -> int:
         """Peak bytes per neuron of a chunk: the largest state one neuron's probe forms (one-hot states are
@@ -273,7 +263,3 @@ def _numel(state) -> int:
     return state.vals.numel() if isinstance(state, OneHot) else state.numel()
 
 
-def within_roundoff(residual: dict[str, float]) -> bool:
-    """Both residuals finite and within float32 round-off (relative)."""
-    vals = [residual.get(k) for k in ("identity_rel", "gap_rel")]
-    return all(v is not None and v == v and v < ROUNDOFF_REL for v in vals)
