@@ -22,7 +22,8 @@ import tyro
 
 from xinc.cli.common import parse
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
+from xinc.outputs import owned_output
+from xinc.utils import parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
 CORE_MODULES = ("xinc.analysis.intensity", "xinc.analysis.distributed", "xinc.analysis.objects",
                 "xinc.analysis.selectivity")
@@ -75,6 +76,8 @@ class AnalyzeOptions:
     """per-analysis extras as AID.NAME=VALUE, e.g. a5.null=8 a2.topk=1024 (repeatable)"""
     progress: bool = True
     """show tqdm progress bars on stderr"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
 
 
 def import_analyses() -> list[str]:
@@ -109,6 +112,56 @@ def parse_options(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def declared_options(entry) -> set[str]:
+    """Option names analysis `entry` reads: its typed options dataclass when the registry has one, else the
+    fields of the module's *Options dataclasses, its DEFAULTS and every literal ctx.option(AID, "name")."""
+    import dataclasses
+    import inspect
+    import re
+
+    typed = getattr(entry, "options", None)
+    if dataclasses.is_dataclass(typed):
+        return {f.name for f in dataclasses.fields(typed)}
+    module = sys.modules.get(getattr(entry.fn, "__module__", ""), None)
+    if module is None:
+        return set()
+    names: set[str] = set()
+    for obj in vars(module).values():
+        if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__name__.endswith("Options"):
+            names |= {f.name for f in dataclasses.fields(obj)}
+    if isinstance(getattr(module, "DEFAULTS", None), dict):
+        names |= set(module.DEFAULTS)
+    names |= set(re.findall(r"option\(\s*AID\s*,\s*[\"'](\w+)[\"']", inspect.getsource(module)))
+    return names
+
+
+def check_option_names(options: dict[str, Any], registered: dict[str, Any]) -> None:
+    """A misspelt or unknown `--option aid.name=...` is an error, not silently ignored."""
+    from xinc.validate import option_keys
+
+    known = {aid: declared_options(entry) for aid, entry in registered.items()}
+    option_keys({k: v for k, v in options.items() if k in known or isinstance(v, dict)}, known)
+
+
+def _validate(o: AnalyzeOptions) -> None:
+    """Numbers, paths and the output folder, checked before the model is loaded."""
+    from xinc.validate import finite_positive, non_negative_int, optional, path_in, path_out, positive_int
+
+    path_in(o.model_dir, "MODEL_DIR", kind="dir")
+    positive_int(o.sample_neurons, "--sample-neurons")
+    optional(positive_int, o.chunk_neurons, "--chunk-neurons")
+    optional(finite_positive, o.memory_budget_mb, "--memory-budget-mb")
+    optional(non_negative_int, o.frame, "--frame")
+    if o.data is not None:
+        path_in(o.data, "--data")
+    if o.root is not None:
+        path_in(o.root, "--root", kind="dir")
+    for flag, text in (("--layers", o.layers), ("--analyses", o.analyses)):
+        if text is not None and not [x for x in text.split(",") if x.strip()]:
+            raise XincError(f"{flag} {text!r}: names no item ; give a comma-separated list or leave it out")
+    path_out(o.out, inputs=[o.model_dir, o.root, o.data], overwrite=o.overwrite)
 
 
 def _model_frames(model) -> int:
@@ -257,8 +310,11 @@ def run(argv: list[str], prog: str) -> int:
     from xinc.models.io import load_model, read_model_dir_config
 
     o = parse(AnalyzeOptions, argv, prog)
+    _validate(o)
     missing = import_analyses()
     ids, explicit = _select(o, ANALYSES)
+    options = parse_options(o.option)
+    check_option_names(options, ANALYSES)
     device = resolve_device(o.device)
     seed_everything(o.seed)
     model = load_model(o.model_dir, device)
@@ -282,7 +338,6 @@ def run(argv: list[str], prog: str) -> int:
             print(f"xinc analyze: skipping {aid} ({ANALYSES[aid].title}): {reason}", file=sys.stderr)
         else:
             run_ids.append(aid)
-    options = parse_options(o.option)
     options["sample_neurons"] = o.sample_neurons
     resolved = {**to_jsonable(asdict(o)), "device": str(device), "layers": layers, "frames": data["frames"],
                 "analyses": run_ids, "skipped": skipped, "options": options, "argv": list(argv),
@@ -296,7 +351,7 @@ def run(argv: list[str], prog: str) -> int:
         "reconstruction": _psnr(model, data["frames"], data["images"]),
         "skipped": skipped,
     }
-    with atomic_dir(o.out) as stage:
+    with owned_output(o.out, inputs=[o.model_dir, o.root, o.data], overwrite=o.overwrite, kind="analyze") as stage:
         write_json(stage / "config.json", resolved)
         ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),
