@@ -14,6 +14,7 @@ from xinc import __version__
 from xinc.canvas import HeatMap, LayerInfo, NeuronTotals, layer_info, num_frames, stream_canvas
 from xinc.canvas.store import STORE_NAME, ZarrWriter, open_layer
 from xinc.cli.common import parse
+from xinc.errors import XincError
 from xinc.outputs import check_disk, clear_stage, owned_output
 from xinc.utils import parse_index_list, read_json, resolve_device, to_jsonable, write_json
 from xinc.validate import finite_positive, names_list, optional, path_in, path_out, positive_int
