@@ -18,6 +18,7 @@ import datetime as _dt
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,6 @@ from xinc.errors import XincError
 from xinc.outputs import html_generator_meta, owned_file
 from xinc.utils import read_json
 
-ANALYSIS_IDS = ("a1", "a2", "a3", "a4", "a5", "a6")
-SPEC_TITLES = {
-    "a1": "Contribution vs intensity and edges",
-    "a2": "Representations are distributed",
-    "a3": "Contributions to objects over time",
-    "a4": "Motion",
-    "a5": "What do neurons care about (selectivity)",
-    "a6": "Neuron clustering",
-}
 MAX_CSV_BYTES = 2_000_000  # larger tables are listed, not embedded
 NON_NUMBERS = ("figures", "summary", "title")
 
@@ -47,10 +39,23 @@ def read_results(path: Path) -> dict[str, Any]:
     if not isinstance(res, dict):
         raise XincError(f"{path}: malformed (expected a JSON object) ; regenerate it with `xinc analyze`")
     for key, value in res.items():
-        if key in ("model", "data", "reconstruction", "canvas", "skipped") or key in ANALYSIS_IDS:
+        if key in ("model", "data", "reconstruction", "canvas", "skipped") or re.fullmatch(r"a\d+", key):
             if value is not None and not isinstance(value, dict):
                 raise XincError(f"{path}: malformed ({key!r} is not an object) ; regenerate it with `xinc analyze`")
     return res
+
+
+def analysis_titles() -> dict[str, str]:
+    """{id: title} of every registered analysis (the registry is the one source of ids and titles)."""
+    from xinc.analysis.registry import discover
+
+    return {aid: a.title for aid, a in discover().items()}
+
+
+def run_analysis_ids(res: dict[str, Any]) -> list[str]:
+    """The registered ids, then any other analysis section a run's results.json holds (e.g. a newer plug-in)."""
+    known = list(analysis_titles())
+    return known + [k for k in res if k not in known and isinstance(res[k], dict) and "summary" in res[k]]
 
 
 def find_runs(path: str | Path) -> list[Path]:
@@ -331,20 +336,24 @@ def _canvas_table(res: dict[str, Any]) -> str:
         modes = info.get("modes") or {"": info}
         for mode, mi in modes.items():
             resid = {k: v for k, v in (mi.get("residual") or {}).items() if k != "per_frame"}
-            rtxt = ", ".join(f"{k} {fmt(v)}" for k, v in resid.items()) or "—"
+            rtxt = "; ".join(f"{label} [{mi.get(name) or '?'}]: rel {fmt(resid[f'{key}_rel'])}"
+                             for key, label, name in (("identity", "identity", "identity"), ("gap", "gap vs", "gap_of"))
+                             if f"{key}_rel" in resid) or ", ".join(f"{k} {fmt(v)}" for k, v in resid.items()) or "—"
             flag = "exact" if mi.get("exact") else '<span class="approx">approximate</span>'
             body.append(f"<tr><th>{esc(layer)}</th><td>{esc(mode)}</td><td class=\"num\">"
                         f"{esc(fmt(mi.get('num_neurons')))}</td><td>{esc(mi.get('rule', ''))}</td><td>{flag}</td>"
                         f"<td class=\"num\">{esc(rtxt)}</td><td class=\"dim\">{esc(mi.get('notes', ''))}</td></tr>")
-    return ("<h3>Canvases and completeness residuals</h3><p class=\"dim\">Residual = ‖Σ<sub>k</sub> C<sub>k</sub> − "
-            "true pre-activation‖ where the rule is exact; approximate rules (the paper's box-filter stand-ins "
-            "for PixelShuffle blocks) are flagged.</p>"
+    return ("<h3>Canvases and completeness residuals</h3><p class=\"dim\">Two relative residuals (max |difference| / "
+            "max |target|, worst frame): the <em>identity</em> the rule guarantees (e.g. the pre-activation sum, the "
+            "PixelShuffle identity) and the output-side <em>gap</em> between Σ<sub>k</sub> C<sub>k</sub> and the "
+            "quantity the maps claim to decompose (e.g. the logits, the box-filtered block output). Exact only when "
+            "both are finite and within float32 round-off; approximate rules are flagged.</p>"
             f'<div class="scroll"><table class="grid">{head}{"".join(body)}</table></div>')
 
 
 def _analysis_section(run: Path, rid: str, aid: str, res: dict[str, Any] | None, skipped: str | None) -> str:
-    title = (res or {}).get("title") or SPEC_TITLES.get(aid, aid)
-    head = f'<section class="analysis" id="{rid}-{aid}"><h3>{esc(aid.upper())} — {esc(title)}</h3>'
+    title = (res or {}).get("title") or analysis_titles().get(aid, aid)
+    head = f'<section class="analysis" id="{esc(rid)}-{esc(aid)}"><h3>{esc(aid.upper())} — {esc(title)}</h3>'
     if res is None:
         why = skipped or "not run (ask `xinc analyze --analyses all`)"
         return head + f'<p class="skip">Not available for this model: {esc(why)}</p></section>'
@@ -370,7 +379,8 @@ def _run_section(run: Path, rid: str, label: str) -> tuple[str, list[str]]:
     res = read_results(run / "results.json")
     cfg = _try_json(run / "config.json") or {}
     cfg = cfg if isinstance(cfg, dict) else {}
-    findings = [f"<b>{esc(aid.upper())}</b> {esc(s)}" for aid in ANALYSIS_IDS
+    ids = run_analysis_ids(res)
+    findings = [f"<b>{esc(aid.upper())}</b> {esc(s)}" for aid in ids
                 for s in ((res.get(aid) or {}).get("summary") or [])[:1]]
     parts = [f'<section class="run" id="{rid}"><h2>{esc(label)}</h2>', _model_summary(label, res, cfg),
              _reconstruction(res), _canvas_table(res)]
@@ -379,11 +389,8 @@ def _run_section(run: Path, rid: str, label: str) -> tuple[str, list[str]]:
         parts.append("<h3>Canvases of sampled neurons</h3>")
         parts += [figure_html(p, cap, f"{rid}-canvas{i}") for i, (p, cap) in enumerate(cfigs)]
     skipped = res.get("skipped") or cfg.get("skipped") or {}
-    for aid in ANALYSIS_IDS:
+    for aid in ids:
         parts.append(_analysis_section(run, rid, aid, res.get(aid), skipped.get(aid)))
-    extra = [k for k in res if k.startswith("a") and k[1:].isdigit() and k not in ANALYSIS_IDS]
-    for aid in extra:
-        parts.append(_analysis_section(run, rid, aid, res[aid], None))
     cmd = cfg.get("command")
     parts.append("<h3>How this run was produced</h3>")
     if cmd:
@@ -499,7 +506,8 @@ def build_report(run_dir: str | Path, out: str | Path, *, title: str | None = No
             raise XincError(f"{run / 'results.json'}: malformed ({type(e).__name__}: {e}) ; regenerate it with "
                             "`xinc analyze`") from None
         sections.append(body)
-        links = " ".join(f'<a href="#{rid}-{aid}">{aid.upper()}</a>' for aid in ANALYSIS_IDS if res.get(aid))
+        links = " ".join(f'<a href="#{esc(rid)}-{esc(aid)}">{esc(aid.upper())}</a>' for aid in run_analysis_ids(res)
+                         if res.get(aid))
         toc.append(f'<div><a href="#{rid}"><b>{esc(name)}</b></a> {links}</div>')
         if findings:
             overview.append(f"<li><b>{esc(name)}</b><ul>" + "".join(f"<li>{f}</li>" for f in findings) + "</ul></li>")
