@@ -58,8 +58,8 @@ def test_readme_foreign_model_example_runs(tmp_path, monkeypatch):
     (["--model", "nosuchmodule:build", "--grid", "4x4"], "cannot import nosuchmodule"),
     (["--model", "my_siren:nothing", "--grid", "4x4"], "no callable 'nothing'"),
     (["--model", "my_siren:build"], "exactly one of --grid"),
-    (["--model", "my_siren:build", "--grid", "4x4", "--weights", "missing.safetensors"], "no such file"),
-    (["--model", "my_siren:build", "--grid", "4x4", "--layers", "net.9"], "choose one of net.0"),
+    (["--model", "my_siren:build", "--grid", "4x4", "--weights", "missing.safetensors"], "not found"),
+    (["--model", "my_siren:build", "--grid", "4x4", "--layers", "net.9"], "choose from net.0"),
 ])
 def test_foreign_model_errors_are_one_line(tmp_path, monkeypatch, capsys, extra, text):
     source, _, _ = readme_example()

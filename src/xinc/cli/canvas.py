@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,9 @@ from xinc.canvas.reduce import completeness_line, residual_exact
 from xinc.canvas.store import STORE_NAME, ZarrWriter, open_layer
 from xinc.cli.common import parse
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, partial_dir, read_json, resolve_device, to_jsonable, write_json
+from xinc.outputs import check_disk, clear_stage, owned_output
+from xinc.utils import read_json, resolve_device, to_jsonable, write_json
+from xinc.validate import finite_positive, names_list, optional, path_in, path_out, positive_int
 
 
 @dataclass
@@ -141,6 +142,26 @@ def _grids(root, stage: Path, layers: list[str], top: int, source) -> dict[str, 
     return out
 
 
+def _validate(opts: CanvasOptions) -> None:
+    """Every option checked before the model is loaded."""
+    positive_int(opts.top, "--top")
+    optional(positive_int, opts.chunk_neurons, "--chunk-neurons")
+    optional(finite_positive, opts.memory_budget_mb, "--memory-budget-mb")
+    if opts.layers is not None and not [s for s in opts.layers.split(",") if s.strip()]:
+        raise XincError(f"--layers {opts.layers!r}: names no layer ; give e.g. layer1,layer2 or leave it out for all")
+    if opts.model_dir is not None:
+        path_in(opts.model_dir, "MODEL_DIR", kind="dir")
+    for path, flag in ((opts.weights, "--weights"), (opts.inputs, "--inputs")):
+        if path is not None:
+            path_in(path, flag, kind="file")
+    path_out(opts.out, inputs=_inputs(opts), overwrite=opts.overwrite)
+
+
+def _inputs(opts: CanvasOptions) -> list[Path]:
+    """The files and folders this run reads (never written or replaced)."""
+    return [p for p in (opts.model_dir, opts.weights, opts.inputs) if p is not None]
+
+
 def run(argv: list[str], prog: str) -> int:
     """Entry point of `xinc canvas`."""
     import zarr
@@ -150,24 +171,23 @@ def run(argv: list[str], prog: str) -> int:
 
     opts = parse(CanvasOptions, argv, prog)
     out = opts.out
-    if out.exists() and not opts.overwrite:
-        raise XincError(f"{out}: already exists; pass --overwrite True or choose another --out")
-    if opts.top < 1:
-        raise XincError(f"--top {opts.top}: must be at least 1")
+    _validate(opts)
     device = resolve_device(opts.device)
     source = open_source(opts, device, stream_canvas)
     model_cfg = source.model_cfg
-    layers = source.names if not opts.layers else [s.strip() for s in opts.layers.split(",") if s.strip()]
+    layers = names_list(opts.layers, "--layers", source.names) or source.names
     frames = source.frames(opts.frames)
     infos = {name: source.info(name) for name in layers}
     cfg = _run_config(opts, model_cfg, layers, frames, str(device))
 
-    stage = partial_dir(out)
-    if stage.exists():
+    if opts.maps:
+        per_frame = sum(i.num_neurons * i.height * i.width for i in infos.values())
+        need = per_frame * len(frames) * np.dtype(opts.dtype).itemsize * (3 if opts.per_channel else 1)
+        check_disk(out, need, "canvas store")
+    with owned_output(out, inputs=_inputs(opts), overwrite=opts.overwrite, resume=True, kind="canvas") as stage:
         old = stage / "config.json"
         if not (old.is_file() and _same_run(read_json(old), cfg)):
-            shutil.rmtree(stage)  # a different unfinished run: start over
-    with atomic_dir(out, keep_on_error=True) as stage:
+            clear_stage(stage)  # a different unfinished run (or none): start over
         write_json(stage / "config.json", cfg)
         root = zarr.open_group(str(stage / STORE_NAME), mode="a")
         root.attrs.update(to_jsonable({
