@@ -61,7 +61,7 @@ def test_a7_on_ffn_exact_layer_scores_perfect_and_results_saved(tmp_path):
 def test_a7_on_nerv_head_exact_blocks_not(tmp_path):
     m = tiny_nerv("two_blocks_s2s1_table")
     ctx = _ctx(m, [0, 1, 2], tmp_path, mode="paper")
-    res = run(ctx, ["a7"], {"a7": {"neurons": 5, "frames": 2, "batch": 2}}, save=False)["a7"]
+    res = run(ctx, ["a7"], {"a7": {"neurons": 5, "frames": 2, "batch": 2, "fractions": "0,0.5,1"}}, save=False)["a7"]
     assert res.numbers["frames"] == [0, 2]
     head, b1 = res.numbers["layers"]["head"], res.numbers["layers"]["block1"]
     assert head["paper"]["pearson_median"] == pytest.approx(1.0, abs=1e-5) and head["paper"]["neurons"] == 5

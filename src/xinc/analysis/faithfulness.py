@@ -131,7 +131,7 @@ def _psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None
 
 
 def removal_psnr(model, layer: str, traces: dict, images: dict, removed: torch.Tensor,
-                 mask: torch.Tensor | None = None, group: int = 4) -> torch.Tensor:
+                 mask: torch.Tensor | None = None, group: int = 8) -> torch.Tensor:
     """Mean PSNR over frames per removal set (S,) — or (S, 2) inside/outside `mask` — from downstream passes."""
     out = []
     for f, tr in traces.items():
@@ -295,4 +295,21 @@ def run(ctx: AnalysisContext, opts: A7Options) -> AnalysisResult:
         res.summary.append(f"{layer}: deleting by {best} hurts most (deletion AUC {rec['deletion_auc'][best]:.2f} dB; "
                            + ", ".join(f"{n} {v:.2f}" for n, v in rec["deletion_auc"].items()) + ")")
     res.tables = {"faithfulness": rows, "curves": curve_rows}
+    res.numbers.update(report_tables(res.numbers["layers"]))
     return res
+
+
+def report_tables(layers: dict[str, dict]) -> dict[str, dict]:
+    """Flat per-mode and per-ranking tables of the per-layer records (what the report shows as grids)."""
+    keys = ("neurons", "pearson_median", "pearson_p10", "rel_error_median", "exact")
+    out: dict[str, dict] = {"faithfulness": {}, "deletion_auc_db": {}, "insertion_auc_db": {}, "seconds": {}}
+    for layer, rec in layers.items():
+        for mode in ("paper", "linear"):
+            if mode in rec:
+                out["faithfulness"][f"{layer} {mode}"] = {k: rec[mode][k] for k in keys}
+        out["deletion_auc_db"][layer] = rec["deletion_auc"]
+        out["insertion_auc_db"][layer] = rec["insertion_auc"]
+        out["seconds"][layer] = {"ablation check": rec["seconds_check"], "total": rec["seconds_total"]}
+        if "region_selectivity_db" in rec:
+            out.setdefault("region_selectivity_db", {})[layer] = rec["region_selectivity_db"]
+    return out
