@@ -78,6 +78,17 @@ def test_cli_prune_writes_models_results_and_figure(tmp_path, capsys):
     assert "baseline: PSNR" in capsys.readouterr().out
 
 
+def test_cli_prune_refuses_foreign_or_input_outputs(tmp_path, capsys):
+    save_model(tiny_nerv("one_block_s3_k5"), tmp_path / "nerv")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    for out in (foreign, tmp_path / "nerv"):
+        rc = main(["prune", str(tmp_path / "nerv"), "--out", str(out), "--overwrite", "True"])
+        assert rc == 2 and capsys.readouterr().err.startswith("xinc: error:")
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
 @pytest.mark.parametrize("args,msg", [(["--amount", "1.5"], "--amount"), (["--by", "size"], "--by"),
                                       (["--layers", "block9"], "--layers")])
 def test_cli_prune_bad_input_is_one_line(tmp_path, capsys, args, msg):

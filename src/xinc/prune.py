@@ -226,14 +226,13 @@ def save_prune(res: PruneResult, out, cfg: PruneConfig, *, model_dir, ground_tru
 
     from xinc import __version__
     from xinc.models.io import read_model_dir_config, save_model
+    from xinc.outputs import owned_output
     from xinc.report.prune_plot import psnr_vs_params
-    from xinc.utils import atomic_dir, to_jsonable, write_json
+    from xinc.utils import to_jsonable, write_json
 
     out, model_dir = Path(out), Path(model_dir)
-    if out.exists() and not overwrite:
-        raise XincError(f"{out}: already exists ; pass --overwrite True or choose another --out")
     src_cfg = read_model_dir_config(model_dir)
-    with atomic_dir(out) as stage:
+    with owned_output(out, inputs=(model_dir,), overwrite=overwrite, kind="prune") as stage:
         for row in res.rows:
             save_model(res.models[row["name"]], stage / "models" / row["name"],
                        extra={"prune": {**to_jsonable(row), "source_model": str(model_dir.resolve())},

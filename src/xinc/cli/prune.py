@@ -88,10 +88,12 @@ def run(argv: list[str], prog: str) -> int:
     """Entry point of `xinc prune`."""
     from xinc.canvas import num_frames
     from xinc.models.io import load_model
+    from xinc.outputs import check_output_dir
     from xinc.prune import PruneConfig, prune_models, save_prune
     from xinc.utils import parse_index_list, resolve_device
 
     o = parse(PruneOptions, argv, prog)
+    check_output_dir(o.out, inputs=(o.model_dir,), overwrite=o.overwrite)  # refused now, not after the work
     device = resolve_device(o.device)
     model = load_model(o.model_dir, device)
     cfg = PruneConfig(by=[b.strip() for b in o.by.split(",") if b.strip()], amounts=_floats(o.amount, "--amount"),
