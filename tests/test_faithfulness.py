@@ -42,9 +42,9 @@ def test_a7_on_ffn_exact_layer_scores_perfect_and_results_saved(tmp_path):
     last = res.numbers["layers"]["layer3"]
     for mode in ("paper", "linear"):  # the ablation change is the map: r = 1, zero error
         assert last[mode]["pearson_median"] == pytest.approx(1.0, abs=1e-6)
-        assert last[mode]["rel_error_median"] < 1e-5 and last[mode]["exact"]
+        assert last[mode]["rel_error_median"] < 1e-5 and last[mode]["maps_sum_exact"]
     first = res.numbers["layers"]["layer1"]
-    assert first["paper"]["rel_error_median"] > 0.05 and not first["paper"]["exact"]
+    assert first["paper"]["rel_error_median"] > 0.05 and not first["paper"]["maps_sum_exact"]
     assert set(first["deletion_auc"]) == {"contribution-paper", "contribution-linear", "magnitude", "random"}
     assert res.arrays["layer2/deletion/random"].shape == (4,)
     # deletion at 0 removes nothing and insertion at 1 keeps everything: both are the model's own PSNR
@@ -52,7 +52,7 @@ def test_a7_on_ffn_exact_layer_scores_perfect_and_results_saved(tmp_path):
     assert res.arrays["layer2/region_in/random"].shape == (4,) and res.arrays["layer2/region_in/random"][0] == 0
     assert any("predicts ablations better" in s for s in res.summary)
     back = load_result(tmp_path, "a7")
-    assert back.numbers["layers"]["layer3"]["paper"]["exact"]
+    assert back.numbers["layers"]["layer3"]["paper"]["maps_sum_exact"]
     assert (tmp_path / "tables" / "a7_faithfulness.csv").is_file()
     figs = draw("a7", back, tmp_path)
     assert figs and all(f.path.is_file() for f in figs)

@@ -83,12 +83,14 @@ def reconstruct(model, frames: list[int]) -> torch.Tensor:
 
 
 def psnr(model, images: torch.Tensor, frames: list[int]) -> dict[str, float]:
-    """Mean per-frame PSNR (dB) of the model's output against images: float (clamped) and 8-bit."""
-    from xinc.train.metrics import psnr_8bit, psnr_float
+    """Mean per-frame PSNR (dB) of the model's output against images: clamped to [0, 1] with the MSE floored at
+    8-bit quantisation noise (finite against the model's own output), and 8-bit rounded."""
+    from xinc.analysis.faithfulness import capped_psnr
+    from xinc.train.metrics import psnr_8bit
 
     pred = reconstruct(model, frames)
-    return {"psnr": float(psnr_float(pred.clamp(0, 1), images).mean()),
-            "psnr_8bit": float(psnr_8bit(pred, images).mean())}
+    p = torch.stack([capped_psnr(pred[j:j + 1], images[j].cpu())[0] for j in range(len(pred))])
+    return {"psnr": float(p.mean()), "psnr_8bit": float(psnr_8bit(pred, images.cpu()).mean())}
 
 
 def neuron_scores(model, layer: str, by: str, mode: str, frames: list[int] | None, gen: torch.Generator,

@@ -123,11 +123,15 @@ def output_image(model, logits: torch.Tensor) -> torch.Tensor:
     return model.output_act(logits) if hasattr(model, "output_act") else logits
 
 
-def _psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """PSNR (dB) of (S, 3, H, W) predictions clamped to [0, 1] against (3, H, W), over `mask` pixels if given."""
+MSE_FLOOR = 1.0 / (12 * 255**2)  # 8-bit quantisation noise: PSNR is capped at 58.9 dB (finite for the model itself)
+
+
+def capped_psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """PSNR (dB) of (S, 3, H, W) predictions clamped to [0, 1] against (3, H, W), over `mask` pixels if given;
+    MSE floored at 8-bit quantisation noise, so a reference equal to the output (no ground truth) stays finite."""
     err = (pred.clamp(0, 1).double() - gt.double()) ** 2
     mse = err.mean(dim=(1, 2, 3)) if mask is None else err[..., mask].mean(dim=(1, 2))
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+    return 10 * torch.log10(1.0 / mse.clamp_min(MSE_FLOOR))
 
 
 def removal_psnr(model, layer: str, traces: dict, images: dict, removed: torch.Tensor,
@@ -139,8 +143,8 @@ def removal_psnr(model, layer: str, traces: dict, images: dict, removed: torch.T
         for a in range(0, removed.shape[0], group):
             pred = output_image(model, logits_without(model, layer, tr, removed[a:a + group])).cpu()
             gt = images[f].cpu()
-            rows.append(_psnr(pred, gt) if mask is None else torch.stack([_psnr(pred, gt, mask),
-                                                                           _psnr(pred, gt, ~mask)], -1))
+            rows.append(capped_psnr(pred, gt) if mask is None else torch.stack([capped_psnr(pred, gt, mask),
+                                                                                 capped_psnr(pred, gt, ~mask)], -1))
         out.append(torch.cat(rows, 0))
     return torch.stack(out, 0).mean(0)
 
@@ -181,7 +185,8 @@ def _traces(model, frames: list[int]) -> dict:
 
 
 def mode_summary(res: dict[str, torch.Tensor], exact: bool) -> dict[str, float | int | bool]:
-    """Median/mean/10th-percentile Pearson and median/mean relative error over the checked neurons."""
+    """Median/mean/10th-percentile Pearson and median/mean relative error over the checked neurons, and whether
+    the canvas was complete (its maps sum exactly to what they decompose: the completeness flag, not ablation)."""
     r, e = res["pearson"].numpy(), res["rel_error"].numpy()
     ok = np.isfinite(r)
 
@@ -190,7 +195,7 @@ def mode_summary(res: dict[str, torch.Tensor], exact: bool) -> dict[str, float |
 
     return {"neurons": int(r.size), "constant": int((~ok).sum()), "pearson_median": q(r[ok], np.median),
             "pearson_mean": q(r[ok], np.mean), "pearson_p10": q(r[ok], lambda x: np.percentile(x, 10)),
-            "rel_error_median": q(e, np.median), "rel_error_mean": q(e, np.mean), "exact": bool(exact)}
+            "rel_error_median": q(e, np.median), "rel_error_mean": q(e, np.mean), "maps_sum_exact": bool(exact)}
 
 
 def check_layer(ctx: AnalysisContext, layer: str, opts: A7Options, frames: list[int], traces: dict,
@@ -301,7 +306,7 @@ def run(ctx: AnalysisContext, opts: A7Options) -> AnalysisResult:
 
 def report_tables(layers: dict[str, dict]) -> dict[str, dict]:
     """Flat per-mode and per-ranking tables of the per-layer records (what the report shows as grids)."""
-    keys = ("neurons", "pearson_median", "pearson_p10", "rel_error_median", "exact")
+    keys = ("neurons", "pearson_median", "pearson_p10", "rel_error_median", "maps_sum_exact")
     out: dict[str, dict] = {"faithfulness": {}, "deletion_auc_db": {}, "insertion_auc_db": {}, "seconds": {}}
     for layer, rec in layers.items():
         for mode in ("paper", "linear"):
