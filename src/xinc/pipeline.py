@@ -130,7 +130,8 @@ def _check_options(key: str, options: Any, where: str) -> None:
         raise XincError(f"{where}: {key}: unknown option {bad[0]!r}; known: {', '.join(sorted(known))}")
 
 
-def validate(cfg: PipelineConfig, where: str = "config") -> None:
+# complexity accepted: being rewritten library-first (issue 20)
+def validate(cfg: PipelineConfig, where: str = "config") -> None:  # noqa: C901
     """One-line errors for impossible settings, before any work starts (normalises `synthetic`, `videos`, `size`)."""
     if isinstance(cfg.synthetic, dict):
         cfg.synthetic = _from_dict(SyntheticSpec, cfg.synthetic, f"{where}: synthetic")

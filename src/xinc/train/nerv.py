@@ -92,6 +92,15 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
         raise XincError(f"--warmup {cfg.warmup}: must be in [0, 1)")
     if not (0.0 <= cfg.warmup_start <= 1.0):
         raise XincError(f"--warmup-start {cfg.warmup_start}: must be in [0, 1]")
+    _check_blocks(cfg)
+    check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
+    check_hw(cfg.size, "--size")
+    check_hw(cfg.crop, "--crop")
+    _check_source(cfg, need_source)
+
+
+def _check_blocks(cfg: TrainNeRVConfig) -> None:
+    """One positive stride per block; widths and kernel sizes, when given, one per block."""
     if not cfg.strides or any(not isinstance(s, int) or s < 1 for s in cfg.strides):
         raise XincError(f"--strides {cfg.strides}: give one positive integer per block, e.g. 4 2 2")
     if cfg.widths is not None and (len(cfg.widths) != len(cfg.strides) or any(
@@ -99,9 +108,10 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
         raise XincError(f"--widths {cfg.widths}: give one positive integer per block ({len(cfg.strides)} strides)")
     if cfg.kernel_sizes is not None and len(cfg.kernel_sizes) != len(cfg.strides):
         raise XincError(f"--kernel-sizes {cfg.kernel_sizes}: give one per block ({len(cfg.strides)} strides)")
-    check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
-    check_hw(cfg.size, "--size")
-    check_hw(cfg.crop, "--crop")
+
+
+def _check_source(cfg: TrainNeRVConfig, need_source: bool) -> None:
+    """A dataset needs --root and --video; otherwise --video is the frame folder or video file."""
     if cfg.dataset is not None:
         check_choice(cfg.dataset, "--dataset", DATASETS)
         if not cfg.root:
