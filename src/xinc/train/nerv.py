@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from xinc import __version__
+from xinc.data.datasets import dataset_names
 from xinc.errors import XincError
 from xinc.models.io import build_model, load_model, save_model
 from xinc.models.nerv import NeRV, NeRVConfig, nerv_config_for_budget, nerv_param_count
@@ -38,8 +39,6 @@ from xinc.train.common import (
 from xinc.train.metrics import bits_per_pixel
 from xinc.train.quant import num_params, quantize_model
 from xinc.utils import atomic_dir, resolve_device, seed_everything, to_jsonable
-
-DATASETS = ("cityscapes-vps", "vipseg")
 
 
 @dataclass
@@ -113,7 +112,7 @@ def _check_blocks(cfg: TrainNeRVConfig) -> None:
 def _check_source(cfg: TrainNeRVConfig, need_source: bool) -> None:
     """A dataset needs --root and --video; otherwise --video is the frame folder or video file."""
     if cfg.dataset is not None:
-        check_choice(cfg.dataset, "--dataset", DATASETS)
+        check_choice(cfg.dataset, "--dataset", dataset_names())
         if not cfg.root:
             raise XincError(f"--dataset {cfg.dataset}: --root (the dataset folder) is required")
         if not cfg.video:
