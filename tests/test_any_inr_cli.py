@@ -1,4 +1,5 @@
-"""`xinc canvas --model module:factory`: the README's copy-pasteable example runs and stores the generic canvas."""
+"""`xinc canvas --model module:factory`: the docs' copy-pasteable example (docs/any-model.md) runs and stores the
+generic canvas."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from xinc.canvas import explain
 from xinc.canvas.store import open_store
 from xinc.cli.main import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "any-model.md"  # the example lives in the docs site
 
 
 def readme_example() -> tuple[str, str, list[str]]:

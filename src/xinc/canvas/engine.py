@@ -252,7 +252,8 @@ def iter_canvas(model, layer: str, frame: int = 0, *, mode: str = "paper", per_c
     return run.residual
 
 
-def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],
+# complexity accepted: argument resolution of the public call; issue 15 owns this file
+def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],  # noqa: C901
                   *, mode: str = "paper", per_channel: bool = False, chunk_neurons: int | None = None,
                   memory_budget_mb: float | None = None, device=None, embedding: torch.Tensor | None = None,
                   progress=None, neurons: tuple[int, int] | None = None,

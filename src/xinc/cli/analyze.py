@@ -19,12 +19,14 @@ import torch
 import tyro
 
 from xinc.cli.common import parse
+from xinc.data.datasets import dataset_names, get_dataset
 from xinc.errors import XincError
 from xinc.models import protocol
 from xinc.outputs import owned_output
 from xinc.utils import parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
-FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
+DatasetName = Literal[dataset_names()]  # the --dataset choices come from the dataset registry
+
 
 
 @dataclass
@@ -40,7 +42,7 @@ class AnalyzeOptions:
     analyses: str | None = None
     """comma-separated analysis ids (a1..a6) or 'all' (default: all; those whose data is missing are
     skipped with a reason; ids named here fail instead)"""
-    dataset: Literal["cityscapes-vps", "vipseg"] | None = None
+    dataset: DatasetName | None = None
     """panoptic dataset of the clip (gives the labels A3/A5 use)"""
     root: Path | None = None
     """dataset root folder"""
@@ -122,7 +124,7 @@ def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
         from xinc.data.panoptic import load_panoptic_clip, load_panoptic_frame
 
         if is_ffn:
-            j = FIRST_ANNOTATED.get(dataset, 0) if o.frame is None else int(o.frame)
+            j = get_dataset(dataset).first_annotated if o.frame is None else int(o.frame)
             clip = load_panoptic_frame(dataset, root, video, j, size=(H, W))
             frames, images = [0], clip.frames[:1]
         else:
