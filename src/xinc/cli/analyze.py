@@ -35,10 +35,21 @@ class AnalyzeOptions:
     A4 motion, A5 selectivity, A6 clusters) on a model directory; write figures (PNG+PDF), tables (CSV) and
     results.json. All canvases are streamed in neuron chunks (a few GB of RAM for any layer)."""
 
-    model_dir: tyro.conf.Positional[Path]
-    """model directory from `xinc train` or `xinc import`"""
     out: Path
     """output run directory (replaced atomically)"""
+    model_dir: tyro.conf.Positional[Path | None] = None
+    """model directory from `xinc train` or `xinc import` (or --model for any PyTorch model)"""
+    model: str | None = None
+    """a foreign model instead of MODEL_DIR: package.module:factory returning the torch.nn.Module (its code runs;
+    analysed on its own output as the image, one frame)"""
+    weights: Path | None = None
+    """safetensors state dict loaded into --model (strict)"""
+    grid: str | None = None
+    """HxW: feed --model an (H, W, 2) coordinate grid, each axis linspace(-1, 1)"""
+    inputs: Path | None = None
+    """safetensors file of --model's forward arguments (input0, input1, ... or one tensor)"""
+    output: str | None = None
+    """--model: module path whose output the canvases decompose (default the model's output)"""
     analyses: str | None = None
     """comma-separated analysis ids (a1..a6) or 'all' (default: all; those whose data is missing are
     skipped with a reason; ids named here fail instead)"""
@@ -91,7 +102,15 @@ def validate_options(o: AnalyzeOptions, paths: bool = True) -> None:
     for flag, text in (("--layers", o.layers), ("--analyses", o.analyses)):
         if text is not None and not [x for x in text.split(",") if x.strip()]:
             raise XincError(f"{flag} {text!r}: names no item ; give a comma-separated list or leave it out")
-    if paths:
+    if paths and (o.model_dir is None) == (o.model is None):
+        raise XincError("model: give exactly one of MODEL_DIR (an xinc model directory) or --model "
+                        "package.module:factory (a foreign torch.nn.Module)")
+    if paths and o.model is not None:
+        for path, flag in ((o.weights, "--weights"), (o.inputs, "--inputs")):
+            if path is not None:
+                path_in(path, flag, kind="file")
+        path_out(o.out, inputs=[p for p in (o.weights, o.inputs) if p is not None], overwrite=o.overwrite)
+    elif paths:
         path_in(o.model_dir, "MODEL_DIR", kind="dir")
         if o.data is not None:
             path_in(o.data, "--data")
@@ -203,6 +222,8 @@ def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], mo
         per = {}
         for m in modes:
             entry = log.get(f"{m}/{layer}")
+            if (not entry or "rule" not in entry) and not protocol.is_canvas_model(model):
+                continue  # a foreign model's layer no analysis streamed: nothing measured to report
             if not entry or "rule" not in entry:
                 info = layer_info(model, layer, mode=m)
                 entry = {"exact": bool(info.exact), "rule": info.rule, "num_neurons": int(info.num_neurons),
@@ -246,6 +267,47 @@ def _skip_reason(a, data: dict[str, Any]) -> str | None:
     if a.needs_flow and data.get("flow") is None and len(data["frames"]) < 2:
         return "needs optical flow between two or more frames"
     return None
+
+
+def _run_foreign(o: AnalyzeOptions, ids: list[str], explicit: bool, options: dict, found: dict, device,
+                 argv: list[str], prog: str) -> int:
+    """`xinc analyze --model module:factory`: the analyses that need no labels or video, on the model's own
+    output (one frame) with canvases from the generic engine (xinc.explain)."""
+    from xinc.analysis.registry import AnalysisContext, variants
+    from xinc.canvas.generic import arrange, resolve_layout
+    from xinc.cli.foreign import ForeignSource
+    from xinc.validate import names_list
+
+    source = ForeignSource(device, o)
+    layers = names_list(o.layers, "--layers", source.names) or source.names
+    with torch.no_grad():
+        out = source.model(*[x.to(device) if isinstance(x, torch.Tensor) else x for x in source.inputs])
+    img = arrange(out[None], resolve_layout(out, "auto", None), None)[0].float().cpu()
+    if img.shape[0] != 3:
+        raise XincError(f"--model: output has {img.shape[0]} channels ; the analyses compare canvases with an RGB "
+                        "image")
+    data = {"frames": [0], "images": img.clamp(0, 1)[None], "panoptic": None, "flow": None,
+            "summary": {"kind": "model output", "frames": [0], "size": list(img.shape[-2:])}}
+    run_ids, skipped = _runnable(ids, explicit, data, found)
+    resolved = {**to_jsonable(asdict(o)), "device": str(device), "layers": layers, "frames": [0],
+                "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "argv": list(argv),
+                "command": " ".join([prog, *argv])}
+    results: dict[str, Any] = {"model": {**source.model_cfg, "layers": source.names,
+                                         "params": int(sum(p.numel() for p in source.model.parameters()))},
+                               "data": data["summary"], "skipped": skipped}
+    with owned_output(o.out, inputs=[p for p in (o.weights, o.inputs) if p is not None], overwrite=o.overwrite,
+                      kind="analyze") as stage:
+        write_json(stage / "config.json", resolved)
+        ctx = AnalysisContext(model=source.model, model_dir=None, layers=layers, frames=[0], images=data["images"],
+                              out=stage, mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
+                              memory_budget_mb=o.memory_budget_mb, inputs=source.inputs,
+                              canvas_options={"output": o.output})
+        results.update(_analyse(ctx, run_ids, options, found, o.progress))
+        results["canvas"] = _canvas_section(source.model, layers, ctx.canvas_log, [c for _, c in variants(o.mode)])
+        order = ["model", "data", "canvas", "skipped", *run_ids]
+        write_json(stage / "results.json", {k: results[k] for k in order if k in results})
+    print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
+    return 0
 
 
 def _layers(o: AnalyzeOptions, model) -> list[str]:
@@ -307,6 +369,8 @@ def run(argv: list[str], prog: str) -> int:
     options = _options(o)
     device = resolve_device(o.device)
     seed_everything(o.seed)
+    if o.model is not None:
+        return _run_foreign(o, ids, explicit, options, found, device, argv, prog)
     model = load_model(o.model_dir, device)
     cfg = read_model_dir_config(o.model_dir)
     layers = _layers(o, model)
