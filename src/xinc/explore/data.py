@@ -126,7 +126,7 @@ def layer_payload(model, layer: str, frames: Sequence[int], lim: ExploreLimits, 
         val, scale = quantise(r["val"].permute(1, 2, 0).numpy(), 16)  # (h, w, k): pixel-major
         idx = r["idx"].permute(1, 2, 0).numpy().astype(np.uint16 if info.num_neurons < 65536 else np.uint32)
         heat = r["heat"].numpy()
-        share = np.abs(r["val"]).sum(0).numpy() / np.maximum(heat, 1e-30)
+        share = r["val"].abs().sum(0).numpy() / np.maximum(heat, 1e-30)
         hq, hs = quantise(heat, 16)
         per_frame[str(f)] = {"idx": b64(idx), "val": b64(val), "val_scale": scale, "heat": b64(hq.astype(np.int16)),
                              "heat_scale": hs, "share": b64(np.rint(np.clip(share, 0, 1) * 255).astype(np.uint8))}

@@ -176,12 +176,12 @@ class AbsChange(Reducer):
         self._m = torch.zeros(info.height, info.width, dtype=torch.float64)
 
     def update(self, start: int, maps: torch.Tensor) -> None:
-        a = maps.abs().to("cpu", torch.float32)
+        a = maps.to("cpu", torch.float32).abs()
         a = a.sum(1) if a.dim() == 4 else a
-        stop = start + a.shape[0]
+        prev = self.prev[start:start + a.shape[0]]
         if not self.first:
-            self._m += (a - self.prev[start:stop]).abs().sum(0, dtype=torch.float64)
-        self.prev[start:stop] = a
+            self._m += torch.sub(a, prev).abs_().sum(0)  # float32 within a chunk, float64 across chunks
+        prev.copy_(a)
 
     def end_frame(self) -> None:
         if not self.first:
