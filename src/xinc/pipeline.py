@@ -391,6 +391,7 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[
     resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "commands": steps.commands,
                 "command": "xinc run " + shlex.join(argv or []), "steps_run": steps.ran, "steps_skipped": steps.skipped,
                 "clips": clips}
+    write_json(out / "config.json", resolved)  # before the report, which shows its commands
     if cfg.report:
         from xinc.report.html import build_report
 
@@ -426,7 +427,7 @@ class DemoConfig:
         ffn = {"steps": 100, "width": 32, "eval_every": 50} if q else {"steps": 1000, "width": 104}
         nerv = ({"epochs": 30, "strides": [2, 2, 2], "fc_dim": 8, "lower_width": 6, "eval_every": 30} if q else
                 {"epochs": 300, "strides": [4, 2, 2], "fc_dim": 24, "lower_width": 8, "eval_every": 50})
-        analyze = {"analyses": "all", "mode": "corrected" if q else "both"}
+        analyze = {"analyses": "all", "mode": "linear" if q else "both"}
         if q:
             analyze["sample_neurons"] = 3
         options = {"a6": {"members": 3, "seed_runs": 2}, "a5": {"null": 2}} if q else {"a6": {"members": 6}}
