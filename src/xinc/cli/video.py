@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -86,36 +85,18 @@ def parse_indices(items: tuple[str, ...]) -> dict[str, list[int]]:
 
 def run(argv: list[str], prog: str) -> int:
     """Entry point of `xinc video`."""
-    from xinc import __version__
-    from xinc.canvas import num_frames
-    from xinc.models.io import load_model
-    from xinc.utils import parse_hw, parse_index_list, resolve_device, to_jsonable, write_json
-    from xinc.video import VideoConfig, make_videos
-    from xinc.video.data import source_frames
-    from xinc.video.output import video_output
+    from xinc.utils import parse_hw
+    from xinc.video import VideoConfig, write_video_dir
 
     o = parse(VideoOptions, argv, prog)
-    device = resolve_device(o.device)
-    model = load_model(o.model_dir, device)
-    if not hasattr(model, "blocks"):
-        raise XincError(f"{o.model_dir}: an FFN is one image, not a video; videos need a NeRV/HNeRV model")
-    frames = parse_index_list(o.frames, num_frames(model), "--frames")
     cfg = VideoConfig(layers=_list(o.layers), neurons=o.neurons, indices=parse_indices(o.neuron_index), seed=o.seed,
-                      frames=frames, mode=o.mode, fps=o.fps, panel_width=o.panel_width, fluctuation=o.fluctuation,
+                      frames=None, mode=o.mode, fps=o.fps, panel_width=o.panel_width, fluctuation=o.fluctuation,
                       fluctuation_layers=_list(o.fluctuation_layers), grid_layer=o.grid_layer, grid_top=o.grid_top,
                       extra_formats=list(o.extra_formats), cache_mb=o.cache_mb, progress=o.progress)
-    cfg.validate(model)
-    crop = parse_hw(o.crop, "--crop") if o.crop else None
-    inputs = [o.model_dir] + ([Path(o.data)] if o.data else [])
-    with video_output(o.out, inputs=inputs, overwrite=o.overwrite) as stage:
-        source, desc = source_frames(model, o.model_dir, frames, o.data, crop)
-        resolved = {"command": " ".join([prog, *argv]), "argv": list(argv), "xinc_version": __version__,
-                    "model_dir": str(o.model_dir.resolve()), "device": str(device), "source": desc,
-                    "video": to_jsonable(cfg)}
-        write_json(stage / "config.json", resolved)
-        res = make_videos(model, stage, cfg, source, title=o.model_dir.name, frames=frames)
-        write_json(stage / "videos.json", {**res, "source": desc})
+    res = write_video_dir(o.model_dir, o.out, cfg, frames=o.frames, data=o.data,
+                          crop=parse_hw(o.crop, "--crop") if o.crop else None, device=o.device,
+                          overwrite=o.overwrite, command=" ".join([prog, *argv]))
     for kind, v in res["videos"].items():
-        print(f"{kind}: {', '.join(v['files'])} ({v['seconds']:.1f} s)", file=sys.stdout)
+        print(f"{kind}: {', '.join(v['files'])} ({v['seconds']:.1f} s)")
     print(f"wrote {o.out}")
     return 0

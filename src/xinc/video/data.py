@@ -238,6 +238,16 @@ def source_frames(model, model_dir: Path | None, frames: Sequence[int], data: st
         return load_frames(data, crop, (H, W), frames).clamp(0, 1), {"source": "data", "src": str(data),
                                                                       "crop": list(crop) if crop else None}
     rec = _recorded(model_dir)
+    if rec and rec.get("kind") == "dataset" and rec.get("root") and rec.get("video"):
+        from xinc.data.panoptic import load_panoptic_clip
+
+        try:
+            clip = load_panoptic_clip(rec["dataset"], rec["root"], rec["video"], size=(H, W))
+            if max(frames) < clip.num_frames:
+                return clip.frames[frames].clamp(0, 1), {"source": "recorded dataset", "dataset": rec["dataset"],
+                                                         "root": str(rec["root"]), "video": rec["video"]}
+        except (XincError, OSError):
+            pass  # the dataset moved: fall back to the reconstruction
     if rec and rec.get("kind") in ("video", "image") and rec.get("src") and Path(rec["src"]).exists():
         try:
             x = load_frames(rec["src"], tuple(rec["crop"]) if rec.get("crop") else None, (H, W), frames)

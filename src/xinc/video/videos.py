@@ -240,3 +240,34 @@ def _grid_video(model, sel, frames, out: Path, cfg: VideoConfig, size, title: st
     return {"files": [p.name for p in _outputs(out, stem, cfg.extra_formats)], "still": f"{stem}.png",
             "layer": sel.layer, "neurons": sel.neurons, "how": sel.how, "scale_max_abs": sel.scales.tolist(),
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def write_video_dir(model_dir: str | Path, out: str | Path, cfg: VideoConfig, *, frames: str | None = None,
+                    data: str | None = None, crop: tuple[int, int] | None = None, device: str = "auto",
+                    overwrite: bool = False, command: str = "") -> dict[str, Any]:
+    """`xinc video` as a library call: load the model, validate everything, then write the videos, their stills,
+    videos.json and config.json into the output folder `out` (atomically, through the output-ownership seam)."""
+    from xinc import __version__
+    from xinc.canvas import num_frames
+    from xinc.models.io import load_model
+    from xinc.utils import parse_index_list, resolve_device, to_jsonable, write_json
+    from xinc.video.output import video_output
+
+    model_dir = Path(model_dir)
+    dev = resolve_device(device)
+    model = load_model(model_dir, dev)
+    if not hasattr(model, "blocks"):
+        raise XincError(f"{model_dir}: an FFN is one image, not a video; videos need a NeRV/HNeRV model")
+    picked = parse_index_list(frames, num_frames(model), "--frames") if cfg.frames is None else list(cfg.frames)
+    cfg.frames = picked
+    cfg.validate(model)
+    inputs = [model_dir] + ([Path(data)] if data else [])
+    with video_output(out, inputs=inputs, overwrite=overwrite) as stage:
+        source, desc = vd.source_frames(model, model_dir, picked, data, crop)
+        write_json(stage / "config.json", {"command": command, "xinc_version": __version__, "device": str(dev),
+                                           "model_dir": str(model_dir.resolve()), "source": desc,
+                                           "video": to_jsonable(cfg)})
+        res = make_videos(model, stage, cfg, source, title=model_dir.name, frames=picked)
+        res["source"] = desc
+        write_json(stage / "videos.json", res)
+    return res
