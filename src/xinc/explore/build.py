@@ -56,16 +56,18 @@ def neuron_numbers(run: Path) -> dict[str, dict[str, dict[str, dict[str, Any]]]]
     tables = run / "tables"
     a3 = tables / NUMBER_TABLES["a3"]
     if a3.is_file():
-        acc: dict[tuple[str, str], dict[str, list[float]]] = {}
+        acc: dict[tuple[str, str, str], dict[str, list[float]]] = {}
         for r in _rows(a3):
-            acc.setdefault((r["layer"], r["neuron"]), {}).setdefault(r["category"], []).append(float(r["normalised"]))
-        for (layer, k), cats in acc.items():
+            key = (r["layer"], r["neuron"], r.get("variant", ""))
+            acc.setdefault(key, {}).setdefault(r["category"], []).append(float(r["normalised"]))
+        for (layer, k, variant), cats in acc.items():
             means = sorted(((float(np.mean(v)), c) for c, v in cats.items()), reverse=True)[:3]
-            put(layer, k, "a3", {f"favours #{i + 1}": f"{c} ({m:.2f})" for i, (m, c) in enumerate(means)})
+            put(layer, k, "a3", {f"{variant} favours #{i + 1}".strip(): f"{c} ({m:.2f})"
+                                 for i, (m, c) in enumerate(means)})
     for path in sorted(tables.glob(NUMBER_TABLES["a5"])):
         for r in _rows(path):
-            vals = {f"ln sqrt V {g}": _num(v) for g, v in r.items() if g not in ("variant", "layer", "neuron")
-                    and not g.endswith("_null")}
+            vals = {f"{r.get('variant', '')} ln sqrt V {g}".strip(): _num(v) for g, v in r.items()
+                    if g not in ("variant", "layer", "neuron") and not g.endswith("_null")}
             put(r["layer"], r["neuron"], "a5", vals)
     a6 = tables / NUMBER_TABLES["a6"]
     if a6.is_file():
