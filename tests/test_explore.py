@@ -83,7 +83,7 @@ def test_payload_is_bounded_and_uses_the_shared_sample(run_dir):
     assert head["size"] == [16, 16] and head["topk"] == 4 and len(head["neurons"]) == 5
     assert head["sampled"] == sample_neurons(head["num_neurons"], 3, 5)  # the run's seed
     res = json.loads((run_dir / "nerv" / "results.json").read_text())
-    a3 = res["a3"]["corrected"]["head"]["sampled_neurons"]
+    a3 = res["a3"]["linear"]["head"]["sampled_neurons"]
     assert set(a3) <= set(sample_neurons(head["num_neurons"], 6, 5))  # the report's A3 sample: same permutation
     nums = neuron_numbers(run_dir / "nerv")
     assert all("a6" in v for v in nums["head"].values())
@@ -133,5 +133,36 @@ def test_explorer_in_chromium(run_dir, tmp_path):
         assert driver.execute_script("return window.PWNED") is None
         assert status.get_attribute("data-errors") == "[]" and severe_logs(driver) == []
         driver.save_screenshot(str(tmp_path / "explorer.png"))
+    finally:
+        driver.quit()
+
+
+def test_report_overview_embeds_videos_that_play(run_dir, tmp_path):
+    from browser import chrome, severe_logs
+    from xinc.report.html import build_report
+
+    vids = run_dir / "videos" / "nerv"
+    if not vids.is_dir():
+        assert main(["video", str(run_dir.parent / "model"), "--out", str(vids), "--neurons", "2", "--frames", "0-3",
+                     "--seed", "5", "--progress", "False"]) == 0
+    html = build_report(run_dir, tmp_path / "report.html")
+    text = html.read_text()
+    assert text.count("<video ") == 2 and 'id="overview"' in text and "data:video/mp4;base64," in text
+    meta = json.loads((vids / "videos.json").read_text())
+    res = json.loads((run_dir / "nerv" / "results.json").read_text())
+    a3 = res["a3"]["linear"]["head"]["sampled_neurons"]
+    assert set(meta["videos"]["neurons"]["layers"]["head"]["neurons"]) <= set(a3)  # same seed: A3's neurons
+    driver = chrome(tmp_path)
+    try:
+        driver.get(html.as_uri())
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        states = WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+            "const v=[...document.querySelectorAll('video')];"
+            "return v.length && v.every(x=>x.readyState>=2) ? v.map(x=>[x.readyState,x.duration,x.videoWidth]) : null"))
+        assert all(s[0] >= 2 and s[1] > 0 and s[2] > 0 for s in states)
+        status = driver.find_element("id", "xinc-status")
+        assert status.get_attribute("data-errors") == "[]" and severe_logs(driver) == []
+        assert status.get_attribute("data-loaded") == status.get_attribute("data-images")
     finally:
         driver.quit()
