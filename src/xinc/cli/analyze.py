@@ -170,6 +170,7 @@ def _psnr(model, frames: list[int], images: torch.Tensor) -> dict[str, Any]:
 def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], modes: list[str]) -> dict[str, Any]:
     """{layer: {exact, rule, num_neurons, residual, modes: {mode: ...}}}; the first mode fills the top level."""
     from xinc.canvas import layer_info
+    from xinc.canvas.reduce import residual_exact, worst_residual
 
     out = {}
     for layer in layers:
@@ -179,12 +180,14 @@ def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], mo
             if not entry or "rule" not in entry:
                 info = layer_info(model, layer, mode=m)
                 entry = {"exact": bool(info.exact), "rule": info.rule, "num_neurons": int(info.num_neurons),
-                         "residual": {}, "notes": getattr(info, "notes", "")}
+                         "residual": {}, "notes": getattr(info, "notes", ""), "identity": info.identity,
+                         "gap_of": info.gap_of}
             per_frame = entry.get("residual", {})
-            keys = sorted({k for r in per_frame.values() for k in r})
-            worst = {k: max(float(r[k]) for r in per_frame.values() if k in r) for k in keys}
-            per[m] = {"exact": entry["exact"], "rule": entry["rule"], "num_neurons": entry["num_neurons"],
-                      "residual": {**worst, "per_frame": per_frame}, "notes": entry.get("notes", "")}
+            exact = bool(entry["exact"]) and all(residual_exact(r) for r in per_frame.values())
+            per[m] = {"exact": exact, "rule": entry["rule"], "num_neurons": entry["num_neurons"],
+                      "identity": entry.get("identity", ""), "gap_of": entry.get("gap_of", ""),
+                      "residual": {**worst_residual(per_frame), "per_frame": per_frame},
+                      "notes": entry.get("notes", "")}
         out[layer] = {**per[modes[0]], "modes": per}
     return out
 

@@ -13,6 +13,7 @@ import tyro
 
 from xinc import __version__
 from xinc.canvas import HeatMap, LayerInfo, NeuronTotals, layer_info, num_frames, stream_canvas
+from xinc.canvas.reduce import completeness_line, residual_exact
 from xinc.canvas.store import STORE_NAME, ZarrWriter, open_layer
 from xinc.cli.common import parse
 from xinc.errors import XincError
@@ -195,17 +196,17 @@ def run(argv: list[str], prog: str) -> int:
         finally:
             bar.close()
         figures = _grids(root, stage, layers, opts.top, model, opts)
-        summary = {name: {"rule": infos[name].rule, "exact": infos[name].exact,
+        measured = {name: all(map(residual_exact, root[name].attrs["residual"].values())) for name in layers}
+        summary = {name: {"rule": infos[name].rule, "exact": infos[name].exact and measured[name],
+                          "identity": infos[name].identity, "gap_of": infos[name].gap_of,
                           "num_neurons": infos[name].num_neurons, "neuron_index": infos[name].neuron_index,
                           "residual": dict(root[name].attrs["residual"]), "figure": figures[name]}
                    for name in layers}
         cfg["layers_summary"] = summary
         write_json(stage / "config.json", cfg)
         root.attrs.update(to_jsonable({"layer_info": summary}))
-    worst = {n: max([x for r in s["residual"].values() for k, x in r.items() if k.endswith("rel")] or [0.0])
-             for n, s in summary.items()}
     for name in layers:
         print(f"{name}: {infos[name].num_neurons} neurons x {len(frames)} frame(s), rule {infos[name].rule}, "
-              f"exact={infos[name].exact}, worst relative residual {worst[name]:.2e}")
+              + completeness_line(infos[name], summary[name]["residual"]))
     print(f"wrote {out / STORE_NAME}")
     return 0

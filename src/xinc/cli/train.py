@@ -258,6 +258,7 @@ def _reconstruct(argv: list[str], prog: str) -> int:
     from xinc.models.ffn import FFN
     from xinc.models.io import load_model, read_model_dir_config
     from xinc.train.common import check_out, check_positive, frame_psnrs, load_source, predict
+    from xinc.train.metrics import to_uint8
     from xinc.utils import atomic_dir, parse_index_list, resolve_device, write_json
 
     o = _parse(ReconstructOptions, argv, prog)
@@ -277,7 +278,7 @@ def _reconstruct(argv: list[str], prog: str) -> int:
     psnrs = frame_psnrs(pred, gt) if gt is not None else None
     with atomic_dir(out) as stage:
         for j, i in enumerate(idx):
-            arr = (pred[j].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            arr = to_uint8(pred[j]).permute(1, 2, 0).numpy()
             Image.fromarray(np.ascontiguousarray(arr)).save(stage / f"{i:0{digits}d}.png")
         write_json(stage / "config.json", {"model_dir": str(Path(o.model_dir).resolve()), "frames": idx,
                                            "gt": gt_source, "command": _command(prog, argv)})

@@ -276,14 +276,18 @@ def _canvas_table(res: dict[str, Any]) -> str:
         modes = info.get("modes") or {"": info}
         for mode, mi in modes.items():
             resid = {k: v for k, v in (mi.get("residual") or {}).items() if k != "per_frame"}
-            rtxt = ", ".join(f"{k} {fmt(v)}" for k, v in resid.items()) or "—"
+            rtxt = "; ".join(f"{label} [{mi.get(name) or '?'}]: rel {fmt(resid[f'{key}_rel'])}"
+                             for key, label, name in (("identity", "identity", "identity"), ("gap", "gap vs", "gap_of"))
+                             if f"{key}_rel" in resid) or ", ".join(f"{k} {fmt(v)}" for k, v in resid.items()) or "—"
             flag = "exact" if mi.get("exact") else '<span class="approx">approximate</span>'
             body.append(f"<tr><th>{esc(layer)}</th><td>{esc(mode)}</td><td class=\"num\">"
                         f"{esc(fmt(mi.get('num_neurons')))}</td><td>{esc(mi.get('rule', ''))}</td><td>{flag}</td>"
                         f"<td class=\"num\">{esc(rtxt)}</td><td class=\"dim\">{esc(mi.get('notes', ''))}</td></tr>")
-    return ("<h3>Canvases and completeness residuals</h3><p class=\"dim\">Residual = ‖Σ<sub>k</sub> C<sub>k</sub> − "
-            "true pre-activation‖ where the rule is exact; approximate rules (the paper's box-filter stand-ins "
-            "for PixelShuffle blocks) are flagged.</p>"
+    return ("<h3>Canvases and completeness residuals</h3><p class=\"dim\">Two relative residuals (max |difference| / "
+            "max |target|, worst frame): the <em>identity</em> the rule guarantees (e.g. the pre-activation sum, the "
+            "PixelShuffle identity) and the output-side <em>gap</em> between Σ<sub>k</sub> C<sub>k</sub> and the "
+            "quantity the maps claim to decompose (e.g. the logits, the box-filtered block output). Exact only when "
+            "both are finite and within float32 round-off; approximate rules are flagged.</p>"
             f'<div class="scroll"><table class="grid">{head}{"".join(body)}</table></div>')
 
 
