@@ -75,6 +75,10 @@ def overview_section(top: Path, runs: list[Path], labels: dict[Path, str], figur
         res = read_json(run / "results.json")
         heroes = hero_figures(run, res)
         vids = find_videos(top, run)
+        if vids is None:  # no video: the canvas grid of a few neurons leads instead
+            from xinc.report.html import canvas_figures
+
+            heroes = [(p, f"The canvas of a few neurons: {c}") for p, c in canvas_figures(run)[:1]] + heroes
         if not heroes and vids is None:
             continue
         parts.append(f"<h3>{html.escape(labels[run])}</h3>")
