@@ -166,3 +166,15 @@ def test_report_overview_embeds_videos_that_play(run_dir, tmp_path):
         assert status.get_attribute("data-loaded") == status.get_attribute("data-images")
     finally:
         driver.quit()
+
+
+def test_explore_refuses_bad_input(tmp_path, capsys, run_dir):
+    assert main(["explore", str(tmp_path / "nope"), "--out", str(tmp_path / "e.html")]) == 2
+    assert main(["explore", str(tmp_path), "--out", str(tmp_path / "e.html")]) == 2  # no results.json
+    assert main(["explore", str(run_dir), "--topk", "0"]) == 2
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html>my own notes</html>")
+    assert main(["explore", str(run_dir), "--out", str(mine), "--progress", "False"]) == 2
+    assert mine.read_text() == "<html>my own notes</html>"  # never replaced: xinc did not write it
+    errs = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(errs) == 4 and all(e.startswith("xinc: error: ") for e in errs)
