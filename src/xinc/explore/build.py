@@ -185,8 +185,9 @@ def build_payload(run_dir: str | Path, lim: ExploreLimits | None = None, *, seed
 def build_explorer(run_dir: str | Path, out: str | Path, *, lim: ExploreLimits | None = None, seed: int | None = None,
                    mode: str = "paper", max_mb: float = 20.0, title: str | None = None, progress=None) -> Path:
     """Write the explorer HTML of a run (or folder of runs) to `out` atomically; returns its path."""
-    from xinc.video.output import write_owned_html
+    from xinc.video.output import check_html_target, write_owned_html
 
+    check_html_target(out)
     payload = build_payload(run_dir, lim, seed=seed, mode=mode, max_mb=max_mb, progress=progress)
     text = render(payload, title or f"xinc explorer — {Path(run_dir).resolve().name}")
     return write_owned_html(out, text, inputs=[run_dir])

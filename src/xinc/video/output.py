@@ -26,18 +26,25 @@ def video_output(out: str | Path, *, inputs: Sequence[str | Path] = (), overwrit
         yield stage
 
 
+def check_html_target(path: str | Path) -> None:
+    """Refuse, before any work, a target that is a folder or a file xinc did not write (no generator mark)."""
+    from xinc.errors import XincError
+
+    path = Path(path)
+    if path.is_dir() or (path.exists() and '<meta name="generator" content="xinc' not in
+                         path.read_text(errors="replace")[:4096]):
+        raise XincError(f"{path}: exists and was not written by xinc; choose another --out")
+
+
 def write_owned_html(path: str | Path, text: str, *, inputs: Sequence[str | Path] = ()) -> Path:
     """Write an HTML page atomically; an existing file is replaced only when xinc wrote it (generator mark)."""
     path = Path(path)
     try:
         from xinc.outputs import owned_file
     except ImportError:  # before xinc.outputs lands: the same refusal by the page's generator mark
-        from xinc.errors import XincError
         from xinc.utils import atomic_save
 
-        if path.is_dir() or (path.exists() and '<meta name="generator" content="xinc' not in
-                             path.read_text(errors="replace")[:4096]):
-            raise XincError(f"{path}: exists and was not written by xinc; choose another --out") from None
+        check_html_target(path)
         atomic_save(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
         return path
     with owned_file(path, inputs=tuple(inputs)) as tmp:
