@@ -142,7 +142,7 @@ def check_report_dom(html: Path, run_dir: Path) -> None:
 def test_run_rebuilds_exactly_the_changed_steps_and_reports_numbers(tmp_path):
     generate_synthetic(tmp_path / "data", "cityscapes-vps", seed=0, frames=5, size=(32, 64), videos=1, flo=False)
     first = run(tmp_path, steps=10, top=3)
-    assert first == {"0001/train-ffn", "0001/canvas-ffn", "0001/analyze-ffn", "0001/report", "report"}
+    assert first == {"0001/train-ffn", "0001/canvas-ffn", "0001/analyze-ffn", "0001/explore", "0001/report", "report"}
     check_report_dom(tmp_path / "out" / "report.html", tmp_path / "out" / "0001" / "ffn")
     # a canvas setting changed: the canvas step and the reports downstream of it, nothing else
     assert run(tmp_path, steps=10, top=4) == {"0001/canvas-ffn", "0001/report", "report"}
