@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -32,10 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xinc.data.datasets import discover as discover_datasets
 from xinc.errors import XincError
+from xinc.outputs import claimed_folder
 from xinc.utils import read_json, to_jsonable, write_json
+from xinc.validate import plain_name
 
-FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
+FIRST_ANNOTATED = {name: r.first_annotated for name, r in discover_datasets().items()}  # the dataset registry
 MODELS = ("ffn", "nerv")
 
 
@@ -130,7 +132,8 @@ def _check_options(key: str, options: Any, where: str) -> None:
         raise XincError(f"{where}: {key}: unknown option {bad[0]!r}; known: {', '.join(sorted(known))}")
 
 
-def validate(cfg: PipelineConfig, where: str = "config") -> None:
+# complexity accepted: being rewritten library-first (issue 20)
+def validate(cfg: PipelineConfig, where: str = "config") -> None:  # noqa: C901
     """One-line errors for impossible settings, before any work starts (normalises `synthetic`, `videos`, `size`)."""
     if isinstance(cfg.synthetic, dict):
         cfg.synthetic = _from_dict(SyntheticSpec, cfg.synthetic, f"{where}: synthetic")
@@ -147,7 +150,7 @@ def validate(cfg: PipelineConfig, where: str = "config") -> None:
     if not isinstance(cfg.videos, list | str) or (isinstance(cfg.videos, list) and not cfg.videos):
         raise XincError(f"{where}: videos {cfg.videos!r}: expected \"all\" or a list of clip ids")
     if cfg.dataset not in FIRST_ANNOTATED:
-        raise XincError(f"{where}: dataset {cfg.dataset!r}: choose cityscapes-vps or vipseg")
+        raise XincError(f"{where}: dataset {cfg.dataset!r}: unknown ; choose {' or '.join(FIRST_ANNOTATED)}")
     if cfg.root is None and cfg.synthetic is None:
         raise XincError(f"{where}: give `root` (a dataset folder) or `synthetic` (generate one)")
     if len(cfg.size) != 2 or min(cfg.size) < 16:
@@ -189,11 +192,19 @@ def call_xinc(args: list[str]) -> None:
         raise XincError(f"step failed (exit {rc}): {xinc_command(args)}")
 
 
+def confine(root: Path, path: Path, what: str) -> Path:
+    """`path` must lie inside the pipeline folder `root` (or be the dataset `root` given by the user)."""
+    if not Path(path).resolve().is_relative_to(Path(root).resolve()):
+        raise XincError(f"{what}: output {path} lies outside the pipeline folder {root} ; use plain clip ids")
+    return Path(path)
+
+
 class Steps:
     """Runs named steps once: skip when the output exists and the marker holds the same parameters."""
 
-    def __init__(self, root: Path, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, root: Path, log: Callable[[str], None] | None = None, outside: tuple[Path, ...] = ()) -> None:
         self.root = Path(root)
+        self.outside = tuple(Path(p) for p in outside)  # user-given outputs allowed outside root (synthetic root)
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.commands: list[str] = []
         self.ran: list[str] = []
@@ -231,8 +242,11 @@ class Steps:
                 self.log(f"[xinc] {name}: done before, skipped ({output})")
                 self.skipped.append(name)
                 return False
-        if output.exists():  # stale (other parameters) or unmarked: rebuild
-            shutil.rmtree(output) if output.is_dir() else output.unlink()
+        if Path(output) not in self.outside:
+            confine(self.root, output, name)
+        if output.exists() and not mark.is_file():  # never a folder/file that no step of ours wrote
+            raise XincError(f"{output}: exists but no earlier pipeline step wrote it ; move it away or choose "
+                            "another `out`/`root`")
         self.log(f"[xinc] {name}: {command or 'running'}")
         t0 = time.time()
         fn()
@@ -244,8 +258,10 @@ class Steps:
 
     def xinc(self, name: str, output: Path, args: list[str], after: list[str] | None = None) -> bool:
         """A step that is one `xinc` command writing `output`."""
-        return self.run(name, output, {"args": [str(a) for a in args]}, lambda: call_xinc(args), xinc_command(args),
-                        after)
+        def call() -> None:  # a stale output of ours (Steps.run checked its marker) is replaced by the command
+            call_xinc([*args, *(["--overwrite", "True"] if output.exists() else [])])
+
+        return self.run(name, output, {"args": [str(a) for a in args]}, call, xinc_command(args), after)
 
 
 def _opt_args(options: dict[str, Any]) -> list[str]:
@@ -378,13 +394,17 @@ def write_comparison(run_a: Path, run_b: Path, out: Path, seed: int = 0) -> dict
 
 def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[str, Any]:
     """Run the whole pipeline for every clip of the config; returns a summary (also OUT/config.json)."""
-    from xinc.data.panoptic import list_videos
-
     validate(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    steps = Steps(out)
     root = Path(cfg.root) if cfg.root else out / "data"
+    with claimed_folder(out, inputs=[] if cfg.synthetic else [root], kind="run", what="out"):
+        return _run_pipeline(cfg, out, root, argv)
+
+
+def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, argv: list[str] | None) -> dict[str, Any]:
+    from xinc.data.panoptic import list_videos
+
+    steps = Steps(out, outside=(root,))
     if cfg.synthetic is not None:
         s = cfg.synthetic
         size = s.size or cfg.size
@@ -397,6 +417,8 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[
         raise XincError(f"{root}: dataset root not found; fix `root` in the config (or use `synthetic`)")
     known = list_videos(cfg.dataset, root)
     videos = known if cfg.videos == "all" else [str(v) for v in cfg.videos]
+    for v in videos:  # clip ids name folders under out: plain names only (a dataset JSON is untrusted)
+        plain_name(v, f"{root}: clip id")
     if not videos:
         raise XincError(f"{root}: no clips found for dataset {cfg.dataset}")
     missing = [v for v in videos if v not in known]
@@ -464,7 +486,11 @@ def run_demo(cfg: DemoConfig, *, argv: list[str] | None = None) -> dict[str, Any
     """Synthetic Cityscapes-VPS clip -> FFN (first annotated frame) + NeRV (clip) -> canvases -> A1-A6 -> report."""
     r = cfg.resolved()
     out = Path(r["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    with claimed_folder(out, kind="demo", what="--out"):
+        return _run_demo(cfg, r, out, argv)
+
+
+def _run_demo(cfg: DemoConfig, r: dict[str, Any], out: Path, argv: list[str] | None) -> dict[str, Any]:
     steps = Steps(out)
     t0 = time.time()
     data = out / "data"

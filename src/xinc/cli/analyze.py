@@ -19,10 +19,14 @@ import torch
 import tyro
 
 from xinc.cli.common import parse
+from xinc.data.datasets import dataset_names, get_dataset
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
+from xinc.models import protocol
+from xinc.outputs import owned_output
+from xinc.utils import parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
-FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
+DatasetName = Literal[dataset_names()]  # the --dataset choices come from the dataset registry
+
 
 
 @dataclass
@@ -38,7 +42,7 @@ class AnalyzeOptions:
     analyses: str | None = None
     """comma-separated analysis ids (a1..a6) or 'all' (default: all; those whose data is missing are
     skipped with a reason; ids named here fail instead)"""
-    dataset: Literal["cityscapes-vps", "vipseg"] | None = None
+    dataset: DatasetName | None = None
     """panoptic dataset of the clip (gives the labels A3/A5 use)"""
     root: Path | None = None
     """dataset root folder"""
@@ -72,17 +76,39 @@ class AnalyzeOptions:
     mistyped values are an error; see each analysis' options dataclass)"""
     progress: bool = True
     """show tqdm progress bars on stderr"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
+
+
+def validate_options(o: AnalyzeOptions, paths: bool = True) -> None:
+    """Numbers, paths and the output folder, checked before the model is loaded (paths=False: numbers only)."""
+    from xinc.validate import finite_positive, non_negative_int, optional, path_in, path_out, positive_int
+
+    positive_int(o.sample_neurons, "--sample-neurons")
+    optional(positive_int, o.chunk_neurons, "--chunk-neurons")
+    optional(finite_positive, o.memory_budget_mb, "--memory-budget-mb")
+    optional(non_negative_int, o.frame, "--frame")
+    for flag, text in (("--layers", o.layers), ("--analyses", o.analyses)):
+        if text is not None and not [x for x in text.split(",") if x.strip()]:
+            raise XincError(f"{flag} {text!r}: names no item ; give a comma-separated list or leave it out")
+    if paths:
+        path_in(o.model_dir, "MODEL_DIR", kind="dir")
+        if o.data is not None:
+            path_in(o.data, "--data")
+        if o.root is not None:
+            path_in(o.root, "--root", kind="dir")
+        path_out(o.out, inputs=[o.model_dir, o.root, o.data], overwrite=o.overwrite)
 
 
 def _model_frames(model) -> int:
-    return int(getattr(model.config, "num_frames", 1)) if model.config.kind != "ffn" else 1
+    return protocol.frames(model)
 
 
 def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
     """Resolve the frames, images and (optional) panoptic clip; returns a dict with a JSON-able 'summary'."""
     from xinc.data.frames import load_frames
 
-    is_ffn = model.config.kind == "ffn"
+    is_ffn = not protocol.takes_frames(model)
     H, W = int(model.config.height), int(model.config.width)
     T_model = _model_frames(model)
     dataset, root, video = o.dataset, o.root, o.video
@@ -98,7 +124,7 @@ def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
         from xinc.data.panoptic import load_panoptic_clip, load_panoptic_frame
 
         if is_ffn:
-            j = FIRST_ANNOTATED.get(dataset, 0) if o.frame is None else int(o.frame)
+            j = get_dataset(dataset).first_annotated if o.frame is None else int(o.frame)
             clip = load_panoptic_frame(dataset, root, video, j, size=(H, W))
             frames, images = [0], clip.frames[:1]
         else:
@@ -153,7 +179,7 @@ def _gt_flow(root, video, frames: list[int], H: int, W: int) -> torch.Tensor | N
 @torch.no_grad()
 def _reconstruct(model, frames: list[int]) -> torch.Tensor:
     """The model's output for the frames as (T, 3, H, W) (FFN: one frame)."""
-    if model.config.kind == "ffn":
+    if not protocol.takes_frames(model):
         return model.render().detach().cpu()[None]
     return torch.cat([model(frames[i:i + 4]).detach().cpu() for i in range(0, len(frames), 4)])
 
@@ -274,6 +300,7 @@ def run(argv: list[str], prog: str) -> int:
     from xinc.models.io import load_model, read_model_dir_config
 
     o = parse(AnalyzeOptions, argv, prog)
+    validate_options(o)
     o.mode = normalize_mode(o.mode)
     found = discover()
     ids, explicit = _select(o, found)
@@ -299,7 +326,7 @@ def run(argv: list[str], prog: str) -> int:
         "reconstruction": _psnr(model, data["frames"], data["images"]),
         "skipped": skipped,
     }
-    with atomic_dir(o.out) as stage:
+    with owned_output(o.out, inputs=[o.model_dir, o.root, o.data], overwrite=o.overwrite, kind="analyze") as stage:
         write_json(stage / "config.json", resolved)
         ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),

@@ -10,8 +10,13 @@ import numpy as np
 import tyro
 
 from xinc.cli.common import parse
+from xinc.data.synth import FORMATS
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, parse_hw, write_json
+from xinc.outputs import owned_output
+from xinc.utils import parse_hw, write_json
+from xinc.validate import path_out
+
+SynthFormat = Literal[FORMATS]  # registered datasets whose layout the generator writes
 
 
 @dataclass
@@ -21,7 +26,7 @@ class SynthOptions:
 
     out: Path
     """output dataset folder (replaced atomically)"""
-    format: Literal["cityscapes-vps", "vipseg"] = "cityscapes-vps"
+    format: SynthFormat = "cityscapes-vps"
     """dataset layout to write"""
     seed: int = 0
     """random seed: same seed, same bytes"""
@@ -39,6 +44,8 @@ class SynthOptions:
     """also write Middlebury .flo files of the exact flow (beside flow_gt/<video>/flow.npy)"""
     void: bool = True
     """draw a static void region (the ego vehicle's bonnet)"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
 
 
 def synth(argv: list[str], prog: str) -> int:
@@ -47,7 +54,9 @@ def synth(argv: list[str], prog: str) -> int:
 
     o = parse(SynthOptions, argv, prog)
     size = parse_hw(o.size, "--size") if o.size else None
-    cfg = generate_synthetic(o.out, o.format, o.seed, o.frames, size, o.videos, o.pan, o.things, o.flo, o.void)
+    path_out(o.out, overwrite=o.overwrite)
+    cfg = generate_synthetic(o.out, o.format, o.seed, o.frames, size, o.videos, o.pan, o.things, o.flo, o.void,
+                             overwrite=o.overwrite)
     h, w = cfg["size"]
     vids = ", ".join(cfg["video_ids"])
     n = len(cfg["video_ids"])
@@ -78,14 +87,17 @@ class FlowOptions:
     """optional cache folder keyed by estimator + parameters + frames"""
     pictures: bool = True
     """write one colour-wheel PNG per frame pair"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
 
 
 def _parse_src(src: str, size, crop):
     """Load frames from a path or DATASET:ROOT:VIDEO; return (frames, description)."""
-    from xinc.data.panoptic import DATASETS, load_panoptic_clip, load_video_clip
+    from xinc.data.datasets import dataset_names
+    from xinc.data.panoptic import load_panoptic_clip, load_video_clip
 
     head, _, rest = src.partition(":")
-    if head in DATASETS and rest:
+    if head in dataset_names() and rest:
         root, _, video = rest.rpartition(":")
         if not root or not video:
             raise XincError(f"{src!r}: expected DATASET:ROOT:VIDEO, e.g. cityscapes-vps:data/cityscapes_vps:0005")
@@ -93,6 +105,14 @@ def _parse_src(src: str, size, crop):
     else:
         clip = load_video_clip(src, size=size, crop=crop)
     return clip
+
+
+def _src_path(src: str) -> str:
+    """The folder or file a flow source reads (DATASET:ROOT:VIDEO -> ROOT)."""
+    from xinc.data.panoptic import DATASETS
+
+    head, _, rest = src.partition(":")
+    return rest.rpartition(":")[0] or rest if head in DATASETS and rest else src
 
 
 def flow(argv: list[str], prog: str) -> int:
@@ -105,12 +125,14 @@ def flow(argv: list[str], prog: str) -> int:
     o = parse(FlowOptions, argv, prog)
     size = parse_hw(o.size, "--size") if o.size and o.size.lower() != "native" else None
     crop = parse_hw(o.crop, "--crop") if o.crop else None
+    inputs = [_src_path(o.src), o.cache]
+    path_out(o.out, inputs=inputs, overwrite=o.overwrite)
     clip = _parse_src(o.src, size, crop)
     idx = parse_index_list(o.frames, clip.num_frames)
     frames = clip.frames[idx]
     ff = compute_flow(frames, o.method, preset=o.preset, cache_dir=o.cache)
     mag = ff.magnitude
-    with atomic_dir(o.out) as stage:
+    with owned_output(o.out, inputs=inputs, overwrite=o.overwrite, kind="flow") as stage:
         np.save(stage / "flow.npy", ff.flow)
         if o.pictures:
             scale = float(np.percentile(mag, 99)) if mag.size else 1.0

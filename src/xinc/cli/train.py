@@ -14,10 +14,11 @@ from PIL import Image
 
 from xinc.cli.common import parse
 from xinc.errors import XincError
+from xinc.models import protocol
 from xinc.utils import parse_hw
 
 # bool options that may be given bare (`--resume`), as `--resume True/False`, or negated (`--no-progress`)
-BARE_FLAGS = ("resume", "progress")
+BARE_FLAGS = ("resume", "progress", "overwrite")
 
 
 def _expand_flags(argv: list[str], names: tuple[str, ...] = BARE_FLAGS) -> list[str]:
@@ -108,6 +109,8 @@ class TrainFFNOptions:
     """Refresh the progress bar's running PSNR every N steps."""
     resume: bool = False
     """Continue an interrupted run from OUT.partial (same options)."""
+    overwrite: bool = False
+    """Replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)."""
     progress: bool = True
     """Show a progress bar on stderr (--no-progress to hide)."""
 
@@ -121,6 +124,7 @@ def _train_ffn(argv: list[str], prog: str) -> int:
         layers=o.depth, encoding=o.encoding, sigma=o.sigma, num_features=o.num_features, activation=o.activation,
         w0=o.w0, w0_initial=o.w0_initial, steps=o.steps, lr=o.lr, seed=o.seed, device=o.device,
         eval_every=o.eval_every, log_every=o.log_every, resume=o.resume, progress=o.progress,
+        overwrite=o.overwrite,
     )
     res = train_ffn(cfg, command=_command(prog, argv))
     m = res.metrics
@@ -204,6 +208,8 @@ class TrainNeRVOptions:
     """Refresh the progress bar's running PSNR every N steps."""
     resume: bool = False
     """Continue an interrupted run from OUT.partial (same options)."""
+    overwrite: bool = False
+    """Replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)."""
     progress: bool = True
     """Show a progress bar on stderr (--no-progress to hide)."""
 
@@ -252,31 +258,36 @@ class ReconstructOptions:
     """auto | cpu | cuda[:i]."""
     batch: int = 8
     """Frames decoded at once."""
+    overwrite: bool = False
+    """Replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)."""
 
 
 def _reconstruct(argv: list[str], prog: str) -> int:
-    from xinc.models.ffn import FFN
     from xinc.models.io import load_model, read_model_dir_config
+    from xinc.outputs import owned_output
     from xinc.train.common import check_out, check_positive, frame_psnrs, load_source, predict
     from xinc.train.metrics import to_uint8
-    from xinc.utils import atomic_dir, parse_index_list, resolve_device, write_json
+    from xinc.utils import parse_index_list, resolve_device, write_json
+    from xinc.validate import path_out
 
     o = _parse(ReconstructOptions, argv, prog)
     check_positive(o.batch, "--batch", integer=True)
     out = check_out(o.out)
+    inputs = [o.model_dir, o.gt]
+    path_out(out, inputs=inputs, overwrite=o.overwrite)
     device = resolve_device(o.device)
     model = load_model(o.model_dir, device)
     cfg = read_model_dir_config(o.model_dir)
-    T = 1 if isinstance(model, FFN) else model.config.num_frames
+    T = protocol.frames(model)
     idx = parse_index_list(o.frames, T)
     gt, gt_source = _ground_truth(o.gt, cfg, model, idx, load_source)
-    if gt is not None and isinstance(model, FFN):
+    if gt is not None and not protocol.takes_frames(model):
         gt = gt.clamp(0.0, 1.0)  # the FFN was fitted to the clamped image (xinc.train.ffn.load_ffn_target)
     with torch.no_grad():
         pred = predict(model, idx, o.batch).cpu()
     digits = max(4, len(str(T - 1)))
     psnrs = frame_psnrs(pred, gt) if gt is not None else None
-    with atomic_dir(out) as stage:
+    with owned_output(out, inputs=inputs, overwrite=o.overwrite, kind="reconstruct") as stage:
         for j, i in enumerate(idx):
             arr = to_uint8(pred[j]).permute(1, 2, 0).numpy()
             Image.fromarray(np.ascontiguousarray(arr)).save(stage / f"{i:0{digits}d}.png")

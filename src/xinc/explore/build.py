@@ -169,7 +169,11 @@ def build_payload(run_dir: str | Path, lim: ExploreLimits | None = None, *, seed
     runs = find_runs(run_dir)
     if not runs:
         raise XincError(f"{run_dir}: no `xinc analyze` run (results.json) found here or one level below")
-    models = [run_payload(r, lim, seed=seed, mode=mode, progress=progress) for r in runs]
+    try:
+        models = [run_payload(r, lim, seed=seed, mode=mode, progress=progress) for r in runs]
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as e:  # untrusted run files
+        raise XincError(f"{run_dir}: malformed results.json, config.json or tables ({type(e).__name__}: {e}) ; "
+                        "regenerate the run with `xinc analyze`") from None
     payload = {"models": models, "luts": luts(), "limits": lim.__dict__}
     size_mb = len(str(payload)) / 2**20
     if size_mb > max_mb:
@@ -187,7 +191,7 @@ def build_explorer(run_dir: str | Path, out: str | Path, *, lim: ExploreLimits |
     """Write the explorer HTML of a run (or folder of runs) to `out` atomically; returns its path."""
     from xinc.video.output import check_html_target, write_owned_html
 
-    check_html_target(out)
+    check_html_target(out, inputs=[run_dir])
     payload = build_payload(run_dir, lim, seed=seed, mode=mode, max_mb=max_mb, progress=progress)
     text = render(payload, title or f"xinc explorer — {Path(run_dir).resolve().name}")
     return write_owned_html(out, text, inputs=[run_dir])

@@ -24,12 +24,16 @@ MAX_VIDEO_BYTES = 8_000_000  # larger files are linked, not embedded
 
 def hero_figures(run: Path, res: dict[str, Any]) -> list[tuple[Path, str]]:
     """(png, title) of each hero figure the run has (the first figure of the analysis whose name matches)."""
+    from xinc.report.html import inside
+
     out = []
     for aid, prefix, title in HEROES:
         figs = [f for f in ((res.get(aid) or {}).get("figures") or []) if isinstance(f, dict) and f.get("path")]
-        pick = next((f for f in figs if Path(f["path"]).name.startswith(prefix)), None)
-        if pick is not None and (run / pick["path"]).is_file():
-            out.append((run / pick["path"], title))
+        pick = next((f for f in figs if Path(str(f["path"])).name.startswith(prefix)), None)
+        if pick is not None:
+            path = inside(run, pick["path"], f"{run / 'results.json'} [{aid}]")  # untrusted: never outside the run
+            if path.is_file():
+                out.append((path, title))
     return out
 
 
@@ -54,11 +58,14 @@ def video_html(path: Path, caption: str, vid: str) -> str:
 
 def videos_block(folder: Path, rid: str) -> str:
     """Every MP4 listed in a videos.json, embedded with its caption and the neurons it shows."""
+    from xinc.report.html import inside
+
     meta = read_json(folder / "videos.json")
     parts = []
     for kind, v in (meta.get("videos") or {}).items():
-        mp4 = next((folder / f for f in v.get("files", []) if str(f).endswith(".mp4")), None)
-        if mp4 is None or not mp4.is_file() or mp4.parent != folder:
+        name = next((f for f in v.get("files", []) if str(f).endswith(".mp4")), None)
+        mp4 = None if name is None else inside(folder, name, f"{folder / 'videos.json'}")  # untrusted file names
+        if mp4 is None or not mp4.is_file():
             continue
         what = VIDEO_KINDS.get(kind, kind)
         if kind == "neurons":

@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from xinc import __version__
+from xinc.data.datasets import dataset_names
 from xinc.errors import XincError
 from xinc.models.io import build_model, load_model, save_model
 from xinc.models.nerv import NeRV, NeRVConfig, nerv_config_for_budget, nerv_param_count
+from xinc.outputs import owned_output
 from xinc.train.common import (
     Clock,
     TrainResult,
@@ -37,9 +39,8 @@ from xinc.train.common import (
 )
 from xinc.train.metrics import bits_per_pixel
 from xinc.train.quant import num_params, quantize_model
-from xinc.utils import atomic_dir, resolve_device, seed_everything, to_jsonable
-
-DATASETS = ("cityscapes-vps", "vipseg")
+from xinc.utils import resolve_device, seed_everything, to_jsonable
+from xinc.validate import path_out
 
 
 @dataclass
@@ -73,12 +74,14 @@ class TrainNeRVConfig:
     eval_every: int = 10  # evaluate all frames, keep the best weights and checkpoint every N epochs
     log_every: int = 10  # refresh the progress bar's running PSNR every N steps (one host sync each)
     resume: bool = False  # continue an interrupted run from <out>.partial
+    overwrite: bool = False  # replace an earlier xinc output in <out> (never a folder xinc did not write)
     progress: bool = True  # show a progress bar on stderr
 
 
 def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None:
     """Reject out-of-range options with one clear line (before anything is written)."""
     check_out(cfg.out)
+    path_out(cfg.out, inputs=[cfg.root if cfg.dataset else cfg.video], overwrite=cfg.overwrite or cfg.resume)
     for flag, v in (("--epochs", cfg.epochs), ("--batch", cfg.batch), ("--eval-every", cfg.eval_every),
                     ("--log-every", cfg.log_every), ("--lower-width", cfg.lower_width), ("--head-ks", cfg.head_ks)):
         check_positive(v, flag, integer=True)
@@ -92,6 +95,15 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
         raise XincError(f"--warmup {cfg.warmup}: must be in [0, 1)")
     if not (0.0 <= cfg.warmup_start <= 1.0):
         raise XincError(f"--warmup-start {cfg.warmup_start}: must be in [0, 1]")
+    _check_blocks(cfg)
+    check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
+    check_hw(cfg.size, "--size")
+    check_hw(cfg.crop, "--crop")
+    _check_source(cfg, need_source)
+
+
+def _check_blocks(cfg: TrainNeRVConfig) -> None:
+    """One positive stride per block; widths and kernel sizes, when given, one per block."""
     if not cfg.strides or any(not isinstance(s, int) or s < 1 for s in cfg.strides):
         raise XincError(f"--strides {cfg.strides}: give one positive integer per block, e.g. 4 2 2")
     if cfg.widths is not None and (len(cfg.widths) != len(cfg.strides) or any(
@@ -99,11 +111,12 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
         raise XincError(f"--widths {cfg.widths}: give one positive integer per block ({len(cfg.strides)} strides)")
     if cfg.kernel_sizes is not None and len(cfg.kernel_sizes) != len(cfg.strides):
         raise XincError(f"--kernel-sizes {cfg.kernel_sizes}: give one per block ({len(cfg.strides)} strides)")
-    check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
-    check_hw(cfg.size, "--size")
-    check_hw(cfg.crop, "--crop")
+
+
+def _check_source(cfg: TrainNeRVConfig, need_source: bool) -> None:
+    """A dataset needs --root and --video; otherwise --video is the frame folder or video file."""
     if cfg.dataset is not None:
-        check_choice(cfg.dataset, "--dataset", DATASETS)
+        check_choice(cfg.dataset, "--dataset", dataset_names())
         if not cfg.root:
             raise XincError(f"--dataset {cfg.dataset}: --root (the dataset folder) is required")
         if not cfg.video:
@@ -199,7 +212,8 @@ def train_nerv(
     if cfg.resume and (done := finished_run(out, run_config)) is not None:
         note(f"{out}: this run already finished; nothing to resume")
         return TrainResult(out_dir=out, metrics=done, model=load_model(out, device))
-    with atomic_dir(out, keep_on_error=True) as stage:
+    with owned_output(out, inputs=[cfg.root if cfg.dataset else cfg.video], overwrite=cfg.overwrite, resume=True,
+                      kind="train") as stage:
         try:
             metrics = _fit(model, video.to(device), cfg, stage, run_config, callback)
         except KeyboardInterrupt:

@@ -67,6 +67,19 @@ def _best_score(ckpt: dict) -> float | None:
     return None
 
 
+def _check_chain(weights: list[torch.Tensor], source: str) -> int:
+    """Each layer's inputs are the previous layer's outputs and the hidden layers share one width; that width."""
+    for i in range(1, len(weights)):
+        if weights[i].shape[1] != weights[i - 1].shape[0]:
+            raise XincError(f"{source}: tensor 'model.net.{i}.linear.weight' {tuple(weights[i].shape)} does not "
+                            f"chain with model.net.{i - 1} ({weights[i - 1].shape[0]} outputs)")
+    hidden = weights[0].shape[0]
+    if any(w.shape[0] != hidden for w in weights[:-1]):
+        widths = [w.shape[0] for w in weights]
+        raise XincError(f"{source}: hidden layers of different widths {widths} are not supported")
+    return hidden
+
+
 def ffn_from_lightning(ckpt: Any, source: str) -> tuple[FFN, dict[str, torch.Tensor], dict[str, Any]]:
     """(model, our state dict, import record) from an unpickled XINC Lightning checkpoint."""
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -96,14 +109,7 @@ def ffn_from_lightning(ckpt: Any, source: str) -> tuple[FFN, dict[str, torch.Ten
     else:
         encoding, L, in_dim, B = "none", None, weights[0].shape[1], None
         sources.update(in_dim="weights")
-    for i in range(1, len(weights)):
-        if weights[i].shape[1] != weights[i - 1].shape[0]:
-            raise XincError(f"{source}: tensor 'model.net.{i}.linear.weight' {tuple(weights[i].shape)} does not "
-                            f"chain with model.net.{i - 1} ({weights[i - 1].shape[0]} outputs)")
-    hidden = weights[0].shape[0]
-    if any(w.shape[0] != hidden for w in weights[:-1]):
-        widths = [w.shape[0] for w in weights]
-        raise XincError(f"{source}: hidden layers of different widths {widths} are not supported")
+    hidden = _check_chain(weights, source)
     act = str(net.get("activation") or "relu").lower()
     act = {"siren": "sine", "sin": "sine"}.get(act, act)
     if net.get("final_act") not in (None, "none", "identity"):
@@ -157,7 +163,7 @@ def ffn_from_lightning(ckpt: Any, source: str) -> tuple[FFN, dict[str, torch.Ten
     return model, state, record
 
 
-def import_xinc_ffn_checkpoint(ckpt_path: str | Path, out: str | Path) -> dict[str, Any]:
+def import_xinc_ffn_checkpoint(ckpt_path: str | Path, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Read the checkpoint safely and write an xinc FFN model directory; returns the import record."""
     ckpt_path = Path(ckpt_path)
     model, state, record = ffn_from_lightning(load_checkpoint(ckpt_path), str(ckpt_path))
@@ -166,5 +172,5 @@ def import_xinc_ffn_checkpoint(ckpt_path: str | Path, out: str | Path) -> dict[s
         model.load_state_dict(state)
         img = model.render()
     record["render_range"] = [float(img.min()), float(img.max())]
-    write_imported(model, state, out, {"import": record}, str(ckpt_path))
+    write_imported(model, state, out, {"import": record}, str(ckpt_path), overwrite=overwrite)
     return record
