@@ -51,6 +51,8 @@ def run(argv: list[str], prog: str) -> int:
     from tqdm.auto import tqdm
 
     from xinc.explore import ExploreLimits, build_explorer
+    from xinc.report.html import find_runs
+    from xinc.video.output import check_html_target
 
     o = parse(ExploreOptions, argv, prog)
     for name in ("width", "topk", "frames", "maps"):
@@ -62,6 +64,8 @@ def run(argv: list[str], prog: str) -> int:
         raise XincError(f"{o.run_dir}: not a folder; give an `xinc analyze` output folder")
     lim = ExploreLimits(width=o.width, topk=o.topk, frames=o.frames, maps=o.maps, sampled=o.sampled)
     out = o.out if o.out is not None else o.run_dir / "explorer.html"
+    find_runs(o.run_dir)  # every refusal before any work (and before the progress bar)
+    check_html_target(out, inputs=[o.run_dir])
     bar = tqdm(desc="explore", unit="map", disable=not o.progress, file=sys.stderr, dynamic_ncols=True)
     try:
         path = build_explorer(o.run_dir, out, lim=lim, seed=o.seed, mode=o.mode, max_mb=o.max_mb, title=o.title,

@@ -34,7 +34,7 @@ class VideoOptions:
     neurons: int = 6
     """neurons sampled per layer (the shared seeded sampler: the explorer and report pick the same)"""
     neuron_index: tuple[str, ...] = ()
-    """neurons given by index instead of sampled, as LAYER=K,K,... (repeatable), e.g. head=0,5,9"""
+    """neurons given by index instead of sampled, as LAYER=K,K,... per layer, e.g. head=0,5,9 block3=7,8"""
     seed: int = 0
     """seed of the neuron sampling"""
     frames: str | None = None
