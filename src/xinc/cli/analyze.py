@@ -270,7 +270,7 @@ def _skip_reason(a, data: dict[str, Any]) -> str | None:
 
 
 def _run_foreign(o: AnalyzeOptions, ids: list[str], explicit: bool, options: dict, found: dict, device,
-                 argv: list[str], prog: str) -> int:
+                 argv: list[str], prog: str) -> dict[str, Any]:
     """`xinc analyze --model module:factory`: the analyses that need no labels or video, on the model's own
     output (one frame) with canvases from the generic engine (xinc.explain)."""
     from xinc.analysis.registry import AnalysisContext, variants
@@ -305,9 +305,9 @@ def _run_foreign(o: AnalyzeOptions, ids: list[str], explicit: bool, options: dic
         results.update(_analyse(ctx, run_ids, options, found, o.progress))
         results["canvas"] = _canvas_section(source.model, layers, ctx.canvas_log, [c for _, c in variants(o.mode)])
         order = ["model", "data", "canvas", "skipped", *run_ids]
-        write_json(stage / "results.json", {k: results[k] for k in order if k in results})
-    print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
-    return 0
+        results = {k: results[k] for k in order if k in results}
+        write_json(stage / "results.json", results)
+    return results
 
 
 def _layers(o: AnalyzeOptions, model) -> list[str]:
