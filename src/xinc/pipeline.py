@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from xinc.errors import XincError
-from xinc.outputs import claimed_folder
+from xinc.outputs import check_output_dir, claimed_folder
 from xinc.utils import read_json, to_jsonable, write_json
 from xinc.validate import plain_name
 
@@ -162,6 +162,54 @@ def validate(cfg: PipelineConfig, where: str = "config") -> None:
         raise XincError(f"{where}: analyze_options must be {{analysis id: {{name: value}}}}")
     if not isinstance(cfg.layers, dict):
         raise XincError(f"{where}: layers must be {{model: \"layer,...\"}}, e.g. {{\"nerv\": \"block3,head\"}}")
+    if isinstance(cfg.videos, list):
+        for v in cfg.videos:
+            plain_name(v, f"{where}: videos: clip id")
+    check_values(cfg, where)
+
+
+def _dry_parse(cls, argv: list[str], what: str, where: str):
+    """Parse a step's options exactly as the step will (types, choices, unknown flags), without running it."""
+    from xinc.cli.common import parse
+
+    try:
+        return parse(cls, [str(a) for a in argv], f"xinc {what}")
+    except XincError as e:
+        raise XincError(f"{where}: {what}: {e}") from None
+
+
+def check_values(cfg: PipelineConfig, where: str = "config") -> None:
+    """Every step's option values checked before any data is generated or any step runs."""
+    from xinc.analysis.registry import discover, make_options
+    from xinc.cli import analyze, canvas, train
+    from xinc.data.synth import SynthConfig, _check
+    from xinc.train.ffn import validate_ffn_config
+    from xinc.train.nerv import validate_nerv_config
+
+    hw, probe = f"{cfg.size[0]}x{cfg.size[1]}", str(Path(cfg.out) / ".xinc-validate")  # the probe is never made
+    try:
+        if cfg.synthetic is not None:
+            s = cfg.synthetic
+            _check(SynthConfig(cfg.dataset, s.seed, s.frames, tuple(s.size or cfg.size), s.videos, s.pan, s.things))
+        if "ffn" in cfg.models:
+            o = _dry_parse(train.TrainFFNOptions, ["--image", "probe.png", "--out", probe, "--size", hw,
+                                                   *_opt_args(cfg.ffn)], "train ffn", where)
+            validate_ffn_config(train.ffn_config(o))
+        if "nerv" in cfg.models:
+            o = _dry_parse(train.TrainNeRVOptions, ["--dataset", cfg.dataset, "--root", "probe", "--video", "probe",
+                                                    "--out", probe, "--size", hw, *_opt_args(cfg.nerv)], "train nerv",
+                           where)
+            validate_nerv_config(train.nerv_config(o))
+        o = _dry_parse(canvas.CanvasOptions, ["probe", "--out", probe, *_opt_args(cfg.canvas)], "canvas", where)
+        canvas.validate_options(o, paths=False)
+        o = _dry_parse(analyze.AnalyzeOptions, ["probe", "--out", probe, *_opt_args(cfg.analyze)], "analyze", where)
+        analyze.validate_options(o, paths=False)
+        discover()
+        for aid, given in cfg.analyze_options.items():
+            make_options(aid, given)
+    except XincError as e:
+        msg = str(e)
+        raise XincError(msg if msg.startswith(where) else f"{where}: {msg}") from None
 
 
 # ----------------------------------------------------------------------------- steps
@@ -373,6 +421,15 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[
     validate(cfg)
     out = Path(cfg.out)
     root = Path(cfg.root) if cfg.root else out / "data"
+    if cfg.synthetic is not None and cfg.root:  # generated data never goes over a folder xinc did not write
+        check_output_dir(root, overwrite=True, what="root")
+    if cfg.synthetic is None:  # the clip ids of a given dataset are checked before anything is written
+        from xinc.data.panoptic import list_videos
+
+        if not root.is_dir():
+            raise XincError(f"{root}: dataset root not found; fix `root` in the config (or use `synthetic`)")
+        for v in list_videos(cfg.dataset, root) if cfg.videos == "all" else cfg.videos:
+            plain_name(v, f"{root}: clip id")
     with claimed_folder(out, inputs=[] if cfg.synthetic else [root], kind="run", what="out"):
         return _run_pipeline(cfg, out, root, argv)
 
@@ -443,7 +500,7 @@ class DemoConfig:
         """Every setting of the demo run, sizes and step counts included."""
         q = self.quick
         size = list(self.size or ([32, 64] if q else [64, 128]))
-        frames = int(self.frames or 10)
+        frames = 10 if self.frames is None else int(self.frames)
         ffn = {"steps": 100, "width": 32, "eval_every": 50} if q else {"steps": 1000, "width": 104}
         nerv = ({"epochs": 30, "strides": [2, 2, 2], "fc_dim": 8, "lower_width": 6, "eval_every": 30} if q else
                 {"epochs": 300, "strides": [4, 2, 2], "fc_dim": 24, "lower_width": 8, "eval_every": 50})
@@ -462,6 +519,10 @@ def run_demo(cfg: DemoConfig, *, argv: list[str] | None = None) -> dict[str, Any
     """Synthetic Cityscapes-VPS clip -> FFN (first annotated frame) + NeRV (clip) -> canvases -> A1-A6 -> report."""
     r = cfg.resolved()
     out = Path(r["out"])
+    validate(PipelineConfig(out=r["out"], dataset=r["dataset"], synthetic=SyntheticSpec(
+        videos=1, frames=r["synthetic"]["frames"], seed=r["seed"]), size=r["size"], ffn=r["ffn"], nerv=r["nerv"],
+        canvas=r["canvas"], analyze=r["analyze"], analyze_options=r["analyze_options"], layers=r["layers"]),
+        "xinc demo")
     with claimed_folder(out, kind="demo", what="--out"):
         return _run_demo(cfg, r, out, argv)
 

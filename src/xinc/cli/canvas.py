@@ -132,15 +132,16 @@ def _grids(root, stage: Path, layers: list[str], top: int, model, opts: CanvasOp
     return out
 
 
-def _validate(opts: CanvasOptions) -> None:
-    """Every option checked before the model is loaded."""
+def validate_options(opts: CanvasOptions, paths: bool = True) -> None:
+    """Every option checked before the model is loaded (paths=False: the numbers only, e.g. for `xinc run`)."""
     positive_int(opts.top, "--top")
     optional(positive_int, opts.chunk_neurons, "--chunk-neurons")
     optional(finite_positive, opts.memory_budget_mb, "--memory-budget-mb")
     if opts.layers is not None and not [s for s in opts.layers.split(",") if s.strip()]:
         raise XincError(f"--layers {opts.layers!r}: names no layer ; give e.g. layer1,layer2 or leave it out for all")
-    path_in(opts.model_dir, "MODEL_DIR", kind="dir")
-    path_out(opts.out, inputs=[opts.model_dir], overwrite=opts.overwrite)
+    if paths:
+        path_in(opts.model_dir, "MODEL_DIR", kind="dir")
+        path_out(opts.out, inputs=[opts.model_dir], overwrite=opts.overwrite)
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -152,7 +153,7 @@ def run(argv: list[str], prog: str) -> int:
 
     opts = parse(CanvasOptions, argv, prog)
     out = opts.out
-    _validate(opts)
+    validate_options(opts)
     device = resolve_device(opts.device)
     model = load_model(opts.model_dir, device)
     model_cfg = read_json(opts.model_dir / "config.json")["model"]
