@@ -37,6 +37,39 @@ def _png_header_only(path: Path, w: int, h: int) -> None:
                      + chunk(b"IEND", b""))
 
 
+def _checkpoint_bomb(path: Path, numel: int = 2**29) -> None:
+    """A torch-zip checkpoint whose one float storage declares numel*4 bytes (2 GiB) but holds 1 KiB deflated."""
+    import collections
+    import io
+    import pickle
+    import zipfile
+
+    class Storage:
+        pass
+
+    class Tensor:
+        def __reduce__(self):
+            return torch._utils._rebuild_tensor_v2, (Storage(), 0, (numel,), (1,), False, collections.OrderedDict())
+
+    class P(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", numel) if isinstance(obj, Storage) else None
+
+    buf = io.BytesIO()
+    P(buf, protocol=2).dump({"state_dict": {"w": Tensor()}})
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", buf.getvalue())
+        zf.writestr("archive/byteorder", "little")
+        zf.writestr("archive/data/0", b"\0" * 1024, compress_type=zipfile.ZIP_DEFLATED)
+    raw = bytearray(path.read_bytes())
+    size = struct.pack("<I", numel * 4)
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local and central headers of data/0
+        for i in range(len(raw)):
+            if raw[i:i + 4] == sig and b"archive/data/0" in raw[i:i + 80]:
+                raw[i + off:i + off + 4] = size
+    path.write_bytes(bytes(raw))
+
+
 def _frames(folder: Path, n: int = 3, h: int = 20, w: int = 40) -> None:
     folder.mkdir(parents=True)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -60,6 +93,7 @@ def ws(tmp_path_factory) -> Path:
     (ws / "user" / "thesis.txt").write_text("years of work\n")
     (ws / "notes.txt").write_text("a file of the user\n")
     (ws / "garbage.pth").write_bytes(b"not a checkpoint at all")
+    _checkpoint_bomb(ws / "bomb.pth")
     (ws / "fake.png").write_text("this is not a png")
     (ws / "novideo.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
     _png_header_only(ws / "bomb.png", 40000, 40000)
@@ -307,6 +341,8 @@ CASES: list[tuple[str, list[str], str | None]] = [
     ("import-hnerv-garbage", ["import", "hnerv-quant", "garbage.pth", "--out", "o"], "garbage.pth"),
     ("import-ckpt-missing", ["import", "xinc-ffn", "nothere.pth", "--out", "o"], "nothere.pth"),
     ("import-ckpt-folder", ["import", "nerv", "user", "--out", "o"], "user"),
+    ("import-ckpt-bomb", ["import", "nerv", "bomb.pth", "--out", "o"], "decompression bomb"),
+    ("import-ffn-ckpt-bomb", ["import", "xinc-ffn", "bomb.pth", "--out", "o"], "decompression bomb"),
     ("flow-src-missing", [*FLOW, "nothere", "--out", "o"], "nothere"),
     ("flow-no-stream", ["flow", "novideo.mp4", "--out", "o"], "novideo.mp4"),
     ("flow-unreadable-frame", ["flow", "badframes", "--out", "o"], "0003.png"),
@@ -525,3 +561,85 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     rgba[..., 0], rgba[..., 3] = 200, 255
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
     assert torch.allclose(load_frames(tmp_path / "rgba.png", None, None, None)[0, 0], torch.full((8, 8), 200 / 255))
+
+
+# --------------------------------------------------------------------------- security
+
+
+def test_checkpoint_bomb_refused_before_inflating(ws):
+    import tracemalloc
+
+    from xinc.errors import XincError
+    from xinc.models.importers.safe_pickle import load_checkpoint
+
+    tracemalloc.start()
+    with pytest.raises(XincError, match="decompression bomb"):
+        load_checkpoint(ws / "bomb.pth")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 32 * 2**20  # nothing near the declared 2 GiB was allocated
+
+
+HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+
+
+def _hostile_run(folder: Path) -> Path:
+    """An analyze run whose results.json carries markup in every kind of value the report prints."""
+    run = folder / "hostile"
+    (run / "figures" / "a1").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(run / "figures" / "a1" / "ok.png")
+    res = {
+        "model": {"kind": HOSTILE, "dir": HOSTILE, "params": HOSTILE, "layers": [HOSTILE],
+                  "config": {"height": HOSTILE}},
+        "data": {"source": HOSTILE, "frames": [HOSTILE]},
+        "reconstruction": {"frames": [0, 1], "psnr_8bit": [HOSTILE, HOSTILE], "mean_psnr_8bit": HOSTILE},
+        "canvas": {HOSTILE: {"exact": HOSTILE, "rule": HOSTILE, "num_neurons": HOSTILE, "notes": HOSTILE,
+                             "residual": {HOSTILE: HOSTILE}}},
+        "skipped": {"a2": HOSTILE},
+        "a1": {"title": HOSTILE, "summary": [HOSTILE], HOSTILE: HOSTILE, "nested": {HOSTILE: {HOSTILE: HOSTILE}},
+               "figures": [{"path": "figures/a1/ok.png", "caption": HOSTILE}]},
+        "a7": {"title": HOSTILE, "summary": [HOSTILE]},
+        'a8"><script>x()</script>': {"summary": [HOSTILE]},
+    }
+    (run / "results.json").write_text(json.dumps(res))
+    (run / "config.json").write_text(json.dumps({"command": HOSTILE, "mode": HOSTILE, "analyses": [HOSTILE]}))
+    return run
+
+
+def test_report_escapes_every_value(tmp_path, capsys):
+    run = _hostile_run(tmp_path)
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<script>alert" not in page and "<img src=x" not in page and "<script>x()" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("<script>") == 1  # the report's own status script only
+    assert page.count("<img ") == 1 and 'src="data:image/png;base64,' in page  # the one real figure, embedded
+    assert '<meta name="generator" content="xinc' in page
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../x.png", "../hostile2/figures/a1/ok.png", "figures"])
+def test_report_embeds_only_files_inside_the_run(tmp_path, path, capsys):
+    run = _hostile_run(tmp_path)
+    res = json.loads((run / "results.json").read_text())
+    res["a1"]["figures"] = [{"path": path, "caption": "c"}]
+    (run / "results.json").write_text(json.dumps(res))
+    (tmp_path / "x.png").write_bytes((run / "figures" / "a1" / "ok.png").read_bytes())
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to embed" in err[0] and not (tmp_path / "r.html").exists()
+
+
+def test_report_skips_symlinked_and_non_image_figures(tmp_path, capsys):
+    run = _hostile_run(tmp_path)
+    fig = run / "figures" / "a1"
+    (fig / "fake.png").write_text("root:x:0:0")  # not a PNG by content
+    (fig / "link.png").symlink_to("/etc/hostname")
+    res = json.loads((run / "results.json").read_text())
+    res["a1"]["figures"] = [{"path": "figures/a1/fake.png", "caption": "c"}]
+    (run / "results.json").write_text(json.dumps(res))
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "root:x" not in page and "cm9vdDp4" not in page and "not a PNG, JPEG or SVG" in page
+    res["a1"]["figures"] = [{"path": "figures/a1/link.png", "caption": "c"}]
+    (run / "results.json").write_text(json.dumps(res))
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 2
