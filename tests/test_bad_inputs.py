@@ -356,6 +356,13 @@ CASES: list[tuple[str, list[str], str | None]] = [
     ("report-no-results", ["report", "user", "--out", "r.html"], "results.json"),
     ("run-config-missing", ["run", "nothere.json"], "nothere.json"),
     ("run-config-not-json", ["run", "cfg_notjson.json"], "JSON"),
+    ("prune-out-foreign", ["prune", "ffn", "--out", "user", "--overwrite", "--device", "cpu"], "not written by xinc"),
+    ("prune-out-input", ["prune", "ffn", "--out", "ffn", "--overwrite", "--device", "cpu"], "input"),
+    ("prune-out-dot", ["prune", "ffn", "--out", ".", "--device", "cpu"], "current folder"),
+    ("prune-amount-text", ["prune", "ffn", "--out", "o", "--amount", "abc", "--device", "cpu"], "--amount"),
+    ("prune-frames-reversed", ["prune", "nerv", "--out", "o", "--frames", "2-0", "--device", "cpu"], "reversed"),
+    ("prune-model-nan", ["prune", "nanmodel", "--out", "o", "--device", "cpu"], "non-finite"),
+    ("prune-model-missing", ["prune", "nothere", "--out", "o", "--device", "cpu"], "nothere"),
     ("unknown-command", ["frobnicate"], "frobnicate"),
     ("unknown-subcommand", ["train", "gan"], "gan"),
 ]
