@@ -363,6 +363,13 @@ CASES: list[tuple[str, list[str], str | None]] = [
     ("prune-frames-reversed", ["prune", "nerv", "--out", "o", "--frames", "2-0", "--device", "cpu"], "reversed"),
     ("prune-model-nan", ["prune", "nanmodel", "--out", "o", "--device", "cpu"], "non-finite"),
     ("prune-model-missing", ["prune", "nothere", "--out", "o", "--device", "cpu"], "nothere"),
+    ("video-out-foreign", ["video", "nerv", "--out", "user", "--overwrite", "--device", "cpu"], "not written by xinc"),
+    ("video-out-input", ["video", "nerv", "--out", "nerv", "--overwrite", "--device", "cpu"], "input"),
+    ("video-model-nan", ["video", "nanmodel", "--out", "o", "--device", "cpu"], "non-finite"),
+    ("video-model-missing", ["video", "nothere", "--out", "o", "--device", "cpu"], "nothere"),
+    ("explore-out-user-file", ["explore", "canvas", "--out", "notes.txt"], None),
+    ("explore-missing", ["explore", "nothere", "--out", "e.html"], "nothere"),
+    ("explore-no-results", ["explore", "user", "--out", "e.html"], None),
     ("unknown-command", ["frobnicate"], "frobnicate"),
     ("unknown-subcommand", ["train", "gan"], "gan"),
 ]
