@@ -331,6 +331,7 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
                                                   "--seed", seed, "--device", device, *a_args, *prog],
                    after=[f"{tag}train-{kind}"])
         done["runs"][kind] = str(adir)
+    done["media"] = media_steps(steps, out, models, seed=seed, device=device, tag=tag)
     if compare and {"ffn", "nerv"} <= set(models):
         comp = out / "comparison.json"
         steps.run(f"{tag}compare", comp, {"a": done["runs"]["ffn"], "b": done["runs"]["nerv"], "frame": j},
@@ -340,7 +341,7 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
         from xinc.report.html import build_report
 
         html = out / "report.html"
-        inputs = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")]
+        inputs = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")] + done["media"]
         if compare and {"ffn", "nerv"} <= set(models):
             inputs.append(f"{tag}compare")
         steps.run(f"{tag}report", html, {"runs": done["runs"]},
@@ -349,8 +350,29 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
         done["steps"] = [*inputs, f"{tag}report"]
         done["report"] = str(html)
     else:
-        done["steps"] = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")]
+        done["steps"] = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")] + done["media"]
     return done
+
+
+def media_steps(steps: Steps, out: Path, models: list[str], *, seed: int, device: str, tag: str = "") -> list[str]:
+    """The NeRV's contribution videos (OUT/videos/nerv) and the explorer page of the clip's runs
+    (OUT/explorer.html), both cheap at the pipeline's sizes; returns the step names."""
+    from xinc.explore import build_explorer
+    from xinc.video import VideoConfig, write_video_dir
+
+    names = []
+    if "nerv" in models:
+        mdir, vdir = out / "models" / "nerv", out / "videos" / "nerv"
+        steps.run(f"{tag}video-nerv", vdir, {"model": str(mdir), "seed": seed},
+                  lambda: write_video_dir(mdir, vdir, VideoConfig(seed=seed, progress=False), device=device,
+                                          overwrite=True, command=xinc_command(["video", mdir, "--out", vdir])),
+                  xinc_command(["video", mdir, "--out", vdir, "--seed", seed]), after=[f"{tag}train-nerv"])
+        names.append(f"{tag}video-nerv")
+    html = out / "explorer.html"
+    steps.run(f"{tag}explore", html, {"runs": [str(out / k) for k in models]},
+              lambda: build_explorer(out, html, title=f"xinc explorer — {out.name}"),
+              xinc_command(["explore", out, "--out", html]), after=[f"{tag}analyze-{k}" for k in models])
+    return [*names, f"{tag}explore"]
 
 
 def write_comparison(run_a: Path, run_b: Path, out: Path, seed: int = 0) -> dict[str, Any]:
