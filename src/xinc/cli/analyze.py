@@ -69,6 +69,8 @@ class AnalyzeOptions:
     """neurons per canvas chunk (default: planned from --memory-budget-mb)"""
     memory_budget_mb: float | None = None
     """memory budget of one canvas chunk in MB"""
+    memo_mb: float = 1024.0
+    """canvases kept in memory across analysis passes and analyses, in MB (each canvas computed once; 0: off)"""
     sample_neurons: int = 6
     """neurons sampled (seeded) for per-neuron plots (A3)"""
     option: tuple[str, ...] = ()
@@ -254,9 +256,12 @@ def run(argv: list[str], prog: str) -> int:
     from tqdm.auto import tqdm
 
     from xinc.analysis.registry import ANALYSES, AnalysisContext, variants
+    from xinc.canvas.memo import CanvasMemo
     from xinc.models.io import load_model, read_model_dir_config
 
     o = parse(AnalyzeOptions, argv, prog)
+    if not o.memo_mb >= 0:
+        raise XincError(f"--memo-mb {o.memo_mb}: must be >= 0 (0 turns the canvas memo off)")
     missing = import_analyses()
     ids, explicit = _select(o, ANALYSES)
     device = resolve_device(o.device)
@@ -301,7 +306,7 @@ def run(argv: list[str], prog: str) -> int:
         ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),
                               mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
-                              memory_budget_mb=o.memory_budget_mb, options=options)
+                              memory_budget_mb=o.memory_budget_mb, options=options, memo=CanvasMemo(o.memo_mb))
         for aid in run_ids:
             bar = tqdm(desc=f"{aid} {ANALYSES[aid].title}", unit="map", disable=not o.progress, dynamic_ncols=True,
                        file=sys.stderr)
