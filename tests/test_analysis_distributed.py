@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from xinc.analysis.distributed import distributed_from_canvases, run
+from xinc.analysis import run
+from xinc.analysis.distributed import distributed_from_canvases, lower_median
 from xinc.analysis.registry import AnalysisContext
+from xinc.report.plots import draw
 
 
 def test_disjoint_neurons_each_own_their_pixels():
@@ -103,10 +107,24 @@ def test_run_writes_figures_tables(tmp_path):
     g = torch.Generator().manual_seed(2)
     maps = torch.randn(1, 9, 8, 12, generator=g)
     ctx = AnalysisContext(model=None, model_dir=tmp_path, layers=["L"], frames=[0], images=torch.rand(1, 3, 8, 12),
-                          out=tmp_path, canvases={"L": maps}, mode="faithful", chunk_neurons=4)
-    res = run(ctx)
-    sec = res["faithful"]["L"]
+                          out=tmp_path, canvases={"L": maps}, mode="paper", chunk_neurons=4)
+    res = run(ctx, ["a2"])["a2"]
+    sec = res.numbers["paper"]["L"]
     assert set(sec["thresholds"]) == {"0.1", "0.5"} and "tau" in sec["thresholds"]["0.5"]
-    assert all((tmp_path / f["path"]).is_file() for f in res["figures"])
-    assert (tmp_path / "tables" / "a2_thresholds.csv").is_file()
-    assert res["summary"] and "50%" in res["summary"][0]
+    assert sec["all_zero_maps"] == 0
+    figs = draw("a2", res, tmp_path)
+    assert len(figs) == 2 and all(f.path.is_file() and f.path.with_suffix(".pdf").is_file() for f in figs)
+    assert (tmp_path / "tables" / "a2_thresholds.csv").is_file() and (tmp_path / "data" / "a2.npz").is_file()
+    assert res.summary and "50%" in res.summary[0]
+    assert json.loads((tmp_path / "results.json").read_text())["a2"]["paper"]["L"]["num_neurons"] == 9
+
+
+def test_all_zero_maps_counted_and_lower_median(tmp_path):
+    maps = torch.rand(2, 6, 5, 7, generator=torch.Generator().manual_seed(1))
+    maps[:, 2] = 0  # a dead neuron: zero in both frames
+    maps[1, 4] = 0  # zero in one frame only
+    res = distributed_from_canvases(maps)
+    assert res["all_zero_maps"] == 3 and res["num_maps"] == 12
+    assert lower_median(np.array([4.0, 1.0, 3.0, 2.0])) == 2.0 and np.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    ppn = res["pixels_per_neuron"]
+    assert ppn["median_lower_fraction"] <= ppn["median_fraction"]

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from xinc.analysis.intensity import a1_correlations, a1_maps, edge_map, intensity_map, run
+from xinc.analysis import run
+from xinc.analysis.intensity import a1_correlations, a1_maps, edge_map, intensity_map
 from xinc.analysis.registry import AnalysisContext, stream_tensors
+from xinc.errors import XincError
+from xinc.report.plots import draw
 
 
 def _image(H=16, W=24):
@@ -59,8 +62,11 @@ def test_run_on_given_canvases(tmp_path):
     maps = torch.from_numpy(intensity_map(img[0])).float()[None, None].repeat(1, 3, 1, 1)
     ctx = AnalysisContext(model=None, model_dir=tmp_path, layers=["head"], frames=[0], images=img, out=tmp_path,
                           canvases={"head": maps}, mode="both")
-    res = run(ctx)
-    assert res["layers"]["faithful"]["head"]["pearson_intensity"] == pytest.approx(1.0, abs=1e-6)
-    assert len(res["figures"]) == 3 and all((tmp_path / f["path"]).is_file() for f in res["figures"])
-    assert (tmp_path / "figures" / "a1" / "maps_faithful.pdf").is_file()
-    assert any("head" in s for s in res["summary"])
+    res = run(ctx, ["a1"])["a1"]
+    assert res.numbers["layers"]["paper"]["head"]["pearson_intensity"] == pytest.approx(1.0, abs=1e-6)
+    figs = draw("a1", res, tmp_path)
+    assert len(figs) == 3 and all(f.path.is_file() for f in figs)
+    assert (tmp_path / "figures" / "a1" / "maps_paper.pdf").is_file()
+    assert any("head" in s for s in res.summary)
+    with pytest.raises(XincError, match="a1.keep"):
+        run(ctx, ["a1"], {"a1": {"keep": False}})

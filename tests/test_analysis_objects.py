@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from xinc.analysis import run
 from xinc.analysis.objects import (
     OTHER,
     UNLABELLED,
     normalise_per_neuron,
     objects_from_canvases,
-    run,
     sample_neurons,
     things_stuff,
     variant_cells,
@@ -19,6 +19,7 @@ from xinc.analysis.objects import (
 from xinc.analysis.registry import AnalysisContext
 from xinc.data.categories import Category
 from xinc.data.panoptic import PanopticClip, Segment
+from xinc.report.plots import draw
 
 
 def _ids(H=8, W=12):
@@ -62,7 +63,7 @@ def test_neuron_inside_one_segment():
 def test_normalisation_and_unlabelled_is_really_unlabelled():
     maps, ids = _canvas()
     values, cells = objects_from_canvases(maps, [ids, ids], [SEGS, SEGS])
-    mask = variant_cells(cells, "corrected")
+    mask = variant_cells(cells, "linear")
     assert not any(c.kind == "other" for c, m in zip(cells, mask) if m)
     norm = normalise_per_neuron(values[:, mask])
     kept = [c for c, m in zip(cells, mask) if m]
@@ -74,7 +75,7 @@ def test_normalisation_and_unlabelled_is_really_unlabelled():
     assert ts["cells"] == {"things": 4, "stuff": 2, "unlabelled": 2}
     # neuron 0: things mean 0.5 (car 1, person 0) > stuff 0; neuron 2: things 0.25 > stuff 0 -> 2/3 prefer things
     assert ts["fraction_neurons_prefer_things"] == pytest.approx(2 / 3)
-    faithful = variant_cells(cells, "faithful")
+    faithful = variant_cells(cells, "paper")
     assert [c.kind for c, m in zip(cells, faithful) if m].count("other") == 2
 
 
@@ -102,10 +103,11 @@ def test_run_many_categories_with_underscores(tmp_path):
                         categories=cats, vanished=[], dataset="test", video="v")
     ctx = AnalysisContext(model=None, model_dir=tmp_path, layers=["blockX"], frames=[0, 1], images=img,
                           out=tmp_path, panoptic=clip, canvases={"blockX": maps}, mode="both", seed=3,
-                          options={"sample_neurons": 3})
-    res = run(ctx)
-    assert res["faithful"]["blockX"]["num_cells"] == T * (n_cat + 1)  # segments + the union 'other'
-    assert res["corrected"]["blockX"]["num_cells"] == T * (n_cat + 1)  # segments + unlabelled
-    assert len(res["corrected"]["blockX"]["sampled_neurons"]) == 3
-    assert all((tmp_path / f["path"]).is_file() for f in res["figures"])
+                          )
+    res = run(ctx, ["a3"], {"a3": {"sample_neurons": 3}})["a3"]
+    assert res.numbers["paper"]["blockX"]["num_cells"] == T * (n_cat + 1)  # segments + the union 'other'
+    assert res.numbers["linear"]["blockX"]["num_cells"] == T * (n_cat + 1)  # segments + unlabelled
+    assert len(res.numbers["linear"]["blockX"]["sampled_neurons"]) == 3
+    figs = draw("a3", res, tmp_path)
+    assert len(figs) == 4 and all(f.path.is_file() for f in figs)
     assert (tmp_path / "tables" / "a3_categories.csv").read_text().count("_cat_1_with_underscores") == 2

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from xinc.analysis import grouping as gr
+from xinc.analysis import load_result, run
 from xinc.analysis.registry import AnalysisContext
 from xinc.analysis.selectivity import (
     bootstrap_ordering,
     build_groupings,
     delta_variance,
-    run,
     selectivity_from_canvases,
 )
+from xinc.report.plots import draw
 
 
 def test_uniform_neuron_has_zero_variance():
@@ -158,15 +159,16 @@ def test_run_on_given_canvases(tmp_path):
     clip = _clip(img, ids)
     ctx = AnalysisContext(model=None, model_dir=tmp_path, layers=["L"], frames=[0], images=img, out=tmp_path,
                           panoptic=clip, canvases={"L": maps}, mode="both",
-                          options={"a5": {"null": 2, "bootstrap": 100, "faithful_cells": 4}})
-    res = run(ctx)
-    assert set(res["faithful"]["L"]["median_ln_sqrt_V"]) == {"segments", "rgb_kmeans", "gabor_kmeans", "cells"}
-    o = res["corrected"]["L"]["ordering"]
+                          )
+    res = run(ctx, ["a5"], {"a5": {"null": 2, "bootstrap": 100, "paper_cells": 4}})["a5"].numbers
+    assert set(res["paper"]["L"]["median_ln_sqrt_V"]) == {"segments", "rgb_kmeans", "gabor_kmeans", "cells"}
+    o = res["linear"]["L"]["ordering"]
     assert len(o["order"]) == 4 and 0 <= o["confidence"] <= 1
-    assert res["faithful"]["group_counts"]["cells"] == [16] and res["corrected"]["group_counts"]["cells"] == [16]
-    assert all((tmp_path / f["path"]).is_file() for f in res["figures"])
+    assert res["paper"]["group_counts"]["cells"] == [16] and res["linear"]["group_counts"]["cells"] == [16]
+    figs = draw("a5", load_result(tmp_path, "a5"), tmp_path / "redrawn")  # figures from the saved run alone
+    assert len(figs) == 3 and all(f.path.is_file() for f in figs)
     assert (tmp_path / "tables" / "a5_ordering.csv").is_file()
-    groups = build_groupings(img[0], ids, "corrected", seed=0, null=2)
+    groups = build_groupings(img[0], ids, "linear", seed=0, null=2)
     assert {"segments/null0", "cells/null1"} <= set(groups)
 
 

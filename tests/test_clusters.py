@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from xinc.analysis import clusters
+from xinc.analysis import clusters, run
 from xinc.analysis.registry import ANALYSES, AnalysisContext
 from xinc.errors import XincError
+from xinc.report.plots import draw
 
 H, W = 16, 32
 
@@ -31,14 +32,19 @@ def _planted(n_per: int = 6, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
 def _ctx(tmp_path, canvases, **kw) -> AnalysisContext:
     image = torch.rand(3, H, W, generator=torch.Generator().manual_seed(5))
     base = dict(model=None, model_dir=tmp_path / "model", layers=["given"], frames=[0], images=image[None],
-                out=tmp_path / "out", mode="corrected", seed=0, canvases=canvases, chunk_neurons=5,
-                options={"a6": {"k": 2, "groups": 8, "members": 2, "seed_runs": 2, "figures": False}})
+                out=tmp_path / "out", mode="linear", seed=0, canvases=canvases, chunk_neurons=5)
     base.update(kw)
     return AnalysisContext(**base)
 
 
+def _run(ctx, **options):
+    """A6 through the library entry point (results saved under ctx.out), default options of these tests."""
+    opts = {"k": 2, "groups": 8, "members": 2, "seed_runs": 2, "figures": False, **options}
+    return run(ctx, ["a6"], {"a6": opts})["a6"]
+
+
 def test_registered():
-    assert ANALYSES["a6"].fn is clusters.analyze_clusters
+    assert ANALYSES["a6"].fn is clusters.run and ANALYSES["a6"].options is clusters.ClusterOptions
 
 
 def test_streamed_vectors_equal_brute_force():
@@ -63,26 +69,23 @@ def test_planted_clusters_are_recovered_and_seeded(tmp_path):
     from sklearn.metrics import adjusted_rand_score
 
     maps, truth = _planted()
-    res = clusters.analyze_clusters(_ctx(tmp_path, {"given": maps}, options={"a6": {
-        "k": 2, "groups": 8, "members": 2, "seed_runs": 2}}))
-    layer = res["layers"]["given"]
+    res = _run(_ctx(tmp_path, {"given": maps}), figures=True)
+    layer = res.numbers["layers"]["given"]
     assert layer["neurons"] == 14 and layer["dead"] == 2 and layer["clusters"] == 2
-    with np.load(tmp_path / "out" / "data" / "a6_given.npz", allow_pickle=False) as z:
-        labels, neurons = z["labels"], z["neurons"]
+    with np.load(tmp_path / "out" / "data" / "a6.npz", allow_pickle=False) as z:
+        labels, neurons = z["given/labels"], z["given/neurons"]
     assert neurons.tolist() == list(range(12))
     assert adjusted_rand_score(truth, labels) == pytest.approx(1.0)
     assert layer["seed_ari"] == pytest.approx(1.0)
-    for fig in res["figures"]:
-        assert (tmp_path / "out" / fig["path"]).is_file()
-    again = clusters.analyze_clusters(_ctx(tmp_path / "b", {"given": maps}, options={"a6": {
-        "k": 2, "groups": 8, "seed_runs": 2, "figures": False}}))
-    assert again["layers"] == res["layers"]  # seeded: same numbers
+    figs = draw("a6", res, tmp_path / "out")
+    assert len(figs) == 2 and all(f.path.is_file() for f in figs)
+    again = _run(_ctx(tmp_path / "b", {"given": maps}))
+    assert again.numbers["layers"] == res.numbers["layers"]  # seeded: same numbers
 
 
 def test_finch_option(tmp_path):
     maps, truth = _planted(n_per=8)
-    ctx = _ctx(tmp_path, {"given": maps}, options={"a6": {"method": "finch", "groups": 8, "figures": False}})
-    res = clusters.analyze_clusters(ctx)
+    res = _run(_ctx(tmp_path, {"given": maps}), method="finch").numbers
     assert res["method"] == "finch" and res["layers"]["given"]["clusters"] >= 2
 
 
@@ -118,13 +121,14 @@ def test_compare_runs_ari_only_for_same_weights(tmp_path):
     maps, _ = _planted()
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model.safetensors").write_bytes(b"same weights")
-    clusters.analyze_clusters(_ctx(tmp_path, {"given": maps}, out=tmp_path / "r1"))
-    clusters.analyze_clusters(_ctx(tmp_path, {"given": maps}, out=tmp_path / "r2"))
+    _run(_ctx(tmp_path, {"given": maps}, out=tmp_path / "r1"), k=6, groups=32, members=6, seed_runs=3)
+    _run(_ctx(tmp_path, {"given": maps}, out=tmp_path / "r2"), k=6, groups=32, members=6, seed_runs=3)
     c = clusters.compare_runs(tmp_path / "r1", tmp_path / "r2")
     (row,) = c["pairs"]
     assert row["same_pixel_groups"] and row["nn_distance"] == pytest.approx(0.0) and row["ari"] == pytest.approx(1.0)
     other = _planted(seed=1)[0]
-    clusters.analyze_clusters(_ctx(tmp_path, {"given": other}, out=tmp_path / "r3", model_dir=tmp_path / "none"))
+    _run(_ctx(tmp_path, {"given": other}, out=tmp_path / "r3", model_dir=tmp_path / "none"), k=6, groups=32,
+         members=6, seed_runs=3)
     (row,) = clusters.compare_runs(tmp_path / "r1", tmp_path / "r3")["pairs"]
     assert row["ari"] is None and row["nn_distance"] > 0
 
@@ -139,19 +143,22 @@ def test_real_model_streaming_is_chunk_independent(tmp_path):
     vecs = []
     for chunk in (7, None):
         ctx = AnalysisContext(model=model, model_dir=tmp_path, layers=["block2", "head"], frames=[0], images=image,
-                              out=tmp_path / f"o{chunk}", mode="corrected", chunk_neurons=chunk,
-                              options={"a6": {"groups": 6, "seed_runs": 0, "figures": False}})
-        res = clusters.analyze_clusters(ctx)
+                              out=tmp_path / f"o{chunk}", mode="linear", chunk_neurons=chunk)
+        res = _run(ctx, groups=6, seed_runs=0, k=6, members=6).numbers
         assert set(res["layers"]) == {"block2", "head"} and "block2~head" in res["layer_distance"]
-        with np.load(tmp_path / f"o{chunk}" / "data" / "a6_block2.npz") as z:
-            vecs.append(z["vectors"])
+        with np.load(tmp_path / f"o{chunk}" / "data" / "a6.npz") as z:
+            vecs.append(z["block2/vectors"])
     np.testing.assert_allclose(vecs[0], vecs[1], rtol=1e-5, atol=1e-6)
 
 
 def test_bad_options(tmp_path):
     maps, _ = _planted()
-    with pytest.raises(XincError, match="method"):
-        clusters.options_from(_ctx(tmp_path, {"given": maps}, options={"a6": {"method": "dbscan"}}))
+    with pytest.raises(XincError, match="a6.method"):
+        _run(_ctx(tmp_path, {"given": maps}), method="dbscan")
+    with pytest.raises(XincError, match="a6.k"):
+        _run(_ctx(tmp_path, {"given": maps}), k="six")
+    with pytest.raises(XincError, match="frame_pos"):
+        _run(_ctx(tmp_path, {"given": maps}), frame_pos=3)
     try:
         import umap  # noqa: F401
     except ImportError:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from xinc.analysis import motion
+from xinc.analysis import make_options, motion, run
 from xinc.analysis.registry import ANALYSES, AnalysisContext
 from xinc.errors import XincError
+from xinc.report.plots import draw
 
 
 def _moving_squares(T: int = 3, H: int = 16, W: int = 32, step: int = 6, size: int = 4):
@@ -26,13 +27,13 @@ def _moving_squares(T: int = 3, H: int = 16, W: int = 32, step: int = 6, size: i
 def _ctx(tmp_path, **kw) -> AnalysisContext:
     base = dict(model=None, model_dir=tmp_path, layers=["given"], frames=[0, 1, 2],
                 images=torch.rand(3, 3, 16, 32, generator=torch.Generator().manual_seed(0)), out=tmp_path / "out",
-                mode="faithful", seed=0)
+                mode="paper", seed=0)
     base.update(kw)
     return AnalysisContext(**base)
 
 
 def test_registered():
-    assert ANALYSES["a4"].needs_flow and ANALYSES["a4"].fn is motion.analyze_motion
+    assert ANALYSES["a4"].needs_flow and ANALYSES["a4"].fn is motion.run
 
 
 def test_change_equal_to_moving_mask_scores_one():
@@ -52,15 +53,16 @@ def test_constructed_canvas_analysis_gives_auroc_one(tmp_path):
     weights = torch.tensor([0.5, 1.0, 2.0, -1.5])  # signed maps: A_k = |C_k|
     canvases = {"given": weights[None, :, None, None] * masks[:, None]}  # (T, K, H, W)
     ctx = _ctx(tmp_path, flow=flow, canvases=canvases, chunk_neurons=3)
-    res = motion.analyze_motion(ctx)
+    result = run(ctx, ["a4"])["a4"]
+    res = result.numbers
     layer = res["layers"]["given"]
     assert layer["auroc"] == pytest.approx(1.0)
     assert layer["auroc_compensated"] == pytest.approx(1.0)  # static background: the homography is ~identity
     assert res["camera"]["mean_induced_px"] < 1e-3
     assert (tmp_path / "out" / "tables" / "a4_scores.csv").is_file()
-    for fig in res["figures"]:
-        assert (tmp_path / "out" / fig["path"]).is_file()
-    assert res["summary"] and "AUROC 1.000" in res["summary"][0]
+    figs = draw("a4", result, tmp_path / "out")
+    assert len(figs) == 2 and all(f.path.is_file() for f in figs)
+    assert result.summary and "AUROC 1.000" in result.summary[0]
 
 
 def test_motion_region_marks_destinations():
@@ -110,17 +112,21 @@ def test_lockstep_change_map_matches_whole_canvases(mode):
 
 
 def test_bad_options_are_one_line_errors(tmp_path):
-    with pytest.raises(XincError, match="region"):
-        motion.options_from(_ctx(tmp_path, options={"a4": {"region": "everywhere"}}))
-    opts = motion.options_from(_ctx(tmp_path, options={"a4_compensate": "false", "a4": {"threshold": "1.5"}}))
-    assert opts.compensate is False and opts.threshold == 1.5
+    with pytest.raises(XincError, match="a4.region"):
+        make_options("a4", {"region": "everywhere"})
+    with pytest.raises(XincError, match="a4.treshold"):
+        make_options("a4", {"treshold": 1.0})
+    with pytest.raises(XincError, match="negative"):
+        make_options("a4", {"threshold": -1})
+    opts = make_options("a4", {"compensate": "false", "threshold": "1.5"})
+    assert opts.compensate is False and opts.threshold == 1.5 and opts.ransac_threshold == 0.75
 
 
 def test_wrong_flow_shape_is_an_error(tmp_path):
     masks, flow = _moving_squares()
     ctx = _ctx(tmp_path, flow=flow[:1], canvases={"given": masks[:, None]})
     with pytest.raises(XincError, match="flow has shape"):
-        motion.analyze_motion(ctx)
+        run(ctx, ["a4"])
 
 
 def test_briefly_fitted_nerv_on_synthetic_clip_tracks_motion(tmp_path):
@@ -136,8 +142,8 @@ def test_briefly_fitted_nerv_on_synthetic_clip_tracks_motion(tmp_path):
     model = train_nerv(cfg, frames=frames).model.eval()
     ctx = AnalysisContext(model=model, model_dir=tmp_path / "nerv", layers=model.layer_names[-2:],
                           frames=list(range(frames.shape[0])), images=frames, out=tmp_path / "a4", flow=flow,
-                          mode="corrected", seed=0, options={"a4": {"figures": False}})
-    res = motion.analyze_motion(ctx)
+                          mode="linear", seed=0)
+    res = run(ctx, ["a4"], {"a4": {"figures": False}})["a4"].numbers
     aurocs = [v["auroc"] for v in res["layers"].values()]
     assert all(a is not None and a > 0.7 for a in aurocs), res["layers"]
     assert res["flow_method"] == "given" and res["moving_fraction"] > 0.01
@@ -159,10 +165,9 @@ def test_previous_pairs_use_clip_frames_and_flow_file(tmp_path):
     canvases = {"given": 2.0 * masks[:, None]}  # rows follow ctx.frames
     clip = SimpleNamespace(frames=torch.rand(5, 3, 16, 32, generator=torch.Generator().manual_seed(1)))
     model = _tiny_nerv(T=5)  # only decides that this is a video model; the maps are given
-    ctx = _ctx(tmp_path, model=model, frames=[1, 2, 3, 4], canvases=canvases, panoptic=clip,
-               options={"a4": {"pairs": "previous", "flow_file": str(tmp_path / "flow.npy")}})
-    ctx.frames = [1, 2, 3, 4]
-    pairs, images, fl, method = motion.frame_pairs(ctx, motion.options_from(ctx))
+    ctx = _ctx(tmp_path, model=model, frames=[1, 2, 3, 4], canvases=canvases, panoptic=clip)
+    opts = make_options("a4", {"pairs": "previous", "flow_file": str(tmp_path / "flow.npy")})
+    pairs, images, fl, method = motion.frame_pairs(ctx, opts)
     assert pairs == [(0, 1), (1, 2), (2, 3), (3, 4)] and method.startswith("file")
     assert torch.equal(images[0], clip.frames[0])
     np.testing.assert_array_equal(fl, flow.numpy()[[0, 1, 2, 3]])

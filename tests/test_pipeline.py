@@ -14,7 +14,7 @@ TINY = {"dataset": "cityscapes-vps", "size": [32, 64], "device": "cpu", "seed": 
         "ffn": {"steps": 10, "width": 16, "eval_every": 10},
         "nerv": {"epochs": 2, "strides": [2, 2, 2], "fc_dim": 8, "lower_width": 6, "eval_every": 2},
         "canvas": {"mode": "paper", "top": 4},
-        "analyze": {"analyses": "a1,a2", "mode": "corrected", "sample_neurons": 3},
+        "analyze": {"analyses": "a1,a2", "mode": "linear", "sample_neurons": 3},
         "layers": {"ffn": "layer2", "nerv": "head"}, "compare": False, "progress": False}
 
 

@@ -516,12 +516,13 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None, backend:
                                    title=f"xinc report — {cfg.dataset}, {len(videos)} clip(s)"),
                  xinc_command(["report", out, "--out", html]), deps=[s for c in clips.values() for s in c["steps"]])
     steps = [st for st in plan.steps.values() if st.name != "data"]
-    r, k = execute(out, steps, backend, address=address, max_retries=max_retries, progress=cfg.progress)
-    ran, skipped = ran + r, skipped + k
     resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "backend": backend,
-                "commands": [st.command for st in [*steps] if st.command],
+                "commands": [st.command for st in steps if st.command],
                 "command": "xinc run " + shlex.join(argv or []), "steps_run": ran, "steps_skipped": skipped,
                 "clips": clips}
+    write_json(out / "config.json", resolved)  # before the steps: the report shows its commands
+    r, k = execute(out, steps, backend, address=address, max_retries=max_retries, progress=cfg.progress)
+    resolved.update(steps_run=ran + r, steps_skipped=skipped + k)
     if cfg.report:
         resolved["report"] = str(out / "report.html")
     write_json(out / "config.json", resolved)
@@ -555,7 +556,7 @@ class DemoConfig:
         ffn = {"steps": 100, "width": 32, "eval_every": 50} if q else {"steps": 1000, "width": 104}
         nerv = ({"epochs": 30, "strides": [2, 2, 2], "fc_dim": 8, "lower_width": 6, "eval_every": 30} if q else
                 {"epochs": 300, "strides": [4, 2, 2], "fc_dim": 24, "lower_width": 8, "eval_every": 50})
-        analyze = {"analyses": "all", "mode": "corrected" if q else "both"}
+        analyze = {"analyses": "all", "mode": "linear" if q else "both"}
         if q:
             analyze["sample_neurons"] = 3
         options = {"a6": {"members": 3, "seed_runs": 2}, "a5": {"null": 2}} if q else {"a6": {"members": 6}}

@@ -21,12 +21,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from xinc.analysis.registry import AnalysisContext, register_analysis, variants
+from xinc.analysis.registry import AnalysisContext, AnalysisResult, register_analysis
 from xinc.canvas.reduce import GroupSums, LayerInfo, Reducer
 from xinc.errors import XincError
 
@@ -35,34 +35,25 @@ AID = "a6"
 
 @dataclass
 class ClusterOptions:
-    """Options of A6 (ctx.option('a6', name): ctx.options['a6'][name] or ctx.options['a6_<name>'])."""
+    """Options of A6: pixel groups, clustering method, embedding, member maps kept, stability runs."""
 
     groups: int = 32  # Gabor k-means pixel clusters (the vector length)
-    method: str = "kmeans"  # "kmeans" or "finch" (parameter-free)
+    method: Literal["kmeans", "finch"] = "kmeans"  # "finch" is parameter-free
     k: int = 6  # k-means clusters
-    embed: str = "pca"  # "pca", "umap" (optional extra) or "none" (2-D view for the figure)
-    cluster_on: str = "vectors"  # "vectors" (the G-dim vectors) or "embedding" (the 2-D embedding)
-    members: int = 6  # member maps shown per cluster
+    embed: Literal["pca", "umap", "none"] = "pca"  # 2-D view for the figure (umap: optional extra)
+    cluster_on: Literal["vectors", "embedding"] = "vectors"  # the G-dim vectors or the 2-D embedding
+    members: int = 6  # member maps kept per cluster (data/a6.npz, shown in the figure)
     frame_pos: int = 0  # which of ctx.frames to analyse (position in the list)
     seed_runs: int = 3  # k-means runs (one init each, different seeds) for the stability ARI
-    figures: bool = True  # draw the figures (False: numbers, tables and vectors only)
+    figures: bool = True  # keep the maps for the figures (False: numbers, tables and vectors only)
     dead_tol: float = 1e-7  # a neuron is dead when max A_k - min A_k <= dead_tol * the layer's max A
 
-
-
-
-def options_from(ctx: AnalysisContext) -> ClusterOptions:
-    """Collect A6 options from the context and validate them."""
-    opts = ctx.options_into(AID, ClusterOptions())
-    if opts.method not in ("kmeans", "finch"):
-        raise XincError(f"a6 option method={opts.method!r}: choose kmeans or finch")
-    if opts.embed not in ("pca", "umap", "none"):
-        raise XincError(f"a6 option embed={opts.embed!r}: choose pca, umap or none")
-    if opts.cluster_on not in ("vectors", "embedding"):
-        raise XincError(f"a6 option cluster_on={opts.cluster_on!r}: choose vectors or embedding")
-    if opts.k < 1 or opts.groups < 2:
-        raise XincError(f"a6 options k={opts.k}, groups={opts.groups}: need k >= 1 and groups >= 2")
-    return opts
+    def validate(self) -> None:
+        if self.k < 1 or self.groups < 2:
+            raise XincError(f"a6 options k={self.k}, groups={self.groups}: out of range ; need k >= 1 and groups >= 2")
+        if self.members < 0 or self.frame_pos < 0 or self.seed_runs < 0 or self.dead_tol < 0:
+            raise XincError(f"a6 options members={self.members}, frame_pos={self.frame_pos}, seed_runs="
+                            f"{self.seed_runs}, dead_tol={self.dead_tol}: negative ; give values >= 0")
 
 
 # ----------------------------------------------------------------------------- pixel groups
@@ -282,38 +273,30 @@ def layer_clusters(ctx: AnalysisContext, layer: str, frame: int, labels_px: np.n
             else np.zeros((0, vec.shape[1]))}
 
 
-@register_analysis(AID, "Neuron clustering by Gabor-texture profile")
-def analyze_clusters(ctx: AnalysisContext) -> dict[str, Any]:
-    """Run A6 on every layer of ctx (one frame), save vectors for cross-run comparison, draw figures."""
-    opts = options_from(ctx)
-    if not 0 <= opts.frame_pos < len(ctx.frames):
-        raise XincError(f"a6 option frame_pos={opts.frame_pos}: only {len(ctx.frames)} frames are analysed")
-    frame = ctx.frames[opts.frame_pos]
-    labels_px = gabor_labels(ctx.images[opts.frame_pos], opts.groups, ctx.seed)
-    cmode = variants(ctx.mode)[-1][1]  # corrected canvases where available (A6 is not a paper-fidelity test)
-    fingerprint = model_fingerprint(ctx.model_dir)
-    per_layer: dict[str, dict[str, Any]] = {}
-    results: dict[str, dict[str, Any]] = {}
-    data_dir = ctx.out / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for layer in ctx.layers:
-        r = layer_clusters(ctx, layer, frame, labels_px, opts, cmode)
-        results[layer] = r
-        sizes = np.bincount(r["labels"], minlength=int(r["labels"].max(initial=-1)) + 1).tolist()
-        per_layer[layer] = {"neurons": r["num_neurons"], "dead": r["num_neurons"] - len(r["alive"]),
-                            "clusters": len(sizes), "sizes": sizes, "silhouette": r["silhouette"],
-                            "seed_ari": r["seed_ari"], "split_half_nn": split_half_distance(r["vectors"], ctx.seed)}
-        _save_npz(data_dir / f"a6_{layer}.npz", r, labels_px, frame, fingerprint)
-        for k, c in zip(r["alive"].tolist(), r["labels"].tolist()):
-            rows.append({"layer": layer, "neuron": k, "cluster": c})
-    ctx.table(AID, "assignments", rows)
-    layer_dist = {}
-    names = list(results)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            layer_dist[f"{a}~{b}"] = symmetric_nn_distance(results[a]["vectors"], results[b]["vectors"])
-    figures = _figures(ctx, results, labels_px, frame, opts) if opts.figures else []
+def _layer_arrays(layer: str, r: dict[str, Any], keep_maps: bool) -> dict[str, np.ndarray]:
+    """The arrays of one layer saved in data/a6.npz: vectors and labels, and (for figures) maps and members."""
+    out = {f"{layer}/neurons": r["alive"], f"{layer}/vectors": r["vectors"], f"{layer}/labels": r["labels"],
+           f"{layer}/embedding": r["embedding"], f"{layer}/centers": r["centers"]}
+    if keep_maps:
+        ids = sorted(r["member_maps"])
+        out[f"{layer}/cluster_maps"] = r["avg"].astype(np.float32)
+        out[f"{layer}/member_ids"] = np.array(ids, dtype=np.int64)
+        out[f"{layer}/member_cluster"] = np.array([c for k in ids for c, ms in r["members"].items() if k in ms],
+                                                  dtype=np.int64)
+        h, w = r["avg"].shape[-2:] if len(r["avg"]) else (0, 0)
+        out[f"{layer}/member_maps"] = (np.stack([r["member_maps"][k] for k in ids]).astype(np.float32) if ids
+                                       else np.zeros((0, h, w), np.float32))
+    return out
+
+
+def _per_layer(r: dict[str, Any], seed: int) -> dict[str, Any]:
+    sizes = np.bincount(r["labels"], minlength=int(r["labels"].max(initial=-1)) + 1).tolist()
+    return {"neurons": r["num_neurons"], "dead": r["num_neurons"] - len(r["alive"]), "clusters": len(sizes),
+            "sizes": sizes, "silhouette": r["silhouette"], "seed_ari": r["seed_ari"],
+            "split_half_nn": split_half_distance(r["vectors"], seed), "embedding": r["embed_name"]}
+
+
+def _lines(per_layer: dict[str, dict[str, Any]], layer_dist: dict[str, float]) -> list[str]:
     summary = []
     for layer, s in per_layer.items():
         text = f"{layer}: {s['neurons'] - s['dead']} live neurons ({s['dead']} dead) in {s['clusters']} clusters"
@@ -325,130 +308,50 @@ def analyze_clusters(ctx: AnalysisContext) -> dict[str, Any]:
     if layer_dist:
         (pair, d), = sorted(layer_dist.items(), key=lambda kv: kv[1])[:1]
         summary.append(f"most similar layers: {pair.replace('~', ' and ')} (symmetric NN distance {d:.3f})")
-    return {"frame": frame, "groups": int(labels_px.max()) + 1, "method": opts.method, "k": opts.k,
-            "embed": opts.embed, "canvas_mode": cmode, "layers": per_layer, "layer_distance": layer_dist,
-            "figures": figures, "summary": summary}
+    return summary
 
 
-def _save_npz(path: Path, r: dict[str, Any], labels_px: np.ndarray, frame: int, fingerprint: str | None) -> None:
-    """Neuron vectors and labels of one layer (plain arrays, loadable with allow_pickle=False)."""
-    from xinc.utils import atomic_save
-
-    arrays = {"neurons": r["alive"], "vectors": r["vectors"], "labels": r["labels"], "pixel_groups": labels_px,
-              "frame": np.array(frame), "fingerprint": np.array(fingerprint or "")}
-    atomic_save(path, lambda p: np.savez_compressed(p, **arrays))
-
-
-def _norm_img(x: np.ndarray) -> np.ndarray:
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-
-
-def _mosaic(tiles: list[list[np.ndarray]], cols: int, shape: tuple[int, int], pad: int = 3
-            ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Rows of equally sized maps laid out on one NaN-padded canvas (one imshow instead of many axes)."""
-    h, w = shape
-    ph, pw = h + pad, w + pad
-    out = np.full((len(tiles) * ph - pad, cols * pw - pad), np.nan, dtype=np.float32)
-    for i, row in enumerate(tiles):
-        for j, t in enumerate(row[:cols]):
-            out[i * ph:i * ph + h, j * pw:j * pw + w] = t
-    return out, (ph, pw)
-
-
-def _figures(ctx: AnalysisContext, results: dict[str, dict[str, Any]], labels_px: np.ndarray, frame: int,
-             opts: ClusterOptions) -> list[dict[str, str]]:
-    """Embedding scatter + profiles (one figure), and per layer cluster averages with member galleries."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figs = []
-    layers = list(results)
-    h, w = labels_px.shape
-    aspect = w / h
-    fig, axes = plt.subplots(2, len(layers) + 1, figsize=(3.0 * (len(layers) + 1), 5.4), squeeze=False)
-    pos = ctx.frames.index(frame)
-    axes[0, 0].imshow(ctx.images[pos].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
-    axes[0, 0].set_title(f"frame {frame}", fontsize=8)
-    axes[1, 0].imshow(labels_px, cmap="tab20", interpolation="nearest")
-    axes[1, 0].set_title(f"{labels_px.max() + 1} Gabor k-means groups", fontsize=8)
-    for ax in axes[:, 0]:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for j, layer in enumerate(layers, start=1):
-        r = results[layer]
-        ax = axes[0, j]
-        if len(r["labels"]):
-            sc = ax.scatter(r["embedding"][:, 0], r["embedding"][:, 1], c=r["labels"], cmap="tab10", s=8,
-                            vmin=0, vmax=9)
-            del sc
-        ax.set_title(f"{layer}: {len(r['alive'])} neurons ({r['embed_name']})", fontsize=8)
-        ax.tick_params(labelsize=6)
-        ax = axes[1, j]
-        if len(r["centers"]):
-            ax.imshow(r["centers"], aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xlabel("Gabor group", fontsize=7)
-        ax.set_ylabel("cluster", fontsize=7)
-        ax.set_title("cluster mean profile", fontsize=8)
-        ax.tick_params(labelsize=6)
-    fig.suptitle("A6: neurons embedded by their mean normalised |C| per Gabor texture group", fontsize=9)
-    fig.tight_layout()
-    path = ctx.figure(AID, "embedding", fig)
-    figs.append({"path": ctx.rel(path), "caption": "Left: the frame and its Gabor k-means pixel groups. Top: "
-                 "each live neuron's group-mean vector embedded in 2-D, coloured by cluster. Bottom: the mean "
-                 "vector of each cluster (rows) over the texture groups (columns)."})
-    shown = [layer for layer in layers if len(results[layer]["avg"])]
-    if shown:
-        rows = [len(results[layer]["avg"]) for layer in shown]
-        fig, axes = plt.subplots(len(shown), 1, figsize=(10.0, sum(rows) * 10.0 / (1 + opts.members) / aspect * 0.92
-                                                            + 0.55 * len(shown) + 0.3),
-                                 gridspec_kw={"height_ratios": rows}, squeeze=False)
-        cmap = matplotlib.colormaps["inferno"].with_extremes(bad="white")
-        for ax, layer in zip(axes[:, 0], shown):
-            r = results[layer]
-            tiles = [[_norm_img(r["avg"][c])] + [r["member_maps"][k] for k in r["members"].get(c, [])]
-                     for c in range(len(r["avg"]))]
-            mosaic, pitch = _mosaic(tiles, opts.members + 1, labels_px.shape)
-            ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="antialiased")
-            ax.set_yticks([(c + 0.5) * pitch[0] for c in range(len(tiles))],
-                          [f"c{c} (n={int((r['labels'] == c).sum())})" for c in range(len(tiles))], fontsize=7)
-            ax.set_xticks([(j + 0.5) * pitch[1] for j in range(opts.members + 1)],
-                          ["cluster average"] + [f"member {j}" for j in range(1, opts.members + 1)], fontsize=7)
-            ax.tick_params(length=0)
-            ax.xaxis.tick_top()
-            for side in ax.spines.values():
-                side.set_visible(False)
-            for c, row in enumerate(r["members"].get(cc, []) for cc in range(len(tiles))):
-                for j, k in enumerate(row, start=1):
-                    ax.text(j * pitch[1] + 2, c * pitch[0] + 2, f"#{k}", fontsize=6, color="white", va="top",
-                            ha="left")
-            ax.set_ylabel(layer, fontsize=9)
-        fig.suptitle("A6: cluster-average |C| maps and seeded member neurons (each map min-max normalised)",
-                     fontsize=9)
-        fig.tight_layout()
-        path = ctx.figure(AID, "clusters", fig)
-        figs.append({"path": ctx.rel(path), "caption": "Per layer and cluster: the average min-max-normalised "
-                     f"contribution map of the cluster's neurons (first column) and up to {opts.members} seeded "
-                     "member neurons (#k = neuron index, c_in-major)."})
-    return figs
+@register_analysis(AID, "Neuron clustering by Gabor-texture profile", options=ClusterOptions)
+def run(ctx: AnalysisContext, opts: ClusterOptions) -> AnalysisResult:
+    """A6 on every layer of ctx (one frame): neuron vectors, clusters, stability, layer distances."""
+    if not opts.frame_pos < len(ctx.frames):
+        raise XincError(f"a6 option frame_pos={opts.frame_pos}: only {len(ctx.frames)} frames are analysed ; "
+                        "give a smaller frame_pos")
+    frame = ctx.frames[opts.frame_pos]
+    labels_px = gabor_labels(ctx.images[opts.frame_pos], opts.groups, ctx.seed)
+    cmode = ctx.variants()[-1][1]  # linear canvases where available (A6 is not a paper-fidelity test)
+    results = {layer: layer_clusters(ctx, layer, frame, labels_px, opts, cmode) for layer in ctx.layers}
+    per_layer = {layer: _per_layer(r, ctx.seed) for layer, r in results.items()}
+    names = list(results)
+    layer_dist = {f"{a}~{b}": symmetric_nn_distance(results[a]["vectors"], results[b]["vectors"])
+                  for i, a in enumerate(names) for b in names[i + 1:]}
+    res = AnalysisResult({"frame": frame, "groups": int(labels_px.max()) + 1, "method": opts.method, "k": opts.k,
+                          "embed": opts.embed, "canvas_mode": cmode, "layers": per_layer, "layer_distance": layer_dist,
+                          "members": opts.members}, summary=_lines(per_layer, layer_dist))
+    res.arrays = {"pixel_groups": labels_px, "frame": np.array(frame),
+                  "fingerprint": np.array(model_fingerprint(ctx.model_dir) or ""),
+                  "image": ctx.images[opts.frame_pos].detach().cpu().clamp(0, 1).numpy().astype(np.float32)}
+    for layer, r in results.items():
+        res.arrays.update(_layer_arrays(layer, r, opts.figures))
+    res.tables["assignments"] = [{"layer": layer, "neuron": k, "cluster": c} for layer, r in results.items()
+                                 for k, c in zip(r["alive"].tolist(), r["labels"].tolist())]
+    return res
 
 
 # ----------------------------------------------------------------------------- across runs
 
 
 def load_layer_vectors(run_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """{layer: arrays} from an analyze run's data/a6_<layer>.npz files (written by A6)."""
+    """{layer: {neurons, vectors, labels, pixel_groups, frame, fingerprint}} from an analyze run's data/a6.npz."""
     run_dir = Path(run_dir)
-    files = sorted((run_dir / "data").glob("a6_*.npz"))
-    if not files:
-        raise XincError(f"{run_dir}: no data/a6_*.npz; run `xinc analyze` with analysis a6 first")
-    out = {}
-    for f in files:
-        with np.load(f, allow_pickle=False) as z:
-            out[f.stem[3:]] = {k: z[k] for k in z.files}
-    return out
+    path = run_dir / "data" / "a6.npz"
+    if not path.is_file():
+        raise XincError(f"{run_dir}: no data/a6.npz ; run `xinc analyze` with analysis a6 first")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    shared = {k: arrays[k] for k in ("pixel_groups", "frame", "fingerprint")}
+    layers = [k[: -len("/vectors")] for k in arrays if k.endswith("/vectors")]
+    return {la: {**shared, **{k: arrays[f"{la}/{k}"] for k in ("neurons", "vectors", "labels")}} for la in layers}
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, seed: int = 0) -> dict[str, Any]:

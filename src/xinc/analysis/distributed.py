@@ -9,6 +9,11 @@ With A_k = |C_k|, H(p) = Σ_k A_k(p), K neurons, P pixels:
   q ∈ {0.5, 0.9} ("neurons needed"): exact from a per-pixel top-k merge where the top k suffice,
   else bracketed [lower, upper] by two-level per-pixel histograms (one extra pass).
 
+Medians are numpy's (the mean of the two middle values for an even count); `median_lower_fraction`
+is the lower middle value, which is what the original code reports. `all_zero_maps` counts the
+(neuron, frame) maps that are zero at every pixel (dead neurons; they cover no pixel).
+Figures: xinc.report.plots.a2.
+
 Passes (nothing of size K x P is ever held):
 1. H per frame, the largest and smallest positive A (histogram range).
 2. share counts per neuron; a mass histogram of all A on `bins` log-spaced bins; per-pixel top-k
@@ -27,13 +32,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from xinc.analysis.registry import AnalysisContext, register_analysis, stream_tensors, variants
+from xinc.analysis.registry import (
+    AnalysisContext,
+    AnalysisResult,
+    each_variant_layer,
+    register_analysis,
+    stream_tensors,
+)
 from xinc.canvas.reduce import Reducer
+from xinc.errors import XincError
 
 AID = "a2"
 MASS_LEVELS = (0.1, 0.5)
@@ -46,6 +59,8 @@ class _Pass1(Reducer):
     def __init__(self) -> None:
         self.heat: dict[int, torch.Tensor] = {}
         self.vmax, self.vmin = 0.0, math.inf
+        self.zero_maps = 0  # (neuron, frame) maps that are zero at every pixel
+        self.maps = 0
 
     def begin_frame(self, info, frame):
         super().begin_frame(info, frame)
@@ -56,6 +71,8 @@ class _Pass1(Reducer):
         part = a.sum(0, dtype=torch.float64)
         self._h = part if self._h is None else self._h + part
         self.vmax = max(self.vmax, float(a.max()))
+        self.zero_maps += int((a.flatten(1).amax(1) == 0).sum())
+        self.maps += int(a.shape[0])
         pos = a[a > 0]
         if pos.numel():
             self.vmin = min(self.vmin, float(pos.min()))
@@ -311,7 +328,8 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     stream([p1])
     frames = sorted(p1.heat)
     total = float(sum(float(h.sum()) for h in p1.heat.values()))
-    out: dict[str, Any] = {"frames": frames, "total_mass": total}
+    out: dict[str, Any] = {"frames": frames, "total_mass": total, "all_zero_maps": p1.zero_maps,
+                           "num_maps": p1.maps}
     if total <= 0 or not math.isfinite(p1.vmin):
         out["empty"] = True
         return out
@@ -370,6 +388,7 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     out.update({
         "num_neurons": K, "num_pixels": P,
         "pixels_per_neuron": {"fraction_sorted": np.sort(ppn)[::-1], "median_fraction": float(np.median(ppn)),
+                              "median_lower_fraction": lower_median(ppn),
                               "mean_fraction": float(ppn.mean()), "fraction_neurons_covering_none":
                               float((ppn == 0).mean()), "counts_per_frame": counts.to(torch.int64).numpy()},
         "thresholds": {}, "neurons_per_pixel": {}, "neurons_needed": {},
@@ -407,6 +426,12 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     return out
 
 
+def lower_median(x: np.ndarray) -> float:
+    """The lower middle value of x (the original code's median); np.median averages the two middle ones."""
+    v = np.sort(np.ravel(x))
+    return float(v[(v.size - 1) // 2]) if v.size else math.nan
+
+
 def _fin(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
@@ -422,95 +447,88 @@ def distributed_from_canvases(maps: torch.Tensor, **kw) -> dict[str, Any]:
     return distributed_stats(lambda reds: stream_tensors(maps, reds, chunk=chunk), **kw)
 
 
-def _figures(ctx: AnalysisContext, variant: str, cmode: str, res: dict[str, dict[str, Any]]) -> list[dict]:
-    from xinc.report.figures import image_panel, new_figure
+@dataclass
+class DistributedOptions:
+    """A2 histogram resolution and the per-pixel top-k capacity of the exact neurons-needed merge."""
 
-    figs = []
-    fig, axes = new_figure(1, 1, panel=(5.0, 3.0), title=f"A2 pixels per neuron — {variant} ({cmode} canvas)")
-    ax = axes[0, 0]
-    for layer, r in res.items():
-        if r.get("empty"):
-            continue
-        y = r["pixels_per_neuron"]["fraction_sorted"]
-        ax.plot(np.linspace(0, 1, len(y)), y, label=f"{layer} (K={r['num_neurons']})")
-    ax.set_xlabel("neuron rank / K (sorted by pixels covered)")
-    ax.set_ylabel("fraction of pixels with share > 1/K")
-    ax.legend(frameon=False)
-    path = ctx.figure(AID, f"pixels_per_neuron_{variant}", fig)
-    figs.append({"path": ctx.rel(path), "caption": f"Sorted fraction of pixels each neuron covers (share > 1/K), "
-                                                     f"per layer ({variant})."})
-    layers = [la for la, r in res.items() if not r.get("empty")]
-    if layers:
-        f0 = ctx.frames[0]
-        fig, axes = new_figure(len(layers), 4, panel=(3.0, 1.8),
-                               title=f"A2 neurons per pixel — {variant} ({cmode} canvas), frame {f0}")
-        for i, layer in enumerate(layers):
-            r = res[layer]
-            for j, a in enumerate(MASS_LEVELS):
-                tau = r["thresholds"][str(a)]["tau"]
-                image_panel(axes[i, j], r["maps"]["n"][a][f0], cmap="viridis", label="n(p)/K",
-                            title=f"{layer}: n(p)/K, a={a} (τ={tau:.3g})")
-            for j, q in enumerate(QUANTILES):
-                m = r["maps"]["needed"][q][f0].copy()
-                image_panel(axes[i, 2 + j], m, cmap="magma", label="neurons",
-                            title=f"{layer}: neurons for {int(q * 100)}% of H(p)")
-        fig.tight_layout()
-        path = ctx.figure(AID, f"neurons_per_pixel_{variant}", fig)
-        figs.append({"path": ctx.rel(path), "caption": "Neurons per pixel above the mass thresholds τ_a (a = 0.1, "
-                                                         "0.5), and the fewest neurons holding 50 % / 90 % of each "
-                                                         f"pixel's contribution ({variant}; lower bound where "
-                                                         "bracketed)."})
-    return figs
+    bins: int = 2048  # coarse log bins of the |C| mass histogram
+    sub_bins: int = 8192  # linear sub-bins of the crossing bin (τ refinement)
+    topk: int | None = None  # per-pixel top-k capacity (default: what fits topk_mb)
+    topk_mb: float = 512.0  # memory for the per-pixel top-k merge and histograms
+
+    def validate(self) -> None:
+        if self.bins < 2 or self.sub_bins < 2 or (self.topk is not None and self.topk < 1) or self.topk_mb <= 0:
+            raise XincError(f"a2 options bins={self.bins}, sub_bins={self.sub_bins}, topk={self.topk}, "
+                            f"topk_mb={self.topk_mb}: out of range ; need bins, sub_bins >= 2, topk >= 1, topk_mb > 0")
 
 
-@register_analysis(AID, "Representations are distributed")
-def run(ctx: AnalysisContext) -> dict[str, Any]:
-    """Pixels per neuron, neurons per pixel at a = 0.1 / 0.5, neurons needed per pixel; per layer."""
-    bins = int(ctx.option(AID, "bins", 2048))
-    sub = int(ctx.option(AID, "sub_bins", 8192))
-    topk = ctx.option(AID, "topk", None)
-    topk_mb = float(ctx.option(AID, "topk_mb", 512.0))
-    out: dict[str, Any] = {"figures": [], "summary": []}
-    rows, npp_rows = [], []
-    for variant, cmode in variants(ctx.mode):
-        res = {}
-        for layer in ctx.layers:
-            res[layer] = distributed_stats(lambda reds, la=layer, cm=cmode: ctx.stream(la, reds, canvas_mode=cm),
-                                           bins=bins, sub_bins=sub, topk=topk, topk_mb=topk_mb)
-        out["figures"] += _figures(ctx, variant, cmode, res)
-        section = {}
-        for layer, r in res.items():
-            if r.get("empty"):
-                section[layer] = {"empty": True}
-                continue
-            ppn = r["pixels_per_neuron"]
-            section[layer] = {k: r[k] for k in ("num_neurons", "num_pixels", "total_mass", "thresholds",
-                                                 "neurons_per_pixel", "neurons_needed", "method")}
-            section[layer]["pixels_per_neuron"] = {k: v for k, v in ppn.items() if k not in ("counts_per_frame",
-                                                                                           "fraction_sorted")}
-            counts = ppn["counts_per_frame"]  # (T, K)
-            rows.append((variant, layer, np.asarray(r["frames"]), counts))
-            for a in MASS_LEVELS:
-                t = r["thresholds"][str(a)]
-                npp_rows.append({"variant": variant, "canvas": cmode, "layer": layer, "a": a, "tau": t["tau"],
-                                 "tau_lo": t["bracket"][0], "tau_hi": t["bracket"][1], "mass_above": t["mass_above"],
-                                 "mean_neurons_fraction": r["neurons_per_pixel"][str(a)]["mean_fraction"]})
-            n50, n90 = r["neurons_needed"]["0.5"], r["neurons_needed"]["0.9"]
-            out["summary"].append(
-                f"{variant} {layer}: median neuron covers {100 * ppn['median_fraction']:.2f}% of pixels; "
-                f"a=0.5 → {100 * r['neurons_per_pixel']['0.5']['mean_fraction']:.2f}% of {r['num_neurons']} "
-                f"neurons per pixel; median {_needed(n50)} neurons hold 50% and {_needed(n90)} hold 90% of a "
-                "pixel's contribution")
-        out[variant] = section
-    table = []
-    for v, la, frames, counts in rows:
-        T, K = counts.shape
-        fr, nk = np.repeat(frames, K).tolist(), np.tile(np.arange(K), T).tolist()
-        table += [{"variant": v, "layer": la, "frame": f, "neuron": k, "pixels": c}
-                  for f, k, c in zip(fr, nk, counts.ravel().tolist())]
-    ctx.table(AID, "pixels_per_neuron", table)
-    ctx.table(AID, "thresholds", npp_rows)
+def _section(r: dict[str, Any]) -> dict[str, Any]:
+    """The results.json numbers of one layer's statistics."""
+    if r.get("empty"):
+        return {"empty": True, "all_zero_maps": r["all_zero_maps"]}
+    sec = {k: r[k] for k in ("num_neurons", "num_pixels", "total_mass", "all_zero_maps", "num_maps", "thresholds",
+                             "neurons_per_pixel", "neurons_needed", "method")}
+    ppn = r["pixels_per_neuron"]
+    sec["pixels_per_neuron"] = {k: v for k, v in ppn.items() if k not in ("counts_per_frame", "fraction_sorted")}
+    return sec
+
+
+def _rows(variant: str, cmode: str, layer: str, r: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """Table rows of one layer: pixels per (frame, neuron), and the thresholds τ_a."""
+    counts = r["pixels_per_neuron"]["counts_per_frame"]  # (T, K)
+    T, K = counts.shape
+    fr, nk = np.repeat(np.asarray(r["frames"]), K).tolist(), np.tile(np.arange(K), T).tolist()
+    ppn = [{"variant": variant, "layer": layer, "frame": f, "neuron": k, "pixels": c}
+           for f, k, c in zip(fr, nk, counts.ravel().tolist())]
+    thr = []
+    for a in MASS_LEVELS:
+        t = r["thresholds"][str(a)]
+        thr.append({"variant": variant, "canvas": cmode, "layer": layer, "a": a, "tau": t["tau"],
+                    "tau_lo": t["bracket"][0], "tau_hi": t["bracket"][1], "mass_above": t["mass_above"],
+                    "mean_neurons_fraction": r["neurons_per_pixel"][str(a)]["mean_fraction"]})
+    return ppn, thr
+
+
+def _arrays(variant: str, layer: str, r: dict[str, Any], f0: int) -> dict[str, np.ndarray]:
+    """The arrays the figures show: sorted pixels-per-neuron fractions and the maps of frame f0."""
+    out = {f"{variant}/{layer}/fraction_sorted": np.asarray(r["pixels_per_neuron"]["fraction_sorted"])}
+    out.update({f"{variant}/{layer}/n/{a}": r["maps"]["n"][a][f0].astype(np.float32) for a in MASS_LEVELS})
+    out.update({f"{variant}/{layer}/needed/{q}": r["maps"]["needed"][q][f0].astype(np.float32) for q in QUANTILES})
     return out
+
+
+@register_analysis(AID, "Representations are distributed", options=DistributedOptions)
+def run(ctx: AnalysisContext, opts: DistributedOptions) -> AnalysisResult:
+    """Pixels per neuron, neurons per pixel at a = 0.1 / 0.5, neurons needed per pixel; per layer."""
+    grid = each_variant_layer(ctx, lambda v, cm, la: distributed_stats(
+        lambda reds: ctx.stream(la, reds, canvas_mode=cm), bins=opts.bins, sub_bins=opts.sub_bins, topk=opts.topk,
+        topk_mb=opts.topk_mb))
+    modes = dict(ctx.variants())
+    res = AnalysisResult(numbers={"canvas_modes": modes, "figure_frame": ctx.frames[0],
+                                  "median": "median = mean of the two middle values (numpy); "
+                                            "median_lower = the lower middle value (the original code's)"})
+    ppn_rows, thr_rows = [], []
+    for v, layers in grid.items():
+        res.numbers[v] = {la: _section(r) for la, r in layers.items()}
+        for la, r in layers.items():
+            if r.get("empty"):
+                continue
+            rows = _rows(v, modes[v], la, r)
+            ppn_rows += rows[0]
+            thr_rows += rows[1]
+            res.arrays.update(_arrays(v, la, r, ctx.frames[0]))
+            res.summary.append(_summary_line(v, la, r))
+    res.tables = {"pixels_per_neuron": ppn_rows, "thresholds": thr_rows}
+    return res
+
+
+def _summary_line(variant: str, layer: str, r: dict[str, Any]) -> str:
+    ppn, n50, n90 = r["pixels_per_neuron"], r["neurons_needed"]["0.5"], r["neurons_needed"]["0.9"]
+    zero = f"; {r['all_zero_maps']} all-zero maps" if r["all_zero_maps"] else ""
+    return (f"{variant} {layer}: median neuron covers {100 * ppn['median_fraction']:.2f}% of pixels; "
+            f"a=0.5 → {100 * r['neurons_per_pixel']['0.5']['mean_fraction']:.2f}% of {r['num_neurons']} "
+            f"neurons per pixel; median {_needed(n50)} neurons hold 50% and {_needed(n90)} hold 90% of a "
+            f"pixel's contribution{zero}")
 
 
 def _needed(rec: dict[str, Any]) -> str:

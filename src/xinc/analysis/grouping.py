@@ -3,9 +3,9 @@
 
 - `segment_labels(ids)`: panoptic segments (unlabelled id 0 kept as its own group).
 - `rgb_kmeans_labels(image, k, seed)`: k-means of the pixel colours.
-- `gabor_kmeans_labels(image, k, seed, bank="full"|"faithful")`: k-means of Gabor responses.
+- `gabor_kmeans_labels(image, k, seed, bank="full"|"paper")`: k-means of Gabor responses.
   "full" = all 24 kernels (f in {0.05, 0.25, 0.5}, sigma in {1, 3}, theta in {0, pi/4, pi/2, 3pi/4})
-  of skimage.filters.gabor_kernel, float magnitude responses of the grey image; "faithful" = the
+  of skimage.filters.gabor_kernel, float magnitude responses of the grey image; "paper" = the
   original's 6 theta=0 kernels, real part, applied to the uint8 grey image with the result cast to
   uint8 by wrap-around (value mod 256), as the original's uint8 filtering did.
 - `cell_labels(H, W, n, kind="contiguous"|"lattice")`: n x n spatial cells; "contiguous" = patches,
@@ -70,11 +70,12 @@ def rgb_kmeans_labels(image, k: int, seed: int = 0) -> torch.Tensor:
 
 
 def gabor_bank(bank: str = "full") -> list[tuple[dict[str, float], np.ndarray]]:
-    """The Gabor kernels as (params, complex kernel) pairs: 24 for "full", the 6 theta=0 ones for "faithful"."""
+    """The Gabor kernels as (params, complex kernel) pairs: 24 for "full", the 6 theta=0 ones for "paper"
+    (the original's bank; "faithful" is its old name)."""
     from skimage.filters import gabor_kernel
 
-    if bank not in ("full", "faithful"):
-        raise XincError(f"gabor bank {bank!r}: choose full or faithful")
+    if bank not in ("full", "paper", "faithful"):
+        raise XincError(f"gabor bank {bank!r}: not a bank ; choose full or paper")
     thetas = GABOR_THETAS if bank == "full" else (0.0,)
     out = []
     for f in GABOR_FREQUENCIES:
@@ -95,7 +96,7 @@ def grey(image) -> np.ndarray:
 def gabor_features(image, bank: str = "full") -> np.ndarray:
     """Per-pixel Gabor responses (H, W, F) of the grey image.
 
-    full: |response| of each complex kernel in float (reflect padding). faithful: the real kernel on
+    full: |response| of each complex kernel in float (reflect padding). paper: the real kernel on
     the uint8 grey image, then the float result truncated to an integer and wrapped mod 256 (uint8).
     """
     from scipy.ndimage import convolve
@@ -109,7 +110,7 @@ def gabor_features(image, bank: str = "full") -> np.ndarray:
             feats.append(np.hypot(re, im))
     else:
         g8 = np.round(g * 255.0).astype(np.float64)
-        for _, kern in gabor_bank("faithful"):
+        for _, kern in gabor_bank("paper"):
             resp = convolve(g8, np.real(kern), mode="reflect")
             feats.append(np.mod(np.trunc(resp).astype(np.int64), 256).astype(np.uint8).astype(np.float64))
     return np.stack(feats, axis=-1)
@@ -119,7 +120,7 @@ def gabor_kmeans_labels(image, k: int, seed: int = 0, bank: str = "full") -> tor
     """k-means of Gabor responses of a (3, H, W) image -> (H, W) int64 labels.
 
     Features are standardised per kernel (zero mean, unit variance) before clustering for "full";
-    "faithful" clusters the raw wrapped uint8 values as the original did.
+    "paper" clusters the raw wrapped uint8 values as the original did.
     """
     feats = gabor_features(image, bank)
     H, W, F = feats.shape

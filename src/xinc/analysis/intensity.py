@@ -3,18 +3,20 @@
 Per layer and frame: heat map H(p) = Σ_k |C_k(p)| (streamed, one pass), intensity
 I = Σ_c N(gt)_c (N = min-max normalisation over the whole RGB image), difference map N(H) − N(I),
 and the Sobel edge magnitude of the grey image (skimage.filters.sobel of rgb2gray).
-Paper-faithful: the figures only (paper canvas). Corrected: the same maps on the exact linear canvas,
-and (both variants) Pearson and Spearman correlations of H with intensity and with edge magnitude.
+Variant "paper": the paper's canvas (the paper shows the maps only). Variant "linear": the same maps on
+the exact linear canvas. Both variants report Pearson and Spearman correlations of H with intensity
+and with edge magnitude. Figures: xinc.report.plots.a1.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from xinc.analysis.registry import AnalysisContext, register_analysis, variants
+from xinc.analysis.registry import AnalysisContext, AnalysisResult, each_variant_layer, register_analysis
 
 AID = "a1"
 
@@ -81,85 +83,44 @@ def _mean(vals: list[float | None]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def _figure(ctx: AnalysisContext, variant: str, cmode: str, maps: dict[str, dict[str, np.ndarray]], frame: int):
-    from xinc.report.figures import image_panel, new_figure
+@dataclass
+class IntensityOptions:
+    """A1 has no tunable statistic; the maps of the first analysed frame are kept for the figure."""
 
-    layers = list(maps)
-    pos = ctx.frames.index(frame)
-    fig, axes = new_figure(len(layers), 5, panel=(2.9, 1.75),
-                           title=f"A1 intensity & edges — {variant} ({cmode} canvas), frame {frame}")
-    for r, layer in enumerate(layers):
-        m = maps[layer]
-        image_panel(axes[r, 0], ctx.images[pos], title=f"{layer}: image")
-        image_panel(axes[r, 1], m["heat"], title=f"{layer}: heat map Σ|C|", cmap="inferno", label="Σ_k |C_k|")
-        image_panel(axes[r, 2], m["intensity"], title=f"{layer}: intensity", cmap="gray", label="Σ_c N(I)_c")
-        image_panel(axes[r, 3], m["difference"], title=f"{layer}: N(H) − N(I)", cmap="coolwarm", symmetric=True)
-        image_panel(axes[r, 4], m["edges"], title=f"{layer}: Sobel edges", cmap="magma", label="|∇|")
-    fig.tight_layout()
-    return fig
+    keep_maps: bool = True  # keep the four maps of the first frame per variant and layer (data/a1.npz)
 
 
-def _corr_figure(per_layer: dict[str, dict[str, dict[str, Any]]]):
-    from xinc.report.figures import new_figure
-
-    fig, axes = new_figure(1, 2, panel=(4.2, 2.6), title="A1: correlation of the heat map with the image")
-    keys = [("intensity", "pearson_intensity", "spearman_intensity"), ("edge magnitude", "pearson_edges",
-                                                                         "spearman_edges")]
-    for ax, (what, kp, ks) in zip(axes[0], keys):
-        labels, xs = [], 0
-        for variant, layers in per_layer.items():
-            for layer, rec in layers.items():
-                for j, (k, name) in enumerate(((kp, "Pearson"), (ks, "Spearman"))):
-                    v = rec.get(k)
-                    ax.bar(xs + 0.4 * j, 0 if v is None else v, width=0.38, color=("C0", "C1")[j],
-                           label=name if xs == 0 else None)
-                labels.append(f"{layer}\n{variant}")
-                xs += 1
-        ax.set_xticks(np.arange(xs) + 0.2)
-        ax.set_xticklabels(labels, fontsize=6)
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set_ylim(-1, 1)
-        ax.set_ylabel("correlation (mean over frames)")
-        ax.set_title(f"heat map vs {what}")
-        ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
+def _layer(ctx: AnalysisContext, variant: str, cmode: str, layer: str) -> dict[str, Any]:
+    """Heat maps of one layer, correlations per frame and their means, and the first frame's maps."""
+    heats = heat_maps(ctx, layer, cmode)
+    recs = [a1_correlations(heats[f], ctx.image(f)) for f in ctx.frames]
+    mean = {k: _mean([r[k] for r in recs]) for k in recs[0]}
+    return {"numbers": {**mean, "per_frame": recs}, "maps": a1_maps(heats[ctx.frames[0]], ctx.images[0]),
+            "rows": [{"variant": variant, "canvas": cmode, "layer": layer, "frame": f, **c}
+                     for f, c in zip(ctx.frames, recs)]}
 
 
-@register_analysis(AID, "Contribution vs intensity and edges")
-def run(ctx: AnalysisContext) -> dict[str, Any]:
+@register_analysis(AID, "Contribution vs intensity and edges", options=IntensityOptions)
+def run(ctx: AnalysisContext, opts: IntensityOptions) -> AnalysisResult:
     """Heat, intensity, difference and edge maps per layer; correlations per layer and frame."""
-    out: dict[str, Any] = {"method": "H = Σ_k |C_k| streamed; I = Σ_c minmax(gt)_c; edges = sobel(rgb2gray(gt))",
-                           "figures": [], "summary": []}
-    rows, per_layer = [], {}
-    for variant, cmode in variants(ctx.mode):
-        maps, per_layer[variant] = {}, {}
-        for layer in ctx.layers:
-            heats = heat_maps(ctx, layer, cmode)
-            recs = []
-            for f in ctx.frames:
-                c = a1_correlations(heats[f], ctx.images[ctx.frames.index(f)])
-                recs.append(c)
-                rows.append({"variant": variant, "canvas": cmode, "layer": layer, "frame": f, **c})
-            per_layer[variant][layer] = {k: _mean([r[k] for r in recs]) for k in recs[0]}
-            per_layer[variant][layer]["per_frame"] = recs
-            maps[layer] = a1_maps(heats[ctx.frames[0]], ctx.images[0])
-        path = ctx.figure(AID, f"maps_{variant}", _figure(ctx, variant, cmode, maps, ctx.frames[0]))
-        out["figures"].append({"path": ctx.rel(path), "caption": f"Heat map, intensity, difference and Sobel edges "
-                                                                   f"per layer ({variant}, {cmode} canvas), frame "
-                                                                   f"{ctx.frames[0]}."})
-        for layer, rec in per_layer[variant].items():
-            pi, pe = rec["pearson_intensity"], rec["pearson_edges"]
-            si, se = rec["spearman_intensity"], rec["spearman_edges"]
-            out["summary"].append(
-                f"{variant} {layer}: heat vs intensity Pearson {_fmt(pi)} / Spearman {_fmt(si)}; "
-                f"vs edges Pearson {_fmt(pe)} / Spearman {_fmt(se)}")
-    path = ctx.figure(AID, "correlations", _corr_figure(per_layer))
-    out["figures"].append({"path": ctx.rel(path), "caption": "Pearson and Spearman correlation of the heat map with "
-                                                               "intensity and with Sobel edge magnitude, per layer."})
-    ctx.table(AID, "correlations", rows)
-    out["layers"] = per_layer
-    return out
+    grid = each_variant_layer(ctx, lambda v, cm, la: _layer(ctx, v, cm, la))
+    res = AnalysisResult(numbers={"method": "H = Σ_k |C_k| streamed; I = Σ_c minmax(gt)_c; "
+                                            "edges = sobel(rgb2gray(gt))",
+                                  "canvas_modes": dict(ctx.variants()), "figure_frame": ctx.frames[0]})
+    res.numbers["layers"] = {v: {la: r["numbers"] for la, r in layers.items()} for v, layers in grid.items()}
+    res.tables["correlations"] = [row for layers in grid.values() for r in layers.values() for row in r["rows"]]
+    if opts.keep_maps:
+        res.arrays["image"] = np.asarray(ctx.images[0].detach().cpu(), dtype=np.float32)
+        for v, layers in grid.items():
+            for la, r in layers.items():
+                res.arrays.update({f"{v}/{la}/{k}": m.astype(np.float32) for k, m in r["maps"].items()})
+    for v, layers in res.numbers["layers"].items():
+        for la, rec in layers.items():
+            res.summary.append(
+                f"{v} {la}: heat vs intensity Pearson {_fmt(rec['pearson_intensity'])} / Spearman "
+                f"{_fmt(rec['spearman_intensity'])}; vs edges Pearson {_fmt(rec['pearson_edges'])} / Spearman "
+                f"{_fmt(rec['spearman_edges'])}")
+    return res
 
 
 def _fmt(v: float | None) -> str:

@@ -4,8 +4,8 @@ Per layer and consecutive frame pair (t-1, t): the contribution change
 M_t(p) = Σ_k |A_k^t(p) − A_k^{t−1}(p)| with A_k = |C_k|, computed by streaming both frames'
 canvases chunk by chunk in lockstep (same neuron range together), so no layer is ever held.
 
-Paper-faithful: M_t shown beside the optical-flow magnitude, visual only.
-Corrected (beyond the paper): Pearson and Spearman correlation of M_t with the flow magnitude,
+The paper shows M_t beside the optical-flow magnitude, visual only. Beyond the paper (every variant):
+Pearson and Spearman correlation of M_t with the flow magnitude,
 and AUROC of M_t as a detector of moving pixels (flow magnitude above `threshold` pixels), per
 layer and frame pair; optionally after compensating global camera motion (a homography fitted
 to the flow with OpenCV RANSAC; its induced flow is subtracted before scoring).
@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from xinc.analysis.registry import AnalysisContext, register_analysis, variants
+from xinc.analysis.registry import AnalysisContext, AnalysisResult, each_variant_layer, register_analysis
 from xinc.errors import XincError
 
 AID = "a4"
@@ -35,33 +35,25 @@ AID = "a4"
 
 @dataclass
 class MotionOptions:
-    """Options of A4 (ctx.option('a4', name): ctx.options['a4'][name] or ctx.options['a4_<name>'])."""
+    """Options of A4: what counts as moving, camera compensation, which frame pairs, where flow comes from."""
 
     threshold: float = 0.5  # flow magnitude (pixels) above which a pixel counts as moving
     compensate: bool = True  # also score after removing the camera's homography-induced flow
-    region: str = "both"  # "both" (source pixels + their destinations) or "source" (flow alone)
+    region: Literal["both", "source"] = "both"  # "both" (source pixels + their destinations) or "source"
     ransac_threshold: float = 0.0  # RANSAC inlier tolerance (px) of the homography fit; 0 = threshold / 2
     max_points: int = 4000  # flow vectors sampled (seeded) for the homography fit
-    max_pairs_shown: int = 3  # frame pairs drawn in the map figure
-    figures: bool = True  # draw the figures (False: numbers and tables only)
-    pairs: str = "auto"  # "given" (consecutive analysed frames), "previous" (t-1 -> t per frame t), "auto"
+    max_pairs_shown: int = 3  # frame pairs whose maps are kept for the figure (data/a4.npz)
+    figures: bool = True  # keep the maps for the figures (False: numbers and tables only)
+    pairs: Literal["auto", "given", "previous"] = "auto"  # given = consecutive analysed frames; previous = t-1 -> t
     flow_file: str = ""  # (T-1, 2, H, W) .npy flow of the whole clip (e.g. synthetic flow_gt), used when no ctx.flow
     quantum: float = 0.05  # flow magnitudes are rounded to this step (px, ~optical-flow precision); 0 = off
 
-
-def options_from(ctx: AnalysisContext) -> MotionOptions:
-    """Collect A4 options from the context (nested dict 'a4' wins over flat 'a4_<name>' keys)."""
-    opts = ctx.options_into(AID, MotionOptions())
-    if opts.region not in ("both", "source"):
-        raise XincError(f"a4 option region={opts.region!r}: choose 'both' or 'source'")
-    if opts.threshold < 0 or opts.ransac_threshold < 0:
-        raise XincError(f"a4 options threshold={opts.threshold}, ransac_threshold={opts.ransac_threshold}: "
-                        "must be >= 0 pixels")
-    if opts.ransac_threshold == 0:  # movers must be outliers of the camera fit, so stay below the moving cut
-        opts.ransac_threshold = max(opts.threshold / 2, 0.05)
-    return opts
-
-
+    def validate(self) -> None:
+        if self.threshold < 0 or self.ransac_threshold < 0 or self.quantum < 0:
+            raise XincError(f"a4 options threshold={self.threshold}, ransac_threshold={self.ransac_threshold}, "
+                            f"quantum={self.quantum}: negative ; must be >= 0 pixels")
+        if self.ransac_threshold == 0:  # movers must be outliers of the camera fit, so stay below the moving cut
+            self.ransac_threshold = max(self.threshold / 2, 0.05)
 
 
 # ----------------------------------------------------------------------------- canvas side
@@ -248,7 +240,7 @@ def frame_pairs(ctx: AnalysisContext, opts: MotionOptions
         pairs = list(zip(frames[:-1], frames[1:]))
         images = {f: ctx.images[i] for i, f in enumerate(frames)}
         if ctx.flow is not None:
-            flow, method = _as_numpy(ctx.flow).astype(np.float32), str(ctx.option(AID, "flow_method", "given"))
+            flow, method = _as_numpy(ctx.flow).astype(np.float32), ctx.flow_method
         elif full is not None and consecutive and frames[-1] <= full.shape[0]:
             flow, method = full[frames[:-1]], f"file {Path(opts.flow_file).name}"
         else:
@@ -273,7 +265,7 @@ def frame_pairs(ctx: AnalysisContext, opts: MotionOptions
         else:
             flow, method = np.zeros((0, 2, *ctx.images.shape[-2:]), np.float32), "none"
     else:
-        raise XincError(f"a4 option pairs={opts.pairs!r}: choose auto, given or previous")
+        raise XincError(f"a4 option pairs={opts.pairs!r}: not a choice ; choose auto, given or previous")
     expect = (len(pairs), 2, *ctx.images.shape[-2:])
     if flow.shape != expect:
         raise XincError(f"a4: flow has shape {tuple(flow.shape)} but the analysed frame pairs need {expect}; "
@@ -289,53 +281,42 @@ def _mean(values: list[float | None]) -> float | None:
 # ----------------------------------------------------------------------------- the analysis
 
 
-@register_analysis(AID, "Motion: contribution change vs optical flow", needs_flow=True, needs_video=True)
-def analyze_motion(ctx: AnalysisContext) -> dict[str, Any]:
-    """Run A4 on every layer of ctx: change maps, flow scores (raw and camera-compensated), figures."""
-    opts = options_from(ctx)
-    if not hasattr(ctx.model, "embed") and ctx.canvases is None:
-        return {"skipped": "A4 needs a video model (NeRV/HNeRV)", "figures": [], "summary": []}
-    pairs, images, flow, method = frame_pairs(ctx, opts)
-    if not pairs:
-        return {"skipped": "A4 needs a frame pair (an analysed frame t >= 1)", "figures": [], "summary": []}
-    magnitudes, comp_magnitudes, camera = [], [], []
-    for i in range(len(pairs)):
-        magnitudes.append(motion_magnitude(flow[i], opts.region, opts.quantum))
+def _magnitudes(flow: np.ndarray, opts: MotionOptions, seed: int):
+    """Per pair: flow magnitude, camera-compensated magnitude (or None) and the camera fit's numbers."""
+    mags, comp, camera = [], [], []
+    for i in range(flow.shape[0]):
+        mags.append(motion_magnitude(flow[i], opts.region, opts.quantum))
         if opts.compensate:
-            induced, H, inl = homography_flow(flow[i], seed=ctx.seed + i, max_points=opts.max_points,
+            induced, _, inl = homography_flow(flow[i], seed=seed + i, max_points=opts.max_points,
                                               ransac_threshold=opts.ransac_threshold)
-            comp_magnitudes.append(motion_magnitude(flow[i] - induced, opts.region, opts.quantum))
+            comp.append(motion_magnitude(flow[i] - induced, opts.region, opts.quantum))
             camera.append({"inlier_share": inl, "mean_induced_px": float(np.sqrt((induced**2).sum(0)).mean())})
-    rows: list[dict[str, Any]] = []
-    changes: dict[str, list[np.ndarray]] = {}
-    per_layer: dict[str, dict[str, Any]] = {}
-    pairs_of_modes = variants(ctx.mode)
-    for variant, cmode in pairs_of_modes:
-        for layer in ctx.layers:
-            key = layer if len(pairs_of_modes) == 1 else f"{layer}/{variant}"
-            maps, scores, comp_scores = [], [], []
-            for i, (fa, fb) in enumerate(pairs):
-                m = context_change_map(ctx, layer, fa, fb, cmode).numpy()
-                maps.append(m)
-                s = score_change(m, magnitudes[i], opts.threshold)
-                scores.append(s)
-                row = {"layer": layer, "variant": variant, "canvas_mode": cmode, "frame_prev": fa, "frame_next": fb,
-                       "mean_change": float(m.mean()), **s}
-                if opts.compensate:
-                    c = score_change(m, comp_magnitudes[i], opts.threshold)
-                    comp_scores.append(c)
-                    row.update({f"{k}_compensated": v for k, v in c.items()})
-                rows.append(row)
-            changes[key] = maps
-            summary = {k: _mean([s[k] for s in scores]) for k in ("auroc", "pearson", "spearman")}
-            if opts.compensate:
-                summary.update({f"{k}_compensated": _mean([s[k] for s in comp_scores])
-                                for k in ("auroc", "pearson", "spearman")})
-            per_layer[key] = summary
-    ctx.table(AID, "scores", rows)
-    figures = [] if not opts.figures else _figures(ctx, pairs, images, changes, magnitudes, comp_magnitudes, opts,
-                                                   per_layer, rows)
-    moving = _mean([float((m > opts.threshold).mean()) for m in magnitudes])
+    return mags, comp, camera
+
+
+def _layer(ctx, variant, cmode, layer, pairs, mags, comp, opts: MotionOptions) -> dict[str, Any]:
+    """Change maps of one layer for every pair, their scores (raw, compensated) and the table rows."""
+    maps, rows, scores, comp_scores = [], [], [], []
+    for i, (fa, fb) in enumerate(pairs):
+        m = context_change_map(ctx, layer, fa, fb, cmode).numpy()
+        maps.append(m)
+        s = score_change(m, mags[i], opts.threshold)
+        scores.append(s)
+        row = {"layer": layer, "variant": variant, "canvas_mode": cmode, "frame_prev": fa, "frame_next": fb,
+               "mean_change": float(m.mean()), **s}
+        if opts.compensate:
+            c = score_change(m, comp[i], opts.threshold)
+            comp_scores.append(c)
+            row.update({f"{k}_compensated": v for k, v in c.items()})
+        rows.append(row)
+    summary = {k: _mean([s[k] for s in scores]) for k in ("auroc", "pearson", "spearman")}
+    if opts.compensate:
+        summary.update({f"{k}_compensated": _mean([s[k] for s in comp_scores]) for k in ("auroc", "pearson",
+                                                                                        "spearman")})
+    return {"maps": maps, "rows": rows, "summary": summary}
+
+
+def _lines(per_layer: dict[str, dict[str, Any]], opts: MotionOptions) -> list[str]:
     lines = []
     for key, s in per_layer.items():
         if s["auroc"] is not None:
@@ -343,84 +324,46 @@ def analyze_motion(ctx: AnalysisContext) -> dict[str, Any]:
             if opts.compensate and s.get("auroc_compensated") is not None:
                 text += f" (camera-compensated AUROC {s['auroc_compensated']:.3f})"
             lines.append(text)
-    if not lines:
-        lines.append(f"no frame pair has both moving and static pixels at threshold {opts.threshold} px")
-    return {
-        "flow_method": method,
-        "threshold_px": opts.threshold,
-        "region": opts.region,
-        "quantum_px": opts.quantum,
-        "compensated": opts.compensate,
-        "ransac_threshold_px": opts.ransac_threshold if opts.compensate else None,
-        "canvas_modes": {v: c for v, c in pairs_of_modes},
-        "pairs": len(pairs),
-        "moving_fraction": moving,
+    return lines or [f"no frame pair has both moving and static pixels at threshold {opts.threshold} px"]
+
+
+def _shown(pairs, images, mags, comp, changes: dict[str, list[np.ndarray]], opts: MotionOptions) -> dict:
+    """Arrays of the frame pairs with the most motion (at most max_pairs_shown), for the figure."""
+    order = np.argsort([-float((m > opts.threshold).mean()) for m in mags])[:min(opts.max_pairs_shown, len(pairs))]
+    shown = sorted(int(i) for i in order)
+    use = comp if opts.compensate else mags
+    out = {"shown/pairs": np.array([pairs[i] for i in shown], dtype=np.int64).reshape(-1, 2)}
+    for j, i in enumerate(shown):
+        out[f"shown/{j}/image"] = images[pairs[i][1]].detach().cpu().clamp(0, 1).numpy().astype(np.float32)
+        out[f"shown/{j}/magnitude"] = np.asarray(use[i], dtype=np.float32)
+        out.update({f"shown/{j}/change/{k}": v[i].astype(np.float32) for k, v in changes.items()})
+    return out
+
+
+@register_analysis(AID, "Motion: contribution change vs optical flow", options=MotionOptions, needs_flow=True,
+                   needs_video=True)
+def run(ctx: AnalysisContext, opts: MotionOptions) -> AnalysisResult:
+    """A4 on every layer of ctx: change maps, flow scores (raw and camera-compensated)."""
+    if not hasattr(ctx.model, "embed") and ctx.canvases is None:
+        return AnalysisResult({"skipped": "A4 needs a video model (NeRV/HNeRV)"})
+    pairs, images, flow, method = frame_pairs(ctx, opts)
+    if not pairs:
+        return AnalysisResult({"skipped": "A4 needs a frame pair (an analysed frame t >= 1)"})
+    mags, comp, camera = _magnitudes(flow, opts, ctx.seed)
+    modes = ctx.variants()
+    grid = each_variant_layer(ctx, lambda v, cm, la: _layer(ctx, v, cm, la, pairs, mags, comp, opts))
+    key = (lambda v, la: la) if len(modes) == 1 else (lambda v, la: f"{la}/{v}")
+    per_layer = {key(v, la): r["summary"] for v, layers in grid.items() for la, r in layers.items()}
+    res = AnalysisResult({
+        "flow_method": method, "threshold_px": opts.threshold, "region": opts.region, "quantum_px": opts.quantum,
+        "compensated": opts.compensate, "ransac_threshold_px": opts.ransac_threshold if opts.compensate else None,
+        "canvas_modes": dict(modes), "pairs": len(pairs),
+        "moving_fraction": _mean([float((m > opts.threshold).mean()) for m in mags]),
         "camera": {"mean_induced_px": _mean([c["mean_induced_px"] for c in camera]),
                    "inlier_share": _mean([c["inlier_share"] for c in camera])} if camera else None,
-        "layers": per_layer,
-        "figures": figures,
-        "summary": lines,
-    }
-
-
-def _figures(ctx: AnalysisContext, pairs, images, changes, magnitudes, comp_magnitudes, opts: MotionOptions,
-             per_layer, rows) -> list[dict[str, str]]:
-    """Maps figure (frame, flow, moving region, M_t per layer) and AUROC-per-pair figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures = []
-    n_show = min(opts.max_pairs_shown, len(pairs))
-    order = np.argsort([-float((m > opts.threshold).mean()) for m in magnitudes])[:n_show]
-    order = sorted(int(i) for i in order)
-    keys = list(changes)
-    mags = comp_magnitudes if opts.compensate else magnitudes
-    ncols = 3 + len(keys)
-    h, w = magnitudes[0].shape
-    pw = 1.9
-    ph = pw * h / w
-    fig, axes = plt.subplots(n_show, ncols, figsize=(ncols * pw + 0.4, n_show * (ph + 0.32) + 0.45), squeeze=False,
-                             layout="constrained")
-    for r, i in enumerate(order):
-        fa, fb = pairs[i]
-        img = images[fb].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-        panels = [(img, f"frame {fb}", None), (mags[i], "flow magnitude" + (" (cam.-comp.)" if opts.compensate
-                                                                           else ""), "magma"),
-                  (mags[i] > opts.threshold, f"moving (> {opts.threshold:g} px)", "gray")]
-        panels += [(changes[k][i], f"M_t {k}", "viridis") for k in keys]
-        for c, (data, title, cmap) in enumerate(panels):
-            ax = axes[r, c]
-            ax.imshow(data, cmap=cmap, interpolation="nearest")
-            ax.set_title(title if r == 0 or c == 0 else "", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(f"frames {fa}→{fb}", fontsize=8)
-    fig.suptitle(r"A4: contribution change $M_t = \sum_k |A_k^t - A_k^{t-1}|$ beside the motion", fontsize=9)
-    path = ctx.figure(AID, "change_maps", fig)
-    figures.append({"path": ctx.rel(path), "caption": "Frame t, flow magnitude and moving region, and the "
-                    "contribution change M_t of each layer for the frame pairs with the most motion."})
-    if len(pairs) >= 1:
-        fig, ax = plt.subplots(figsize=(6.0, 3.0))
-        for k in keys:
-            layer, _, cmode = k.partition("/")
-            sel = [r for r in rows if r["layer"] == layer and (not cmode or r["variant"] == cmode)]
-            xs = [r["frame_next"] for r in sel]
-            line = ax.plot(xs, [np.nan if r["auroc"] is None else r["auroc"] for r in sel], marker="o",
-                           ms=3, label=k)[0]
-            if opts.compensate:
-                ax.plot(xs, [np.nan if r["auroc_compensated"] is None else r["auroc_compensated"] for r in sel],
-                        ls="--", color=line.get_color(), lw=1)
-        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("frame t")
-        ax.set_ylabel("AUROC of M_t (moving pixels)")
-        ax.legend(fontsize=7, ncol=2)
-        ax.set_title("A4: how well M_t finds moving pixels" + (" (dashed: camera-compensated)"
-                                                             if opts.compensate else ""), fontsize=9)
-        path = ctx.figure(AID, "auroc", fig)
-        figures.append({"path": ctx.rel(path), "caption": "AUROC of the contribution change as a detector "
-                        f"of pixels moving more than {opts.threshold:g} px, per layer and frame pair "
-                        "(0.5 = chance)."})
-    return figures
+        "layers": per_layer}, summary=_lines(per_layer, opts))
+    res.tables["scores"] = [row for layers in grid.values() for r in layers.values() for row in r["rows"]]
+    if opts.figures:
+        changes = {key(v, la): r["maps"] for v, layers in grid.items() for la, r in layers.items()}
+        res.arrays = _shown(pairs, images, mags, comp, changes, opts)
+    return res

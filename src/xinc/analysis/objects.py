@@ -5,8 +5,8 @@ For every panoptic segment g of every analysed frame: the mean |C_k| of each neu
 normalised over all (segment, frame) cells of the clip, and a seeded sample of neurons is plotted
 per category across frames.
 
-Paper-faithful: its "other" group, which was the union of all labelled segments (the cell "other"
-= mean |C| over every labelled pixel), is reproduced as such. Corrected: an "unlabelled" group that
+Variant "paper": its "other" group, which was the union of all labelled segments (the cell "other"
+= mean |C| over every labelled pixel), is reproduced as such. Variant "linear": an "unlabelled" group that
 is truly the unlabelled (void, id 0) area, and things vs stuff summaries per layer.
 """
 
@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from xinc.analysis.registry import AnalysisContext, register_analysis, stream_tensors, variants
+from xinc.analysis.registry import (
+    DEPRECATED_MODES,
+    AnalysisContext,
+    AnalysisResult,
+    each_variant_layer,
+    register_analysis,
+    stream_tensors,
+)
 from xinc.canvas.reduce import GroupSums
 from xinc.errors import XincError
 
@@ -87,8 +94,8 @@ def normalise_per_neuron(values: np.ndarray) -> np.ndarray:
 
 
 def variant_cells(cells: list[Cell], variant: str) -> np.ndarray:
-    """Mask of the cells each variant uses: faithful = segments + 'other'; corrected = segments + unlabelled."""
-    keep = {"faithful": ("segment", "other"), "corrected": ("segment", "unlabelled")}[variant]
+    """Mask of the cells each variant uses: paper = segments + 'other'; linear = segments + unlabelled."""
+    keep = {"paper": ("segment", "other"), "linear": ("segment", "unlabelled")}[DEPRECATED_MODES.get(variant, variant)]
     return np.array([c.kind in keep for c in cells])
 
 
@@ -126,7 +133,7 @@ def labelled_frames(ctx: AnalysisContext) -> dict[int, tuple[Any, list]]:
     clip = ctx.panoptic
     if clip is None:
         return {}
-    of = ctx.options.get("label_frame_of") or {}
+    of = ctx.label_frame_of or {}
     annotated = set(getattr(clip, "annotated", []) or [])
     out = {}
     for f in ctx.frames:
@@ -140,142 +147,75 @@ def labelled_frames(ctx: AnalysisContext) -> dict[int, tuple[Any, list]]:
     return out
 
 
-def _figure(ctx, variant, cmode, layer_data, n_show):
-    from xinc.report.figures import category_legend, category_palette, new_figure
+@dataclass
+class ObjectsOptions:
+    """A3: how many neurons per layer are sampled (seeded) for the per-neuron plots and table."""
 
-    layers = list(layer_data)
-    names = [c.name for d in layer_data.values() for c, m in zip(d["cells"], d["mask"]) if m
-             and c.kind == "segment"]
-    fixed = {UNLABELLED: (0.55, 0.55, 0.55), OTHER: (0.0, 0.0, 0.0)}
-    palette = category_palette(sorted(set(names)) + [UNLABELLED, OTHER], fixed)
-    used = set()
-    fig, axes = new_figure(len(layers), n_show, panel=(2.6, 1.9),
-                           title=f"A3 normalised mean |C| per segment over frames — {variant} ({cmode} canvas)")
-    for r, layer in enumerate(layers):
-        d = layer_data[layer]
-        cells = [c for c, m in zip(d["cells"], d["mask"]) if m]
-        frames = sorted({c.frame for c in cells})
-        for j in range(n_show):
-            ax = axes[r, j]
-            if j >= len(d["sample"]):
-                ax.axis("off")
-                continue
-            k = d["sample"][j]
-            vals = d["norm"][k]
-            tracks: dict[tuple, list] = {}
-            for c, v in zip(cells, vals):
-                tracks.setdefault((c.kind, c.segment_id, c.name), []).append((c.frame, v))
-            for (kind, _, name), pts in tracks.items():
-                pts.sort()
-                x, y = zip(*pts)
-                style = {"other": ":", "unlabelled": "--"}.get(kind, "-")
-                ax.plot(x, y, style, marker="o", ms=2.5, lw=1, color=palette[name], alpha=0.85)
-                used.add(name)
-            ax.set_ylim(-0.05, 1.05)
-            ax.set_title(f"{layer}: neuron {k}")
-            if len(frames) > 1:
-                ax.set_xticks(frames)
-            ax.set_xlabel("frame")
-            if j == 0:
-                ax.set_ylabel("normalised mean |C|")
-    shown = {n: c for n, c in palette.items() if n in used}
-    category_legend(fig, shown, title="category", loc="upper left", bbox_to_anchor=(1.0, 0.95), max_cols=3,
-                    styles={UNLABELLED: "--", OTHER: ":"})
-    fig.tight_layout()
-    return fig
+    sample_neurons: int = 6
+
+    def validate(self) -> None:
+        if self.sample_neurons < 0:
+            raise XincError(f"a3 option sample_neurons={self.sample_neurons}: negative ; give 0 or more")
 
 
-def _ts_figure(ctx, variant, cmode, per_layer):
-    from xinc.report.figures import new_figure
+def _layer(ctx: AnalysisContext, variant: str, cmode: str, layer: str, groups, frames, n_show: int):
+    """One layer of one variant: normalised cell means, sampled neurons, things/stuff, table rows."""
+    values, cells = segment_means(
+        lambda reds: ctx.stream(layer, reds, canvas_mode=cmode, frames=frames), groups)
+    mask = variant_cells(cells, variant)
+    norm = np.zeros_like(values)
+    norm[:, mask] = normalise_per_neuron(values[:, mask])
+    sample = sample_neurons(values[:, mask], n_show, ctx.seed)
+    kept = [(i, c) for i, c in enumerate(cells) if mask[i]]
+    ts = things_stuff(norm[:, mask], [c for _, c in kept])
+    cats: dict[str, list[int]] = {}
+    for i, c in kept:
+        cats.setdefault(c.name, []).append(i)
+    cat_rows = [{"variant": variant, "canvas": cmode, "layer": layer, "category": name, "kind": cells[idx[0]].kind,
+                 "isthing": cells[idx[0]].isthing, "cells": len(idx), "mean_normalised": float(norm[:, idx].mean()),
+                 "mean_abs": float(values[:, idx].mean())} for name, idx in cats.items()]
+    cell_rows = [{"variant": variant, "layer": layer, "neuron": int(k), "frame": c.frame, "segment_id": c.segment_id,
+                  "category": c.name, "isthing": c.isthing, "kind": c.kind, "area": c.area,
+                  "mean_abs": float(values[k, i]), "normalised": float(norm[k, i])} for k in sample for i, c in kept]
+    cat_means = {r["category"]: r["mean_normalised"] for r in cat_rows}
+    top = max(cat_means, key=cat_means.get) if cat_means else None
+    section = {"num_neurons": int(values.shape[0]), "num_cells": int(mask.sum()), "sampled_neurons": sample.tolist(),
+               **ts["summary"], "top_category": top, "category_means": cat_means}
+    arrays = {f"{variant}/{layer}/{k}": v for k, v in ts["per_neuron"].items() if v is not None}
+    return {"section": section, "arrays": arrays, "categories": cat_rows, "cells": cell_rows}
 
-    fig, axes = new_figure(1, 1, panel=(max(3.5, 1.6 * len(per_layer)), 2.8),
-                           title=f"A3 things vs stuff vs unlabelled — {variant} ({cmode} canvas)")
-    ax = axes[0, 0]
-    data, labels, colors = [], [], []
-    for layer, per in per_layer.items():
-        for i, kind in enumerate(("things", "stuff", "unlabelled")):
-            if per.get(kind) is not None:
-                data.append(per[kind])
-                labels.append(f"{layer}\n{kind}")
-                colors.append(("C3", "C2", "0.6")[i])
-    if data:
-        bp = ax.boxplot(data, patch_artist=True, showfliers=False)
-        for patch, c in zip(bp["boxes"], colors):
-            patch.set_facecolor(c)
-        ax.set_xticks(range(1, len(labels) + 1))
-        ax.set_xticklabels(labels, fontsize=6)
-    ax.set_ylabel("per-neuron mean normalised |C|")
-    fig.tight_layout()
-    return fig
+
+def _line(variant: str, layer: str, sec: dict[str, Any]) -> str:
+    line = f"{variant} {layer}: mean normalised |C| things {_f(sec['mean_things'])}, stuff {_f(sec['mean_stuff'])}"
+    if variant == "linear":
+        line += f", unlabelled {_f(sec['mean_unlabelled'])}"
+    if "fraction_neurons_prefer_things" in sec:
+        line += f"; {100 * sec['fraction_neurons_prefer_things']:.0f}% of neurons favour things"
+    return line + (f"; highest category: {sec['top_category']}" if sec["top_category"] else "")
 
 
-@register_analysis(AID, "Contributions to objects over time", needs_panoptic=True)
-def run(ctx: AnalysisContext) -> dict[str, Any]:
-    """Per-neuron mean |C| per segment and frame, normalised per neuron; sampled plots; things vs stuff."""
+@register_analysis(AID, "Contributions to objects over time", options=ObjectsOptions, needs_panoptic=True)
+def run(ctx: AnalysisContext, opts: ObjectsOptions) -> AnalysisResult:
+    """Per-neuron mean |C| per segment and frame, normalised per neuron; sampled neurons; things vs stuff."""
     lab = labelled_frames(ctx)
     if not lab:
-        raise XincError("a3: none of the analysed frames has panoptic labels; give --dataset/--root/--video "
+        raise XincError("a3: none of the analysed frames has panoptic labels ; give --dataset/--root/--video "
                         "and annotated --frames")
     frames = sorted(lab)
-    n_show = int(ctx.option(AID, "sample_neurons", ctx.options.get("sample_neurons") or 6))
     groups = {f: frame_groups(ids, segs, f) for f, (ids, segs) in lab.items()}
-    out: dict[str, Any] = {"frames": frames, "figures": [], "summary": [],
-                           "normalisation": "min-max per neuron over the variant's cells of the clip",
-                           "sampling": {"seed": ctx.seed, "neurons_per_layer": n_show}}
-    cat_rows, cell_rows = [], []
-    for variant, cmode in variants(ctx.mode):
-        layer_data, per_layer, section = {}, {}, {}
-        for layer in ctx.layers:
-            values, cells = segment_means(
-                lambda reds, la=layer, cm=cmode: ctx.stream(la, reds, canvas_mode=cm, frames=frames), groups)
-            mask = variant_cells(cells, variant)
-            norm = np.zeros_like(values)
-            norm[:, mask] = normalise_per_neuron(values[:, mask])
-            sample = sample_neurons(values[:, mask], n_show, ctx.seed)
-            ts = things_stuff(norm[:, mask], [c for c, m in zip(cells, mask) if m])
-            per_layer[layer] = ts["per_neuron"]
-            layer_data[layer] = {"cells": cells, "mask": mask, "norm": norm, "sample": sample.tolist()}
-            kept = [(i, c) for i, c in enumerate(cells) if mask[i]]
-            cats: dict[str, list[int]] = {}
-            for i, c in kept:
-                cats.setdefault(c.name, []).append(i)
-            cat_means = {}
-            for name, idx in cats.items():
-                c0 = cells[idx[0]]
-                mean = float(norm[:, idx].mean())
-                cat_means[name] = mean
-                cat_rows.append({"variant": variant, "canvas": cmode, "layer": layer, "category": name,
-                                 "kind": c0.kind, "isthing": c0.isthing, "cells": len(idx),
-                                 "mean_normalised": mean, "mean_abs": float(values[:, idx].mean())})
-            for k in sample:
-                for i, c in kept:
-                    cell_rows.append({"variant": variant, "layer": layer, "neuron": int(k), "frame": c.frame,
-                                      "segment_id": c.segment_id, "category": c.name, "isthing": c.isthing,
-                                      "kind": c.kind, "area": c.area, "mean_abs": float(values[k, i]),
-                                      "normalised": float(norm[k, i])})
-            top = max(cat_means, key=cat_means.get) if cat_means else None
-            section[layer] = {"num_neurons": int(values.shape[0]), "num_cells": int(mask.sum()),
-                              "sampled_neurons": sample.tolist(), **ts["summary"], "top_category": top,
-                              "category_means": cat_means}
-            s = ts["summary"]
-            line = f"{variant} {layer}: mean normalised |C| things {_f(s['mean_things'])}, stuff " \
-                   f"{_f(s['mean_stuff'])}"
-            if variant == "corrected":
-                line += f", unlabelled {_f(s['mean_unlabelled'])}"
-            if "fraction_neurons_prefer_things" in s:
-                line += f"; {100 * s['fraction_neurons_prefer_things']:.0f}% of neurons favour things"
-            out["summary"].append(line + (f"; highest category: {top}" if top else ""))
-        path = ctx.figure(AID, f"segments_over_time_{variant}", _figure(ctx, variant, cmode, layer_data, n_show))
-        out["figures"].append({"path": ctx.rel(path), "caption": f"Seeded sample of {n_show} neurons per layer: "
-                               f"normalised mean |C| inside each segment across frames, coloured by category "
-                               f"({variant}; dashed = unlabelled area, dotted = the original's union 'other')."})
-        path = ctx.figure(AID, f"things_stuff_{variant}", _ts_figure(ctx, variant, cmode, per_layer))
-        out["figures"].append({"path": ctx.rel(path), "caption": f"Per-neuron mean normalised |C| over thing, stuff "
-                                                                   f"and unlabelled cells ({variant})."})
-        out[variant] = section
-    ctx.table(AID, "categories", cat_rows)
-    ctx.table(AID, "sampled_cells", cell_rows)
-    return out
+    grid = each_variant_layer(ctx, lambda v, cm, la: _layer(ctx, v, cm, la, groups, frames, opts.sample_neurons))
+    res = AnalysisResult(numbers={"frames": frames, "canvas_modes": dict(ctx.variants()),
+                                  "normalisation": "min-max per neuron over the variant's cells of the clip",
+                                  "sampling": {"seed": ctx.seed, "neurons_per_layer": opts.sample_neurons}})
+    res.tables = {"categories": [], "sampled_cells": []}
+    for v, layers in grid.items():
+        res.numbers[v] = {la: r["section"] for la, r in layers.items()}
+        for la, r in layers.items():
+            res.arrays.update(r["arrays"])
+            res.tables["categories"] += r["categories"]
+            res.tables["sampled_cells"] += r["cells"]
+            res.summary.append(_line(v, la, r["section"]))
+    return res
 
 
 def _f(v) -> str:

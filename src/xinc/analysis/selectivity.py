@@ -6,32 +6,42 @@ T_k = Σ_p A_k(p) and group g:
 E = T_k·|g|/P, A = Σ_{p∈g} A_k(p), δ = |A − E|/E, V_k = unbiased variance of δ over the groups.
 V_k is computed per frame and averaged over frames; figures show ln √V_k per grouping and layer.
 
-Paper-faithful (paper canvas): strided-lattice cells (y mod n, x mod n), the 6 θ = 0 Gabor kernels on
+Variant "paper" (paper canvas): strided-lattice cells (y mod n, x mod n), the 6 θ = 0 Gabor kernels on
 the uint8 grey image with uint8 wrap-around, group counts as the original compared them directly.
-Corrected (exact linear canvas): contiguous n×n cells, all 24 Gabor kernels in float, k-means with
+Variant "linear" (exact linear canvas): contiguous n×n cells, all 24 Gabor kernels in float, k-means with
 k = n² (the same group count as the cells), and a null model: for each grouping, `null` random
 partitions with exactly its group sizes; score = ln √V − ln √V_null (0 = no more selective than
 chance for those sizes). Both variants report the ordering of groupings by median with seeded
 bootstrap confidence intervals (over neurons) and, per adjacent pair, the bootstrap probability
 that the order holds.
 One streamed pass per layer computes every grouping (and every null partition) of every frame.
+Figures: xinc.report.plots.a5.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from xinc.analysis import grouping as gr
-from xinc.analysis.registry import AnalysisContext, register_analysis, stream_tensors, variants
+from xinc.analysis.registry import (
+    DEPRECATED_MODES,
+    AnalysisContext,
+    AnalysisResult,
+    each_variant_layer,
+    register_analysis,
+    stream_tensors,
+)
 from xinc.canvas.reduce import Reducer
+from xinc.errors import XincError
 
 AID = "a5"
 ONE_HOT_MAX = 1 << 22  # P x G entries up to which group sums use a float64 one-hot matmul (32 MB)
-DEFAULTS = {"faithful_k": 10, "faithful_cells": 8, "corrected_cells": 4, "null": 4, "bootstrap": 1000}
 
 
 def delta_variance(maps: torch.Tensor, labels: torch.Tensor, num_groups: int | None = None, *,
@@ -97,22 +107,22 @@ class GroupingVariance(Reducer):
         return self.V
 
 
-def build_groupings(image, ids, variant: str, *, seed: int, faithful_k: int = 10, faithful_cells: int = 8,
-                    corrected_cells: int = 4, null: int = 4) -> dict[str, torch.Tensor]:
-    """All label maps of one frame for one variant; corrected adds '<name>/null<r>' random partitions."""
+def build_groupings(image, ids, variant: str, *, seed: int, paper_k: int = 10, paper_cells: int = 8,
+                    linear_cells: int = 4, null: int = 4) -> dict[str, torch.Tensor]:
+    """All label maps of one frame for one variant; 'linear' adds '<name>/null<r>' random partitions."""
     H, W = image.shape[-2:]
     out: dict[str, torch.Tensor] = {}
     if ids is not None:
         out["segments"] = gr.segment_labels(ids)[0]
-    if variant == "faithful":
-        out["rgb_kmeans"] = gr.rgb_kmeans_labels(image, faithful_k, seed)
-        out["gabor_kmeans"] = gr.gabor_kmeans_labels(image, faithful_k, seed, bank="faithful")
-        out["cells"] = gr.cell_labels(H, W, faithful_cells, "lattice")
+    if DEPRECATED_MODES.get(variant, variant) == "paper":
+        out["rgb_kmeans"] = gr.rgb_kmeans_labels(image, paper_k, seed)
+        out["gabor_kmeans"] = gr.gabor_kmeans_labels(image, paper_k, seed, bank="paper")
+        out["cells"] = gr.cell_labels(H, W, paper_cells, "lattice")
     else:
-        k = corrected_cells**2
+        k = linear_cells**2
         out["rgb_kmeans"] = gr.rgb_kmeans_labels(image, k, seed)
         out["gabor_kmeans"] = gr.gabor_kmeans_labels(image, k, seed, bank="full")
-        out["cells"] = gr.cell_labels(H, W, corrected_cells, "contiguous")
+        out["cells"] = gr.cell_labels(H, W, linear_cells, "contiguous")
         for name in list(out):
             for r in range(null):
                 s = seed + 7919 * (r + 1) + zlib.crc32(name.encode()) % 100_003
@@ -154,13 +164,13 @@ def bootstrap_ordering(scores: dict[str, np.ndarray], *, n_boot: int = 1000, see
 
 
 def summarise_variances(V: dict[str, dict[int, torch.Tensor]], variant: str) -> dict[str, np.ndarray]:
-    """Per-grouping per-neuron scores: faithful ln √V̄; corrected ln √V̄ − ln √V̄_null (V̄ = mean over frames)."""
+    """Per-grouping per-neuron scores: paper ln √V̄; linear ln √V̄ − ln √V̄_null (V̄ = mean over frames)."""
     def vbar(name):
         return np.nanmean(np.stack([v.numpy() for v in V[name].values()]), 0)
 
     base = [n for n in V if "/null" not in n]
     raw = {n: log_sqrt(vbar(n)) for n in base}
-    if variant == "faithful":
+    if DEPRECATED_MODES.get(variant, variant) == "paper":
         return {"raw": raw}
     null = {}
     for n in base:
@@ -179,133 +189,91 @@ def selectivity_from_canvases(maps: torch.Tensor, labels: dict[int, dict[str, to
     return red.result()
 
 
-def _boxplot(ctx, variant, cmode, per_layer):
-    from xinc.report.figures import new_figure
+@dataclass
+class SelectivityOptions:
+    """A5 grouping sizes, null partitions and bootstrap replicates."""
 
-    layers = list(per_layer)
-    fig, axes = new_figure(1, len(layers), panel=(3.3, 2.8), sharey=True,
-                           title=f"A5 ln √V per grouping — {variant} ({cmode} canvas)")
-    for ax, layer in zip(axes[0], layers):
-        sc = per_layer[layer]
-        names = list(sc["raw"])
-        data = [sc["raw"][n][np.isfinite(sc["raw"][n])] for n in names]
-        pos = np.arange(1, len(names) + 1, dtype=float)
-        if "null" in sc:
-            b = ax.boxplot(data, positions=pos - 0.18, widths=0.32, showfliers=False, patch_artist=True)
-            nd = [sc["null"][n][np.isfinite(sc["null"][n])] for n in names]
-            bn = ax.boxplot(nd, positions=pos + 0.18, widths=0.32, showfliers=False, patch_artist=True)
-            for p in bn["boxes"]:
-                p.set_facecolor("0.85")
-                p.set_hatch("//")
-            ax.legend([b["boxes"][0], bn["boxes"][0]], ["grouping", "null (same sizes)"], frameon=False,
-                      loc="best")
-        else:
-            b = ax.boxplot(data, positions=pos, widths=0.5, showfliers=False, patch_artist=True)
-        for p in b["boxes"]:
-            p.set_facecolor("C0")
-            p.set_alpha(0.7)
-        ax.set_xticks(pos)
-        ax.set_xticklabels([n.replace("_", " ") for n in names], rotation=30, fontsize=7)
-        ax.set_title(layer)
-        ax.set_ylabel("ln √V_k")
-    fig.tight_layout()
-    return fig
+    renamed: ClassVar[dict[str, str]] = {"faithful_k": "paper_k", "faithful_cells": "paper_cells",
+                                         "corrected_cells": "linear_cells"}
+    paper_k: int = 10  # k of the paper variant's RGB and Gabor k-means
+    paper_cells: int = 8  # n of the paper variant's strided n x n lattice cells
+    linear_cells: int = 4  # n of the linear variant's contiguous n x n cells (k-means use k = n²)
+    null: int = 4  # random partitions of the same group sizes per grouping (linear variant)
+    bootstrap: int = 1000  # bootstrap replicates of the ordering confidence
+
+    def validate(self) -> None:
+        if min(self.paper_k, self.paper_cells, self.linear_cells) < 1 or self.null < 0 or self.bootstrap < 1:
+            raise XincError(f"a5 options {self}: out of range ; need k and cells >= 1, null >= 0, bootstrap >= 1")
 
 
-def _excess_plot(ctx, per_layer_order):
-    from xinc.report.figures import new_figure
-
-    layers = list(per_layer_order)
-    fig, axes = new_figure(1, len(layers), panel=(3.0, 2.6), sharey=True,
-                           title="A5 corrected: median ln √V − ln √V_null (95% bootstrap CI)")
-    for ax, layer in zip(axes[0], layers):
-        o = per_layer_order[layer]
-        names = list(o["medians"])
-        m = np.array([o["medians"][n] for n in names])
-        lo = m - np.array([o["ci95"][n][0] for n in names])
-        hi = np.array([o["ci95"][n][1] for n in names]) - m
-        ax.bar(range(len(names)), m, yerr=[lo, hi], color="C0", alpha=0.75, capsize=3)
-        ax.axhline(0, color="k", lw=0.6)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([n.replace("_", " ") for n in names], rotation=30, fontsize=7)
-        ax.set_title(f"{layer} (order conf. {_p(o['confidence'])})")
-        ax.set_ylabel("excess selectivity")
-    fig.tight_layout()
-    return fig
+def _variant_labels(ctx: AnalysisContext, variant: str, lab: dict, opts: SelectivityOptions) -> dict:
+    """{frame: {grouping: labels}} of one variant; with segments, only groupings present in every frame."""
+    labels = {f: build_groupings(ctx.images[i], lab[f][0] if f in lab else None, variant, seed=ctx.seed,
+                                 paper_k=opts.paper_k, paper_cells=opts.paper_cells,
+                                 linear_cells=opts.linear_cells, null=opts.null)
+              for i, f in enumerate(ctx.frames)}
+    if lab:
+        common = set.intersection(*(set(v) for v in labels.values()))
+        labels = {f: {n: v[n] for n in v if n in common} for f, v in labels.items()}
+    return labels
 
 
-def _p(v):
-    return "n/a" if v is None else f"{v:.2f}"
+def _layer(ctx, variant, cmode, layer, labels, opts: SelectivityOptions) -> dict[str, Any]:
+    """One layer: per-neuron scores per grouping, bootstrap ordering, numbers, arrays and neuron rows."""
+    red = GroupingVariance(labels)
+    ctx.stream(layer, [red], canvas_mode=cmode)
+    sc = summarise_variances(red.result(), variant)
+    key = "excess" if "excess" in sc else "raw"
+    o = bootstrap_ordering(sc[key], n_boot=opts.bootstrap, seed=ctx.seed)
+    section = {"statistic": "ln sqrt(V) - ln sqrt(V_null)" if key == "excess" else "ln sqrt(V)",
+               "median_ln_sqrt_V": {n: _nanmed(v) for n, v in sc["raw"].items()},
+               **({"median_ln_sqrt_V_null": {n: _nanmed(v) for n, v in sc["null"].items()}} if "null" in sc else {}),
+               "ordering": o}
+    cols = {n: v for n, v in sc["raw"].items()}
+    cols.update({f"{n}_null": v for n, v in sc.get("null", {}).items()})
+    mat = np.stack(list(cols.values()), 1)
+    rows = [{"variant": variant, "layer": layer, "neuron": k, **dict(zip(cols, map(_num, r)))}
+            for k, r in enumerate(mat.tolist())]
+    arrays = {f"{variant}/{layer}/{part}/{n}": v.astype(np.float32) for part in ("raw", "null")
+              for n, v in sc.get(part, {}).items()}
+    conf = ", ".join(f"P({p['higher']}>{p['lower']})={p['probability']:.2f}" for p in o["pair_confidence"])
+    line = (f"{variant} {layer}: ordering by median {'excess over null' if key == 'excess' else 'ln √V'}: "
+            f"{' > '.join(o['order'])} ({conf})")
+    return {"section": section, "key": key, "rows": rows, "arrays": arrays, "line": line}
 
 
-@register_analysis(AID, "What do neurons care about")
-def run(ctx: AnalysisContext) -> dict[str, Any]:
-    """δ-variance per grouping and layer, faithful and corrected, with ordering and bootstrap confidence."""
+def _order_rows(variant, cmode, layer, r, group_counts) -> list[dict[str, Any]]:
+    o = r["section"]["ordering"]
+    return [{"variant": variant, "canvas": cmode, "layer": layer, "grouping": n,
+             "groups": "/".join(map(str, group_counts.get(n, []))), "median": o["medians"].get(n),
+             "ci_lo": o["ci95"].get(n, [None])[0], "ci_hi": o["ci95"].get(n, [None, None])[1],
+             "rank": o["order"].index(n) + 1 if n in o["order"] else None}
+            for n in r["section"]["median_ln_sqrt_V" if r["key"] == "raw" else "median_ln_sqrt_V_null"]]
+
+
+@register_analysis(AID, "What do neurons care about", options=SelectivityOptions)
+def run(ctx: AnalysisContext, opts: SelectivityOptions) -> AnalysisResult:
+    """δ-variance per grouping and layer, paper and linear variants, with ordering and bootstrap confidence."""
     from xinc.analysis.objects import labelled_frames
 
-    opts = {k: int(ctx.option(AID, k, v)) for k, v in DEFAULTS.items()}
     lab = labelled_frames(ctx)
-    out: dict[str, Any] = {"options": opts, "figures": [], "summary": [],
-                           "segments": "used" if lab else "skipped (no panoptic labels for the analysed frames)"}
-    rows, order_rows = [], []
-    for variant, cmode in variants(ctx.mode):
-        labels = {}
-        for i, f in enumerate(ctx.frames):
-            ids = lab[f][0] if f in lab else None
-            labels[f] = build_groupings(ctx.images[i], ids, variant, seed=ctx.seed, faithful_k=opts["faithful_k"],
-                                        faithful_cells=opts["faithful_cells"],
-                                        corrected_cells=opts["corrected_cells"], null=opts["null"])
-        if lab:  # segments only where labelled: keep groupings present in every frame
-            common = set.intersection(*(set(v) for v in labels.values()))
-            labels = {f: {n: v[n] for n in v if n in common} for f, v in labels.items()}
-        group_counts = {n: sorted({gr.num_groups(v[n]) for v in labels.values()}) for n in
-                        next(iter(labels.values())) if "/null" not in n}
-        per_layer, orders, section = {}, {}, {}
-        for layer in ctx.layers:
-            red = GroupingVariance(labels)
-            ctx.stream(layer, [red], canvas_mode=cmode)
-            sc = summarise_variances(red.result(), variant)
-            per_layer[layer] = sc
-            key = "excess" if variant == "corrected" else "raw"
-            orders[layer] = bootstrap_ordering(sc[key], n_boot=opts["bootstrap"], seed=ctx.seed)
-            o = orders[layer]
-            section[layer] = {"statistic": "ln sqrt(V) - ln sqrt(V_null)" if key == "excess" else "ln sqrt(V)",
-                              "median_ln_sqrt_V": {n: _nanmed(v) for n, v in sc["raw"].items()},
-                              **({"median_ln_sqrt_V_null": {n: _nanmed(v) for n, v in sc["null"].items()}}
-                                 if "null" in sc else {}),
-                              "ordering": o}
-            for n in sc[key]:
-                order_rows.append({"variant": variant, "canvas": cmode, "layer": layer, "grouping": n,
-                                   "groups": "/".join(map(str, group_counts.get(n, []))),
-                                   "median": o["medians"].get(n), "ci_lo": o["ci95"].get(n, [None])[0],
-                                   "ci_hi": o["ci95"].get(n, [None, None])[1],
-                                   "rank": o["order"].index(n) + 1 if n in o["order"] else None})
-            K = len(next(iter(sc["raw"].values())))
-            names = list(sc["raw"])
-            cols = {n: sc["raw"][n] for n in names}
-            if "null" in sc:
-                cols.update({f"{n}_null": sc["null"][n] for n in sc["null"]})
-            mat = np.stack(list(cols.values()), 1)
-            rows += [{"variant": variant, "layer": layer, "neuron": k, **dict(zip(cols, map(_num, r)))}
-                     for k, r in zip(range(K), mat.tolist())]
-            ordering = " > ".join(o["order"])
-            conf = ", ".join(f"P({p['higher']}>{p['lower']})={p['probability']:.2f}" for p in o["pair_confidence"])
-            what = "excess over null" if key == "excess" else "ln √V"
-            out["summary"].append(f"{variant} {layer}: ordering by median {what}: {ordering} ({conf})")
-        path = ctx.figure(AID, f"boxplots_{variant}", _boxplot(ctx, variant, cmode, per_layer))
-        out["figures"].append({"path": ctx.rel(path), "caption": f"ln √V_k per grouping and layer ({variant}, "
-                               f"{cmode} canvas)" + ("; hatched = random partitions of the same sizes."
-                                                     if variant == "corrected" else ".")})
-        if variant == "corrected":
-            path = ctx.figure(AID, "excess_over_null", _excess_plot(ctx, orders))
-            out["figures"].append({"path": ctx.rel(path), "caption": "Median selectivity in excess of the null "
-                                   "model, with 95% bootstrap intervals over neurons, per grouping and layer."})
-        section["group_counts"] = group_counts
-        out[variant] = section
-        ctx.table(AID, f"neurons_{variant}", rows)
-        rows = []
-    ctx.table(AID, "ordering", order_rows)
-    return out
+    labels = {v: _variant_labels(ctx, v, lab, opts) for v, _ in ctx.variants()}
+    grid = each_variant_layer(ctx, lambda v, cm, la: _layer(ctx, v, cm, la, labels[v], opts))
+    res = AnalysisResult(numbers={"options": dataclasses.asdict(opts), "canvas_modes": dict(ctx.variants()),
+                                  "segments": "used" if lab else "skipped (no panoptic labels for the analysed "
+                                                                 "frames)"})
+    order_rows = []
+    for v, layers in grid.items():
+        group_counts = {n: sorted({gr.num_groups(x[n]) for x in labels[v].values()})
+                        for n in next(iter(labels[v].values())) if "/null" not in n}
+        res.numbers[v] = {**{la: r["section"] for la, r in layers.items()}, "group_counts": group_counts}
+        res.tables[f"neurons_{v}"] = [row for r in layers.values() for row in r["rows"]]
+        for la, r in layers.items():
+            order_rows += _order_rows(v, dict(ctx.variants())[v], la, r, group_counts)
+            res.arrays.update(r["arrays"])
+            res.summary.append(r["line"])
+    res.tables["ordering"] = order_rows
+    return res
 
 
 def _nanmed(v: np.ndarray) -> float | None:

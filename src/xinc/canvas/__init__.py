@@ -27,3 +27,7 @@ __all__ = [
 from xinc.canvas.crosscheck import grad_x_activation  # noqa: E402
 
 __all__ += ["grad_x_activation"]
+
+from xinc.canvas.explainer import explain, explain_stream  # noqa: E402
+
+__all__ += ["explain", "explain_stream"]

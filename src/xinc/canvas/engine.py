@@ -304,6 +304,8 @@ class Canvas:
     c_out: int | None
     rule: str
     info: LayerInfo
+    pairs: torch.Tensor | None = None  # (K, 2) int64 (c_in, c_out) per neuron (c_out -1: spans all outputs)
+    input_groups: list[tuple[str, int, int]] | None = None  # (source, first c_in, stop) when the input is a concat
 
     @property
     def num_neurons(self) -> int:

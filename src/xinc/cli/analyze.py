@@ -9,8 +9,6 @@ atomic rename (a failed run leaves nothing behind).
 
 from __future__ import annotations
 
-import importlib
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,9 +22,6 @@ from xinc.cli.common import parse
 from xinc.errors import XincError
 from xinc.utils import atomic_dir, parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
-CORE_MODULES = ("xinc.analysis.intensity", "xinc.analysis.distributed", "xinc.analysis.objects",
-                "xinc.analysis.selectivity")
-OPTIONAL_MODULES = ("xinc.analysis.motion", "xinc.analysis.clusters")
 FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
 
 
@@ -59,8 +54,9 @@ class AnalyzeOptions:
     """comma-separated canvas layers (default all: FFN layer1..L, NeRV block1..N,head)"""
     frames: str | None = None
     """NeRV model frame indices, e.g. 4,9,14 or 0-5 (default: the annotated frames of a dataset clip, else all)"""
-    mode: Literal["faithful", "corrected", "both"] = "both"
-    """faithful = paper canvas + the paper's statistics; corrected = exact linear canvas + corrected statistics"""
+    mode: Literal["paper", "linear", "both", "faithful", "corrected"] = "both"
+    """paper = the paper's canvas + its statistics; linear = the exact linear canvas + the corrected statistics;
+    both (faithful/corrected: the old names of paper/linear, deprecated)"""
     seed: int = 0
     """seed of every random choice (neuron sampling, k-means, null partitions, bootstrap)"""
     device: str = "auto"
@@ -72,45 +68,12 @@ class AnalyzeOptions:
     memo_mb: float = 1024.0
     """canvases kept in memory across analysis passes and analyses, in MB (each canvas computed once; 0: off)"""
     sample_neurons: int = 6
-    """neurons sampled (seeded) for per-neuron plots (A3)"""
+    """neurons sampled (seeded) for per-neuron plots (A3; same as --option a3.sample_neurons=N)"""
     option: tuple[str, ...] = ()
-    """per-analysis extras as AID.NAME=VALUE, e.g. a5.null=8 a2.topk=1024 (repeatable)"""
+    """per-analysis options as AID.NAME=VALUE, e.g. a5.null=8 a2.topk=1024 (repeatable; unknown names and
+    mistyped values are an error; see each analysis' options dataclass)"""
     progress: bool = True
     """show tqdm progress bars on stderr"""
-
-
-def import_analyses() -> list[str]:
-    """Import the analysis modules (A4/A6 only if installed); return the optional ones that were absent."""
-    missing = []
-    for mod in CORE_MODULES:
-        importlib.import_module(mod)
-    for mod in OPTIONAL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            missing.append(mod)
-    return missing
-
-
-def parse_options(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """'a5.null=8' -> {'a5': {'null': 8}}; 'name=value' -> {'name': value}; values parsed as JSON if they can be."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise XincError(f"--option {item!r}: expected AID.NAME=VALUE, e.g. a5.null=8")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        if "." in key:
-            aid, name = key.split(".", 1)
-            out.setdefault(aid, {})[name] = value
-        else:
-            out[key] = value
-    return out
 
 
 def _model_frames(model) -> int:
@@ -229,16 +192,23 @@ def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], mo
 
 
 def _select(o: AnalyzeOptions, registered: dict) -> tuple[list[str], bool]:
-    if o.analyses is None:
-        return sorted(registered), False
-    if o.analyses.strip() == "all":
+    if o.analyses is None or o.analyses.strip() == "all":
         return sorted(registered), False
     ids = [a.strip().lower() for a in o.analyses.split(",") if a.strip()]
     unknown = [a for a in ids if a not in registered]
     if unknown:
-        raise XincError(f"--analyses: unknown or unavailable analysis {unknown[0]!r}; available: "
+        raise XincError(f"--analyses: unknown or unavailable analysis {unknown[0]!r} ; choose from "
                         f"{', '.join(sorted(registered))}")
     return list(dict.fromkeys(ids)), True
+
+
+def _options(o: AnalyzeOptions) -> dict[str, Any]:
+    """Per-analysis options from --option (typed and checked now, before any work starts)."""
+    from xinc.analysis.registry import make_options, parse_option_items
+
+    options: dict[str, Any] = parse_option_items(o.option)
+    options.setdefault("a3", {}).setdefault("sample_neurons", o.sample_neurons)
+    return {aid: make_options(aid, given) for aid, given in options.items()}
 
 
 def _skip_reason(a, data: dict[str, Any]) -> str | None:
@@ -251,47 +221,77 @@ def _skip_reason(a, data: dict[str, Any]) -> str | None:
     return None
 
 
-def run(argv: list[str], prog: str) -> int:
-    """Entry point of `xinc analyze`."""
+def _layers(o: AnalyzeOptions, model) -> list[str]:
+    layers = list(model.layer_names)
+    if not o.layers:
+        return layers
+    want = [s.strip() for s in o.layers.split(",") if s.strip()]
+    bad = [s for s in want if s not in layers]
+    if bad:
+        raise XincError(f"--layers: {bad[0]!r} is not a canvas layer of this model ; choose from {', '.join(layers)}")
+    return want
+
+
+def _runnable(ids: list[str], explicit: bool, data: dict[str, Any], found: dict) -> tuple[list[str], dict]:
+    run_ids, skipped = [], {}
+    for aid in ids:
+        reason = _skip_reason(found[aid], data)
+        if reason and explicit:
+            raise XincError(f"--analyses {aid}: {reason}")
+        if reason:
+            skipped[aid] = reason
+            print(f"xinc analyze: skipping {aid} ({found[aid].title}): {reason}", file=sys.stderr)
+        else:
+            run_ids.append(aid)
+    return run_ids, skipped
+
+
+def _analyse(ctx, run_ids: list[str], options: dict[str, Any], found: dict, progress: bool) -> dict[str, Any]:
+    """Run each analysis (one progress bar each), save its data, draw its figures; the results.json sections."""
     from tqdm.auto import tqdm
 
-    from xinc.analysis.registry import ANALYSES, AnalysisContext, variants
+    from xinc.analysis import run as run_analyses
+    from xinc.report.plots import draw
+
+    sections = {}
+    for aid in run_ids:
+        bar = tqdm(desc=f"{aid} {found[aid].title}", unit="map", disable=not progress, dynamic_ncols=True,
+                   file=sys.stderr)
+        ctx.progress = bar.update
+        try:
+            res = run_analyses(ctx, [aid], {aid: options.get(aid)})[aid]
+        finally:
+            bar.close()
+        figs = draw(aid, res, ctx.out)
+        sections[aid] = {**res.section(found[aid].title), "figures": [f.as_json(ctx.out) for f in figs]}
+    return sections
+
+
+def run(argv: list[str], prog: str) -> int:
+    """Entry point of `xinc analyze`."""
+    from xinc.analysis.registry import AnalysisContext, discover, normalize_mode, variants
     from xinc.canvas.memo import CanvasMemo
     from xinc.models.io import load_model, read_model_dir_config
 
     o = parse(AnalyzeOptions, argv, prog)
     if not o.memo_mb >= 0:
         raise XincError(f"--memo-mb {o.memo_mb}: must be >= 0 (0 turns the canvas memo off)")
-    missing = import_analyses()
-    ids, explicit = _select(o, ANALYSES)
+    o.mode = normalize_mode(o.mode)
+    found = discover()
+    ids, explicit = _select(o, found)
+    options = _options(o)
     device = resolve_device(o.device)
     seed_everything(o.seed)
     model = load_model(o.model_dir, device)
     cfg = read_model_dir_config(o.model_dir)
-    layers = list(model.layer_names)
-    if o.layers:
-        want = [s.strip() for s in o.layers.split(",") if s.strip()]
-        bad = [s for s in want if s not in layers]
-        if bad:
-            raise XincError(f"--layers: {bad[0]!r} is not a canvas layer of this model; "
-                            f"choose from {', '.join(layers)}")
-        layers = want
+    layers = _layers(o, model)
     data = _load_data(o, model, cfg)
-    run_ids, skipped = [], {}
-    for aid in ids:
-        reason = _skip_reason(ANALYSES[aid], data)
-        if reason and explicit:
-            raise XincError(f"--analyses {aid}: {reason}")
-        if reason:
-            skipped[aid] = reason
-            print(f"xinc analyze: skipping {aid} ({ANALYSES[aid].title}): {reason}", file=sys.stderr)
-        else:
-            run_ids.append(aid)
-    options = parse_options(o.option)
-    options["sample_neurons"] = o.sample_neurons
+    run_ids, skipped = _runnable(ids, explicit, data, found)
+    from xinc.analysis.registry import UNAVAILABLE
+
     resolved = {**to_jsonable(asdict(o)), "device": str(device), "layers": layers, "frames": data["frames"],
-                "analyses": run_ids, "skipped": skipped, "options": options, "argv": list(argv),
-                "command": " ".join([prog, *argv]), "optional_modules_missing": missing}
+                "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "argv": list(argv),
+                "command": " ".join([prog, *argv]), "optional_modules_missing": sorted(UNAVAILABLE)}
     modes = [c for _, c in variants(o.mode)]
     results: dict[str, Any] = {
         "model": {"dir": str(o.model_dir), "kind": model.config.kind,
@@ -306,15 +306,8 @@ def run(argv: list[str], prog: str) -> int:
         ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),
                               mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
-                              memory_budget_mb=o.memory_budget_mb, options=options, memo=CanvasMemo(o.memo_mb))
-        for aid in run_ids:
-            bar = tqdm(desc=f"{aid} {ANALYSES[aid].title}", unit="map", disable=not o.progress, dynamic_ncols=True,
-                       file=sys.stderr)
-            ctx.progress = bar.update
-            try:
-                results[aid] = {"title": ANALYSES[aid].title, **ANALYSES[aid].fn(ctx)}
-            finally:
-                bar.close()
+                              memory_budget_mb=o.memory_budget_mb, memo=CanvasMemo(o.memo_mb))
+        results.update(_analyse(ctx, run_ids, options, found, o.progress))
         results["canvas"] = _canvas_section(model, layers, ctx.canvas_log, modes)
         order = ["model", "data", "reconstruction", "canvas", "skipped", *run_ids]
         write_json(stage / "results.json", {k: results[k] for k in order if k in results})

@@ -31,11 +31,25 @@ from xinc.data.categories import (
     category_by_name,
 )
 from xinc.data.flow import write_flo
-from xinc.data.panoptic import CITYSCAPES_JSON, CITYSCAPES_VPS, VIPSEG, VIPSEG_JSON, id_to_rgb
+from xinc.data.panoptic import CITYSCAPES_VPS, VIPSEG
 from xinc.errors import XincError
 from xinc.utils import atomic_dir, parse_hw, write_json
 
 __all__ = ["SynthConfig", "generate_synthetic", "load_gt_flow", "NATIVE_SIZE", "render_video", "SynthVideo"]
+
+# The published file names and encodings, written here from the datasets' documentation (SPEC 3.1-3.2) and
+# deliberately not imported from xinc.data.panoptic: the generator exists to test those readers.
+CITYSCAPES_JSON = "panoptic_gt_val_city_vps.json"
+VIPSEG_JSON = "panoptic_gt_VIPSeg.json"
+
+
+def _encode_rgb(ids: np.ndarray) -> np.ndarray:
+    """(H, W) panoptic ids -> (H, W, 3) uint8 RGB with id = R + 256 G + 256^2 B (COCO panoptic encoding)."""
+    le = np.ascontiguousarray(ids, dtype="<u4")  # little-endian bytes: R, G, B, (0)
+    if int(le.max(initial=0)) >= 1 << 24:
+        raise XincError("panoptic ids must be below 2^24 to fit an RGB PNG")
+    return le.view(np.uint8).reshape(*le.shape, 4)[..., :3].copy()
+
 
 NATIVE_SIZE = {CITYSCAPES_VPS: (1024, 2048), VIPSEG: (720, 1280)}
 FORMATS = (CITYSCAPES_VPS, VIPSEG)
@@ -438,7 +452,7 @@ def _write_cityscapes_video(root: Path, cfg: SynthConfig, i: int, vid: SynthVide
         image_id = f"{vname}_{i * 6 + k + 1:04d}_{city}_{seq}_{f0 + j:06d}"
         name = f"{image_id}_gtFine_color.png"
         ids = vid.ids[j]
-        _png(root / "val" / "panoptic_video" / name, id_to_rgb(ids))
+        _png(root / "val" / "panoptic_video" / name, _encode_rgb(ids))
         inst = np.full(ids.shape, CITYSCAPES_VOID, np.uint16)
         for sid, seg in vid.segments.items():
             inst[ids == sid] = seg["category_id"] * 1000 + seg["instance"] if seg["isthing"] else seg["category_id"]
@@ -462,7 +476,7 @@ def _write_vipseg_video(root: Path, cfg: SynthConfig, i: int, vid: SynthVideo, j
         if not cv2.imwrite(str(path), vid.frames[j][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]):
             raise XincError(f"{path}: could not write the JPEG")
         ids = vid.ids[j]
-        _png(root / "panomasksRGB" / vname / f"{stem}.png", id_to_rgb(ids))
+        _png(root / "panomasksRGB" / vname / f"{stem}.png", _encode_rgb(ids))
         pm = np.zeros(ids.shape, np.uint16)
         for sid, seg in vid.segments.items():
             c = seg["category_id"]

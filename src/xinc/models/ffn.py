@@ -100,6 +100,10 @@ class FFN(nn.Module):
             return torch.nn.functional.gelu(z)
         return torch.tanh(z)
 
+    def output_activation(self, z: torch.Tensor) -> torch.Tensor:
+        """The output activation (canvas protocol): none, the FFN's last layer is linear."""
+        return z
+
     def coords(self, device: torch.device | str | None = None) -> torch.Tensor:
         return pixel_coords(self.config.height, self.config.width, device)
 

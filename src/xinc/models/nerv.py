@@ -224,6 +224,10 @@ class NeRV(nn.Module):
     def output_act(self, z: torch.Tensor) -> torch.Tensor:
         return 0.5 * torch.tanh(z) + 0.5 if self.config.out_act == "tanh" else z
 
+    def output_activation(self, z: torch.Tensor) -> torch.Tensor:
+        """The output activation (canvas protocol): RGB logits -> frame."""
+        return self.output_act(z)
+
     def decode(self, emb: torch.Tensor) -> torch.Tensor:
         """Embedding (B, C, h, w) -> frames (B, 3, H, W)."""
         x = self._stem(emb)

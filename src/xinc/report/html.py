@@ -24,20 +24,24 @@ from typing import Any
 from xinc.errors import XincError
 from xinc.utils import atomic_save, read_json
 
-ANALYSIS_IDS = ("a1", "a2", "a3", "a4", "a5", "a6")
-SPEC_TITLES = {
-    "a1": "Contribution vs intensity and edges",
-    "a2": "Representations are distributed",
-    "a3": "Contributions to objects over time",
-    "a4": "Motion",
-    "a5": "What do neurons care about (selectivity)",
-    "a6": "Neuron clustering",
-}
 MAX_CSV_BYTES = 2_000_000  # larger tables are listed, not embedded
 NON_NUMBERS = ("figures", "summary", "title")
 
 
 # ----------------------------------------------------------------------------- discovery
+
+
+def analysis_titles() -> dict[str, str]:
+    """{id: title} of every registered analysis (the registry is the one source of ids and titles)."""
+    from xinc.analysis.registry import discover
+
+    return {aid: a.title for aid, a in discover().items()}
+
+
+def run_analysis_ids(res: dict[str, Any]) -> list[str]:
+    """The registered ids, then any other analysis section a run's results.json holds (e.g. a newer plug-in)."""
+    known = list(analysis_titles())
+    return known + [k for k in res if k not in known and isinstance(res[k], dict) and "summary" in res[k]]
 
 
 def find_runs(path: str | Path) -> list[Path]:
@@ -284,7 +288,7 @@ def _canvas_table(res: dict[str, Any]) -> str:
 
 
 def _analysis_section(run: Path, rid: str, aid: str, res: dict[str, Any] | None, skipped: str | None) -> str:
-    title = (res or {}).get("title") or SPEC_TITLES.get(aid, aid)
+    title = (res or {}).get("title") or analysis_titles().get(aid, aid)
     head = f'<section class="analysis" id="{rid}-{aid}"><h3>{esc(aid.upper())} — {esc(title)}</h3>'
     if res is None:
         why = skipped or "not run (ask `xinc analyze --analyses all`)"
@@ -307,7 +311,8 @@ def _analysis_section(run: Path, rid: str, aid: str, res: dict[str, Any] | None,
 def _run_section(run: Path, rid: str, label: str) -> tuple[str, list[str]]:
     res = read_json(run / "results.json")
     cfg = _try_json(run / "config.json") or {}
-    findings = [f"<b>{esc(aid.upper())}</b> {esc(s)}" for aid in ANALYSIS_IDS
+    ids = run_analysis_ids(res)
+    findings = [f"<b>{esc(aid.upper())}</b> {esc(s)}" for aid in ids
                 for s in ((res.get(aid) or {}).get("summary") or [])[:1]]
     parts = [f'<section class="run" id="{rid}"><h2>{esc(label)}</h2>', _model_summary(label, res, cfg),
              _reconstruction(res), _canvas_table(res)]
@@ -316,11 +321,8 @@ def _run_section(run: Path, rid: str, label: str) -> tuple[str, list[str]]:
         parts.append("<h3>Canvases of sampled neurons</h3>")
         parts += [figure_html(p, cap, f"{rid}-canvas{i}") for i, (p, cap) in enumerate(cfigs)]
     skipped = res.get("skipped") or cfg.get("skipped") or {}
-    for aid in ANALYSIS_IDS:
+    for aid in ids:
         parts.append(_analysis_section(run, rid, aid, res.get(aid), skipped.get(aid)))
-    extra = [k for k in res if k.startswith("a") and k[1:].isdigit() and k not in ANALYSIS_IDS]
-    for aid in extra:
-        parts.append(_analysis_section(run, rid, aid, res[aid], None))
     cmd = cfg.get("command")
     parts.append("<h3>How this run was produced</h3>")
     if cmd:
@@ -432,7 +434,7 @@ def build_report(run_dir: str | Path, out: str | Path, *, title: str | None = No
         name = f"{label[run]} ({kind.upper()})"
         body, findings = _run_section(run, rid, name)
         sections.append(body)
-        links = " ".join(f'<a href="#{rid}-{aid}">{aid.upper()}</a>' for aid in ANALYSIS_IDS if res.get(aid))
+        links = " ".join(f'<a href="#{rid}-{aid}">{aid.upper()}</a>' for aid in run_analysis_ids(res) if res.get(aid))
         toc.append(f'<div><a href="#{rid}"><b>{esc(name)}</b></a> {links}</div>')
         if findings:
             overview.append(f"<li><b>{esc(name)}</b><ul>" + "".join(f"<li>{f}</li>" for f in findings) + "</ul></li>")
