@@ -340,11 +340,15 @@ def run_ray(root: Path, steps: list[Step], *, address: str | None = None, max_re
 
 
 def _ray_step(root: str, step: Step, *upstream) -> dict[str, Any]:
-    """Body of a Ray task: the upstream results only order the tasks."""
+    """Body of a Ray task: the upstream results only order the tasks. Adds the worker's peak RSS so far."""
+    import resource
+
     from xinc.threads import configure_threads
 
     configure_threads()
-    return run_step(Path(root), step)
+    res = run_step(Path(root), step)
+    res["worker_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    return res
 
 
 def execute(root: Path, steps: list[Step], backend: str = "serial", *, address: str | None = None,
@@ -354,6 +358,9 @@ def execute(root: Path, steps: list[Step], backend: str = "serial", *, address: 
         res = run_serial(root, steps, progress)
     elif backend == "ray":
         res = run_ray(root, steps, address=address, max_retries=max_retries, progress=progress)
+        peaks = {r["id"]: r["worker_peak_rss_mb"] for r in res if r["ran"]}
+        if peaks:
+            write_json(Path(root) / ".steps" / "ray_workers.json", {"worker_peak_rss_mb": peaks})
     else:
         raise XincError(f"backend {backend!r}: choose serial or ray")
     return [r["id"] for r in res if r["ran"]], [r["id"] for r in res if not r["ran"]]
