@@ -64,7 +64,7 @@ def test_paper_nerv_head_canvas_sums_to_logits(paper_nerv):
     maps = c.maps.reshape(c.c_in, c.c_out, *c.maps.shape[-2:])  # k = c_in*3 + c_out
     assert c.exact and c.num_neurons == 22 * 3
     assert float((maps.double().sum(0) - logits.double()).abs().max()) < 1e-5
-    assert c.residual["rel"] < 1e-5
+    assert c.residual["identity_rel"] < 1e-5 and c.residual["gap_rel"] < 1e-5
 
 
 def test_paper_nerv_pixelshuffle_identity_every_block(paper_nerv):
@@ -81,7 +81,7 @@ def test_hnerv_head_canvas_sums_to_logits_640x1280(hnerv):
     assert tuple(c.maps.shape) == (28 * 3, 640, 1280)
     maps = c.maps.reshape(28, 3, 640, 1280)
     assert float((maps.double().sum(0) - logits.double()).abs().max()) < 1e-5
-    assert c.residual["rel"] < 1e-5
+    assert c.residual["identity_rel"] < 1e-5 and c.residual["gap_rel"] < 1e-5
 
 
 def test_hnerv_pixelshuffle_identity_every_block(hnerv):
@@ -104,7 +104,7 @@ model = load_model(sys.argv[1])
 out = {}
 heat = HeatMap()
 res = stream_canvas(model, "head", [0], [heat], memory_budget_mb=256)  # the whole head layer, streamed
-out["head"] = {"residual": res[0]["rel"], "heat_shape": list(heat.result()[0].shape)}
+out["head"] = {"residual": res[0]["gap_rel"], "heat_shape": list(heat.result()[0].shape)}
 with torch.no_grad():
     trace = model.trace([0])
     for layer in [f"block{i + 1}" for i in range(len(model.blocks))]:  # a budgeted chunk of every block

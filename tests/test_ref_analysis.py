@@ -207,14 +207,14 @@ def test_a5_groupings_cells_and_null_partitions():
     img = torch.rand(3, 12, 16, generator=torch.Generator().manual_seed(0))
     ids = torch.zeros(12, 16, dtype=torch.int64)
     ids[2:7, 3:9] = 4
-    groups = build_groupings(img, ids, LINEAR_V, seed=1, corrected_cells=2, null=2)
+    groups = build_groupings(img, ids, LINEAR_V, seed=1, linear_cells=2, null=2)
     for name in ("segments", "rgb_kmeans", "cells"):
         base = groups[name]
         for r in range(2):
             null = groups[f"{name}/null{r}"]
             np.testing.assert_array_equal(torch.bincount(null.ravel()).numpy(), torch.bincount(base.ravel()).numpy())
             assert not torch.equal(null, base)
-    assert not any("/null" in n for n in build_groupings(img, ids, PAPER_V, seed=1, faithful_k=3))
+    assert not any("/null" in n for n in build_groupings(img, ids, PAPER_V, seed=1, paper_k=3))
 
 
 # ------------------------------------------------------------------ PSNR

@@ -84,8 +84,9 @@ def test_ffn_training_improves_and_writes_layout(tmp_path):
     res = train_ffn(ffn_cfg(out, steps=60), target=IMG)
     m = res.metrics
     assert res.out_dir == out and sorted(p.name for p in out.iterdir()) == [
-        "config.json", "metrics.json", "model.safetensors"]
-    assert not partial_dir(out).exists()
+        ".xinc-output.json", "config.json", "metrics.json", "model.safetensors"]
+    assert json.loads((out / ".xinc-output.json").read_text())["kind"] == "train"
+    assert not partial_dir(out).exists() and not (tmp_path / "ffn.lock").exists()
     assert m["best_psnr"] > m["initial_psnr"] + 5
     assert len(m["psnr"]) == 6 and [e["step"] for e in m["evals"]] == [10, 20, 30, 40, 50, 60]
     assert m["best_psnr"] == max(m["psnr"])

@@ -25,7 +25,6 @@ import functools
 import hashlib
 import json
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from xinc.errors import XincError
+from xinc.outputs import claimed_folder
 from xinc.utils import read_json, to_jsonable, write_json
+from xinc.validate import plain_name
 
 FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
 MODELS = ("ffn", "nerv")
@@ -206,6 +207,7 @@ class Step:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     key: str = ""
+    confined: bool = True  # output must lie inside the pipeline folder (False: the user's synthetic data root)
 
     @property
     def id(self) -> str:
@@ -221,22 +223,35 @@ class Plan:
         self.gpus = 1.0 if str(device).startswith("cuda") or (device == "auto" and _cuda()) else 0.0
 
     def add(self, name: str, clip: str | None, output: Path, params: dict[str, Any], fn: Callable[[], Any],
-            command: str | None = None, deps: list[str] | None = None, gpu: bool = False) -> Step:
+            command: str | None = None, deps: list[str] | None = None, gpu: bool = False,
+            confined: bool = True) -> Step:
         deps = [d for d in (deps or []) if d in self.steps]
         body = {"params": to_jsonable(params), "after": [[d, self.steps[d].key] for d in deps]}
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-        st = Step(name, clip, Path(output), params, deps, fn, command, 1.0, self.gpus if gpu else 0.0, key)
+        st = Step(name, clip, Path(output), params, deps, fn, command, 1.0, self.gpus if gpu else 0.0, key, confined)
         if st.id in self.steps:
             raise XincError(f"pipeline: step {st.id} planned twice; clip ids must be unique")
         self.steps[st.id] = st
         return st
 
     def xinc(self, name: str, clip: str | None, output: Path, args: list[str], deps: list[str] | None = None,
-             gpu: bool = False) -> Step:
+             gpu: bool = False, confined: bool = True) -> Step:
         """A step that is one `xinc` command writing `output` (run in-process through call_xinc)."""
         args = [str(a) for a in args]
-        return self.add(name, clip, output, {"args": args}, functools.partial(call_xinc, args), xinc_command(args),
-                        deps, gpu)
+        return self.add(name, clip, output, {"args": args}, functools.partial(_xinc_step, args, Path(output)),
+                        xinc_command(args), deps, gpu, confined)
+
+
+def _xinc_step(args: list[str], output: Path) -> None:
+    """Run the command; a stale output of ours (run_step checked its marker) is replaced by the command itself."""
+    call_xinc([*args, *(["--overwrite", "True"] if output.exists() else [])])
+
+
+def confine(root: Path, path: Path, what: str) -> Path:
+    """`path` must lie inside the pipeline folder `root` (or be the dataset `root` given by the user)."""
+    if not Path(path).resolve().is_relative_to(Path(root).resolve()):
+        raise XincError(f"{what}: output {path} lies outside the pipeline folder {root} ; use plain clip ids")
+    return Path(path)
 
 
 def _cuda() -> bool:
@@ -270,8 +285,11 @@ def run_step(root: Path, step: Step, log: Callable[[str], None] | None = None) -
     if is_done(root, step):
         log(f"[xinc] {step.id}: done before, skipped ({step.output})")
         return {"id": step.id, "ran": False, "seconds": 0.0}
-    if step.output.exists():  # stale (other parameters) or unmarked: rebuild
-        shutil.rmtree(step.output) if step.output.is_dir() else step.output.unlink()
+    if step.confined:
+        confine(root, step.output, step.id)
+    if step.output.exists() and not marker(root, step).is_file():  # never a folder/file no step of ours wrote
+        raise XincError(f"{step.output}: exists but no earlier pipeline step wrote it ; move it away or choose "
+                        "another `out`/`root`")
     log(f"[xinc] {step.id}: {step.command or 'running'}")
     t0 = time.time()
     step.fn()
@@ -473,14 +491,19 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None, backend:
                  address: str | None = None, max_retries: int = 2) -> dict[str, Any]:
     """Run the whole pipeline for every clip of the config with a backend ("serial" or "ray": one task per clip
     and step, in dependency order); returns a summary (also OUT/config.json). Re-runs skip completed steps."""
-    from xinc.data.panoptic import list_videos
-
     validate(cfg)
     if backend not in ("serial", "ray"):
         raise XincError(f"--backend {backend!r}: choose serial or ray")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     root = Path(cfg.root) if cfg.root else out / "data"
+    with claimed_folder(out, inputs=[] if cfg.synthetic else [root], kind="run", what="out"):
+        return _run_pipeline(cfg, out, root, argv, backend, address, max_retries)
+
+
+def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, argv: list[str] | None, backend: str,
+                  address: str | None, max_retries: int) -> dict[str, Any]:
+    from xinc.data.panoptic import list_videos
+
     ran, skipped = [], []
     if cfg.synthetic is not None:  # the data the clips are planned from: generated first, in this process
         s = cfg.synthetic
@@ -490,7 +513,7 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None, backend:
         if s.things is not None:
             args += ["--things", s.things]
         pre = Plan(out, cfg.device)
-        pre.xinc("synth", None, root, args)
+        pre.xinc("synth", None, root, args, confined=False)
         r, k = execute(out, list(pre.steps.values()), "serial", progress=False)
         ran, skipped = ran + r, skipped + k
         synth_key = pre.steps["synth"].key
@@ -498,6 +521,8 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None, backend:
         raise XincError(f"{root}: dataset root not found; fix `root` in the config (or use `synthetic`)")
     known = list_videos(cfg.dataset, root)
     videos = known if cfg.videos == "all" else [str(v) for v in cfg.videos]
+    for v in videos:  # clip ids name folders under out: plain names only (a dataset JSON is untrusted)
+        plain_name(v, f"{root}: clip id")
     if not videos:
         raise XincError(f"{root}: no clips found for dataset {cfg.dataset}")
     missing = [v for v in videos if v not in known]
@@ -505,7 +530,7 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None, backend:
         raise XincError(f"{root}: clip {missing[0]!r} not in the {cfg.dataset} dataset; known: {', '.join(known)}")
     plan = Plan(out, cfg.device)
     if cfg.synthetic is not None:  # clips depend on the generated data's key (a regenerated dataset rebuilds)
-        plan.add("data", None, root, {"synth": synth_key}, _nothing)
+        plan.add("data", None, root, {"synth": synth_key}, _nothing, confined=False)
     clips = {}
     for video in videos:
         clips[video] = clip_steps(
@@ -578,7 +603,11 @@ def run_demo(cfg: DemoConfig, *, argv: list[str] | None = None) -> dict[str, Any
     """Synthetic Cityscapes-VPS clip -> FFN (first annotated frame) + NeRV (clip) -> canvases -> A1-A6 -> report."""
     r = cfg.resolved()
     out = Path(r["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    with claimed_folder(out, kind="demo", what="--out"):
+        return _run_demo(cfg, r, out, argv)
+
+
+def _run_demo(cfg: DemoConfig, r: dict[str, Any], out: Path, argv: list[str] | None) -> dict[str, Any]:
     t0 = time.time()
     data = out / "data"
     size = r["size"]

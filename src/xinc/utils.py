@@ -7,9 +7,7 @@ import dataclasses
 import json
 import os
 import random
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,36 +87,17 @@ def read_json(path: str | Path) -> Any:
 
 def partial_dir(out: str | Path) -> Path:
     """Staging folder beside `out` where an unfinished run lives until it is complete."""
-    out = Path(out)
-    return out.with_name(out.name + ".partial")
+    from xinc.outputs import partial_dir as _partial
+
+    return _partial(out)
 
 
-@contextlib.contextmanager
-def atomic_dir(out: str | Path, *, keep_on_error: bool = False, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a staging folder; on success it replaces `out` in one rename, on error it is removed.
+def atomic_dir(out: str | Path, *, keep_on_error: bool = False, overwrite: bool = False, inputs=(),
+               kind: str = "run"):
+    """Thin alias of `xinc.outputs.owned_output` (keep_on_error = resume): a staged, locked, marked folder."""
+    from xinc.outputs import owned_output
 
-    keep_on_error=True keeps the staging folder (e.g. so training can resume from it).
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise XincError(f"{out}: exists and is not a folder; choose another --out")
-    if out.exists() and not overwrite:
-        raise XincError(f"{out}: already exists; remove it or choose another --out")
-    stage = partial_dir(out)
-    stage.mkdir(parents=True, exist_ok=True)
-    try:
-        yield stage
-    except BaseException:
-        if not keep_on_error:
-            shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if out.exists():
-        trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, trash)
-        os.replace(stage, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(stage, out)
+    return owned_output(out, inputs=inputs, overwrite=overwrite, resume=keep_on_error, kind=kind)
 
 
 def atomic_save(path: str | Path, write_fn) -> None:
@@ -136,35 +115,14 @@ def atomic_save(path: str | Path, write_fn) -> None:
 
 
 def parse_index_list(text: str | None, n: int, what: str = "--frames") -> list[int]:
-    """Parse '0,11,22' or '0-5' or 'all'/None into sorted unique indices in [0, n)."""
-    if text is None or text == "" or text == "all":
-        return list(range(n))
-    out: set[int] = set()
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                out.update(range(int(a), int(b) + 1))
-            else:
-                out.add(int(part))
-        except ValueError:
-            raise XincError(f"{what} {text!r}: expected comma-separated integers or ranges like 0-5") from None
-    bad = [i for i in sorted(out) if i < 0 or i >= n]
-    if bad:
-        raise XincError(f"{what}: index {bad[0]} is outside 0..{n - 1}")
-    return sorted(out)
+    """Parse '0,11,22' or '0-5' or 'all'/None into sorted unique indices in [0, n) (xinc.validate.index_range)."""
+    from xinc.validate import index_range
+
+    return index_range(text, n, what)
 
 
 def parse_hw(text: str, what: str) -> tuple[int, int]:
-    """Parse '128x256' (or '128_256') into (H, W) positive ints."""
-    s = str(text).lower().replace("_", "x")
-    try:
-        h, w = (int(v) for v in s.split("x"))
-    except ValueError:
-        raise XincError(f"{what} {text!r}: expected HxW, e.g. 128x256") from None
-    if h <= 0 or w <= 0:
-        raise XincError(f"{what} {text!r}: height and width must be positive")
-    return h, w
+    """Parse '128x256' (or '128_256') into (H, W) positive ints (xinc.validate.hw)."""
+    from xinc.validate import hw
+
+    return hw(text, what, allow_none=False)

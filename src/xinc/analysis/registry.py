@@ -417,7 +417,8 @@ class _InfoLog(Reducer):
         if i is None:
             return {}
         return {"exact": bool(i.exact), "rule": i.rule, "num_neurons": int(i.num_neurons),
-                "height": int(i.height), "width": int(i.width), "notes": getattr(i, "notes", "")}
+                "height": int(i.height), "width": int(i.width), "notes": getattr(i, "notes", ""),
+                "identity": getattr(i, "identity", ""), "gap_of": getattr(i, "gap_of", "")}
 
 
 def stream_tensors(maps: torch.Tensor, reducers: list, *, frames: list[int] | None = None, layer: str = "given",

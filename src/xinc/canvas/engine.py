@@ -2,7 +2,8 @@
 
 Chunks run over neurons (a contiguous range [start, stop) of the flat c_in-major index) and frames
 (one traced forward pass per frame). The completeness residual of a frame is accumulated in float64
-over the chunks of the same pass, so nothing ever holds a whole layer.
+over the chunks of the same pass, so nothing ever holds a whole layer: the rule's additive part (keys
+identity_*) and the signed sum of the maps (keys gap_*, against what the maps claim to decompose).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from xinc.canvas.reduce import LayerInfo, Reducer, fused_kind
+from xinc.canvas.reduce import LayerInfo, Reducer, fused_kind, residual_exact
 from xinc.canvas.rules import Rule, accumulate_part, get_rule, layer_kind
 from xinc.errors import XincError
 from xinc.models.trace import Trace
@@ -133,40 +134,59 @@ class CanvasRun:
     neurons: tuple[int, int] | None = None  # a sub-range [a, b) of neurons (no residual: it needs all of them)
     planned: bool = False  # chunk comes from the caller's chunk_neurons / memory_budget_mb (fused tiles obey it)
     residual: dict[str, float] = field(default_factory=dict)
+    claims_exact: bool | None = None  # the rule's own claim, before any frame's residual is measured
 
     @property
     def info(self) -> LayerInfo:
         return self.rule.info
 
+    @staticmethod
+    def _add(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+        """Float64 running sum of the maps' signed sums (one map-shaped tensor)."""
+        if total is None:
+            return value.to(torch.float64, copy=True)
+        return total.add_(value)
+
     def _accumulate(self, total: torch.Tensor | None, part) -> torch.Tensor | None:
         """Add one chunk's additive part (see Rule.compute) into the float64 total."""
         return accumulate_part(total, part, self.rule.part_shape() if total is None else total.shape)
 
-    def _finish(self, total: torch.Tensor | None) -> None:
-        self.residual = self.rule.residual(total) if self.neurons is None else {}
+    def _finish(self, total: torch.Tensor | None, map_sum: torch.Tensor | None) -> None:
+        """Record the frame's residual; `exact` holds only when the rule claims it and it is measured true."""
+        if self.claims_exact is None:
+            self.claims_exact = bool(self.info.exact)
+        if self.neurons is None:
+            self.residual = {**self.rule.residual(total), **self.rule.gap(map_sum)}
+            self.info.exact = self.claims_exact and residual_exact(self.residual)
+        else:
+            self.residual = {}
         self.info.residual = dict(self.residual)
 
     def chunks(self) -> Iterator[tuple[int, torch.Tensor]]:
         lo, hi = self.neurons or (0, self.info.num_neurons)
-        total = None
+        total = map_sum = None
         with torch.no_grad():
             for start in range(lo, hi, self.chunk):
                 stop = min(hi, start + self.chunk)
                 maps, part = self.rule.compute(start, stop)
                 total = self._accumulate(total, part)
+                if self.neurons is None:
+                    map_sum = self._add(map_sum, maps.sum(0))
                 yield start, maps.float()
-            self._finish(total)
+            self._finish(total, map_sum)
 
     def reduced(self, wants: frozenset[str]) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
         """Like chunks(), for fused standard reductions: yield (start, stop, {name: value}) per neuron range
         the rule reduces in one go (its own tiles; an explicit chunk plan caps them), without maps."""
         lo, hi = self.neurons or (0, self.info.num_neurons)
-        total = None
+        total = map_sum = None
         with torch.no_grad():
             for a, b, values, part in self.rule.reduce(lo, hi, wants, self.chunk if self.planned else None):
                 total = self._accumulate(total, part)
+                gap = values.pop("gap", None)  # a rule that cannot give the maps' signed sum: no gap, never exact
+                map_sum = None if gap is None or (a > lo and map_sum is None) else self._add(map_sum, gap)
                 yield a, b, values
-            self._finish(total)
+            self._finish(total, map_sum)
 
 
 def _resolve(device) -> torch.device:

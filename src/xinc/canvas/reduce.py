@@ -6,13 +6,17 @@ and finally result(). `maps` is a (n, H, W) float tensor of neurons [start, star
 (n, C, H, W) for per-output-channel canvases). Analyses write their own reducers on this protocol.
 
 When end_frame() runs, `self.info.residual` already holds the completeness residual of the frame
-(computed by the engine in the same streaming pass), so reducers can record it.
+(computed by the engine in the same streaming pass), so reducers can record it: `identity_max_abs`,
+`identity_rel` (the identity the rule guarantees, named by `info.identity`) and `gap_max_abs`, `gap_rel`
+(sum of the maps vs what they claim to decompose, named by `info.gap_of`); `info.exact` then says whether
+both are finite and within float32 round-off (and the rule claims exactness).
 Standard reducers return {frame: tensor} on the CPU from result(); they accumulate in float64 so
 their results do not depend on the chunking beyond float32 round-off of the maps themselves.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,11 +43,47 @@ class LayerInfo:
     channels: int | None = None  # C of (n, C, H, W) per-output-channel maps; None for (n, H, W)
     residual: dict[str, float] = field(default_factory=dict)  # filled per frame by the engine
     notes: str = ""  # the approximations of the rule, in words
+    identity: str = ""  # what the residual's identity_* keys check (the identity the rule guarantees)
+    gap_of: str = ""  # what the gap_* keys compare the sum of the maps with (what the maps claim to decompose)
 
     @property
     def map_shape(self) -> tuple[int, ...]:
         """Shape of one neuron's map."""
         return (self.height, self.width) if self.channels is None else (self.channels, self.height, self.width)
+
+
+ROUNDOFF_REL = 1e-4  # relative residuals at or below this are float32 round-off (as xinc.canvas.generic)
+
+
+def residual_exact(residual: dict[str, float]) -> bool:
+    """True when a residual has both identity_ and gap_ parts, all finite and within float32 round-off."""
+    rels = [residual.get("identity_rel"), residual.get("gap_rel")]
+    if any(v is None for v in rels) or not all(math.isfinite(float(v)) for v in residual.values()):
+        return False
+    return all(float(v) <= ROUNDOFF_REL for v in rels)
+
+
+def worst_residual(per_frame) -> dict[str, float]:
+    """The worst value of every residual key over frames ({frame: residual} or a list of residuals); NaN wins."""
+    frames = list(per_frame.values()) if isinstance(per_frame, dict) else list(per_frame)
+    out: dict[str, float] = {}
+    for r in frames:
+        for k, v in r.items():
+            v, old = float(v), out.get(k)
+            if old is None or not math.isfinite(v) or (math.isfinite(old) and v > old):
+                out[k] = v
+    return out
+
+
+def completeness_line(info: LayerInfo, per_frame) -> str:
+    """One line naming what the residual checks: the rule's identity and the output-side gap (worst frame)."""
+    w = worst_residual(per_frame)
+    claims = " (the rule claims exactness)" if info.exact else ""
+    ok = bool(w) and all(residual_exact(r) for r in (per_frame.values() if isinstance(per_frame, dict)
+                                                     else per_frame))
+    ident = f"identity [{info.identity}] rel {w.get('identity_rel', float('nan')):.2e}"
+    gap = f"gap [sum of maps vs {info.gap_of}] rel {w.get('gap_rel', float('nan')):.2e}"
+    return f"exact={info.exact and ok}{claims if not ok else ''}; {ident}; {gap}"
 
 
 class Reducer:

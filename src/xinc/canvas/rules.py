@@ -3,7 +3,9 @@
 A rule is built once per (model, layer, mode, per_channel); `prepare(trace)` binds one frame's forward
 pass; `compute(start, stop)` returns the maps of neurons [start, stop) together with this chunk's part
 of the rule's *additive* quantity, whose sum over all chunks the engine compares with `target()` in the
-same streaming pass (the completeness residual). Extend with:
+same streaming pass (the identity the rule guarantees, residual keys `identity_*`); the engine also sums the
+maps themselves and compares that with `gap_target()`, what the maps claim to decompose (keys `gap_*`).
+Fused `reduce()` ranges hand that signed sum over as the value "gap". Extend with:
 
     @register_rule("conv-block:mymode")
     class MyRule(Rule): ...
@@ -14,6 +16,7 @@ Keys are "<kind>:<mode>" with kind in mlp | conv-head | conv-block.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from typing import ClassVar
 
@@ -53,9 +56,15 @@ def residual_from_blocks(blocks, prefix: str = "") -> dict[str, float]:
     diff = scale = 0.0
     for t, g in blocks:
         d = t.to(torch.float64) - g  # g promoted to float64 inside the subtraction, no separate copy
-        diff = max(diff, d.abs_().max().item())
-        scale = max(scale, float(g.abs().max()))  # the max of |g| is exact in g's own dtype
-    return {f"{prefix}max_abs": diff, f"{prefix}rel": diff / max(scale, 1e-30)}
+        diff = _nanmax(diff, d.abs_().max().item())
+        scale = _nanmax(scale, float(g.abs().max()))  # the max of |g| is exact in g's own dtype
+    rel = diff / max(scale, 1e-30) if math.isfinite(scale) else (0.0 if diff == 0 else math.nan)
+    return {f"{prefix}max_abs": diff, f"{prefix}rel": rel}
+
+
+def _nanmax(a: float, b: float) -> float:
+    """max that keeps NaN (Python's max drops it depending on the order): a non-finite residual must show."""
+    return a if a != a or b <= a else b
 
 
 def residual_stats(total: torch.Tensor, target: torch.Tensor, prefix: str = "",
@@ -401,11 +410,22 @@ class Rule:
         return tuple(self.target().shape)
 
     def residual(self, total: torch.Tensor | None) -> dict[str, float]:
-        """Completeness residual of the summed additive part against target()."""
+        """The identity the rule guarantees: the summed additive part against target() (keys identity_*)."""
         tgt = self.target()
         if total is None or tgt is None:
             return {}
-        return residual_stats(total, tgt)
+        return residual_stats(total, tgt, prefix="identity_")
+
+    def gap_target(self) -> torch.Tensor | None:
+        """What the sum of the maps over all neurons claims to equal, shaped like one neuron's map (None: no claim)."""
+        return None
+
+    def gap(self, map_sum: torch.Tensor | None) -> dict[str, float]:
+        """The output-side gap: the sum of the maps over all neurons against gap_target() (keys gap_*)."""
+        tgt = self.gap_target()
+        if map_sum is None or tgt is None:
+            return {}
+        return residual_stats(map_sum, tgt, prefix="gap_")
 
     def fusable(self) -> frozenset[str]:
         """Standard reductions ("heat", "totals") this rule computes without materialising maps (none by default)."""
@@ -454,7 +474,10 @@ class MLPRule(Rule):
             name=layer, num_neurons=self.n, height=cfg.height, width=cfg.width,
             exact=self.last, rule=self.name, c_in=self.n, c_out=self.m, mode=mode, kind=self.kind,
             neuron_index="k = c_in", channels=self.m if per_channel else None,
-            notes=f"C_i = phi(a_i sum_j W[j,i] + sum_j b_j/n), phi = {phi}; residual = additive part before phi",
+            notes=f"C_i = phi(a_i sum_j W[j,i] + sum_j b_j/n), phi = {phi}",
+            identity="pre-activation sum" + (" per unit" if per_channel else " (sum_j z_j)"),
+            gap_of=("output logits" if self.last else f"activated layer output phi(z_j) ({cfg.activation})")
+            + (" per channel" if per_channel else " summed over channels"),
         )
 
     def phi(self, x: torch.Tensor) -> torch.Tensor:
@@ -464,7 +487,8 @@ class MLPRule(Rule):
         self.a = trace.inputs[self.layer]  # (P, n)
         self.z = trace.pre[self.layer]  # (P, m)
         self._zsum = None
-        self.wsum = self.W.sum(0)
+        # column sums in float64, rounded once: near-cancelling columns lose up to 1e-4 relative in float32
+        self.wsum = self.W.sum(0, dtype=torch.float64).to(self.W.dtype)
         self.bshare = self.b.sum() / self.n
 
     def compute(self, start: int, stop: int):
@@ -486,6 +510,11 @@ class MLPRule(Rule):
             self._zsum = torch.mv(self.z, torch.ones(self.m, dtype=self.z.dtype, device=self.z.device))
         return self._zsum
 
+    def gap_target(self) -> torch.Tensor:
+        y = self.z if self.last else self.phi(self.z)  # (P, m): the layer's activated output
+        H, W = self.info.height, self.info.width
+        return y.t().reshape(self.m, H, W) if self.per_channel else y.sum(1).reshape(H, W)
+
     def fusable(self) -> frozenset[str]:
         return frozenset() if self.per_channel else frozenset({"heat", "totals"})
 
@@ -505,6 +534,8 @@ class MLPRule(Rule):
             out = {"heat": heat.view(self.info.height, self.info.width)} if "heat" in wants else {}
             if tot is not None:
                 out["totals"] = tot
+            # signed sum of the maps: phi = identity sums to the part, relu maps are their own |.|
+            out["gap"] = (part if self.last else heat).view(self.info.height, self.info.width)
             yield start, stop, out, part
             return
         T = max(1, min(P, self.tile_elems.get(a.device.type, 1 << 20) // c))
@@ -514,16 +545,20 @@ class MLPRule(Rule):
         heat = a.new_empty(P) if "heat" in wants else None
         tot = torch.zeros(c, dtype=torch.float64, device=a.device) if "totals" in wants else None
         relu = not self.last and self.model.config.activation == "relu"  # in place, and |relu| = relu
+        gap = a.new_empty(P)  # signed sum of the maps (the output-side gap); = part after the last layer
         for p0 in range(0, P, T):
             t = min(P, p0 + T) - p0
             x = torch.addcmul(self.bshare, a[p0:p0 + t, start:stop], s, out=buf[:t])  # 0-dim beta
             torch.sum(x, 1, out=part[p0:p0 + t])
-            y = x.relu_() if relu else (x if self.last else self.phi(x)).abs_()  # identity after the last layer
+            y = x.relu_() if relu else (x if self.last else self.phi(x))  # identity after the last layer
+            torch.sum(y, 1, out=gap[p0:p0 + t])
+            if not relu:
+                y.abs_()
             if heat is not None:
                 torch.sum(y, 1, out=heat[p0:p0 + t])
             if tot is not None:
                 tot += y.sum(0)
-        out = {}
+        out = {"gap": gap.view(self.info.height, self.info.width)}
         if heat is not None:
             out["heat"] = heat.view(self.info.height, self.info.width)
         if tot is not None:
@@ -555,7 +590,9 @@ class MLPLinearRule(MLPRule):
         self.info.c_out = self.m
         self.info.channels = out if per_channel else None
         self.info.notes = ("linearised propagation to the output logits (true weights, local activation slopes, "
-                           "downstream biases split over the neurons); residual = tangent sum vs true logits")
+                           "downstream biases split over the neurons)")
+        self.info.identity = "pre-activation sum per unit (sum_i c_ij = z_j)"
+        self.info.gap_of = "output logits" + (" per channel" if per_channel else " summed over channels")
 
     def prepare(self, trace: Trace) -> None:
         super().prepare(trace)
@@ -588,19 +625,24 @@ class MLPLinearRule(MLPRule):
         H, W = self.info.height, self.info.width
         a = self.a[:, start:stop]  # (P, c)
         c = (a[:, None, :] * self.G[:, :, start:stop]).permute(2, 1, 0) + self.gamma.t()[None]  # (c, out, P)
-        part = c.sum(0)  # (out, P)
+        part = (a @ self.W[:, start:stop].t()).t() + (stop - start) * (self.b / self.n)[:, None]  # (m, P)
         if self.per_channel:
             return c.reshape(c.shape[0], -1, H, W), part
         return c.sum(1).reshape(-1, H, W), part
 
     def target(self) -> torch.Tensor:
-        return self.out_true.t()
+        return self.z.t()
+
+    def gap_target(self) -> torch.Tensor:
+        H, W = self.info.height, self.info.width
+        y = self.out_true.t()  # (out, P)
+        return y.reshape(-1, H, W) if self.per_channel else y.sum(0).reshape(H, W)
 
     def fusable(self) -> frozenset[str]:
         return frozenset()
 
     def bytes_per_neuron(self) -> int:
-        return int(self.info.height * self.info.width * self.model.layers[-1].out_features * 4 * 3)
+        return int(self.info.height * self.info.width * max(self.m, self.model.layers[-1].out_features) * 4 * 3)
 
 
 # --------------------------------------------------------------------------------------------- conv head
@@ -633,6 +675,8 @@ class ConvHeadRule(Rule):
             neuron_index="k = c_in" if per_channel else f"k = c_in*{self.cout} + c_out",
             channels=self.cout if per_channel else None,
             notes="exact per-kernel convolution with the bias split over input channels",
+            identity="head logits (sum_i C_io = z_o)",
+            gap_of="head logits" + (" per channel" if per_channel else " summed over RGB"),
         )
 
     def prepare(self, trace: Trace) -> None:
@@ -667,8 +711,8 @@ class ConvHeadRule(Rule):
         def partial(ka: int, kb: int):  # kernels of one input channel, not the whole row (never per_channel)
             maps = kernel_conv(self.x, self.W, self.b, ka, kb)
             part = (ka % C, maps.clone())  # one input channel: its maps are their own sum over inputs
+            out = {"gap": maps.sum(0)}
             maps.abs_()
-            out = {}
             if "heat" in wants:
                 out["heat"] = maps.sum(0)
             if "totals" in wants:
@@ -708,7 +752,7 @@ class ConvHeadRule(Rule):
                         (heat[o, r0:r1] if self.per_channel else heat[r0:r1]).add_(z.sum(0))
                     if tot is not None:
                         tot[:, o] += z.sum(dim=(1, 2))
-            out = {}
+            out = {"gap": part if self.per_channel else part.sum(0)}  # signed sum of the tile's maps
             if heat is not None:
                 out["heat"] = heat
             if tot is not None:
@@ -720,6 +764,9 @@ class ConvHeadRule(Rule):
 
     def target(self) -> torch.Tensor:
         return self.z
+
+    def gap_target(self) -> torch.Tensor:
+        return self.z if self.per_channel else self.z.sum(0)
 
 
 # --------------------------------------------------------------------------------------------- conv blocks
@@ -743,7 +790,7 @@ class _BlockBase(Rule):
             name=layer, num_neurons=self.cin * self.cout, height=cfg.height, width=cfg.width, exact=False,
             rule=self.name, c_in=self.cin, c_out=self.cout, mode=mode, kind=self.kind,
             neuron_index=f"k = c_in*{self.cout} + c_out (c_out = pre-shuffle conv channel)",
-            notes=self.notes,
+            notes=self.notes, identity="PixelShuffle identity (act(shuffle(sum_i z_io)) = block output)",
         )
 
     def prepare(self, trace: Trace) -> None:
@@ -751,12 +798,34 @@ class _BlockBase(Rule):
         self.post = trace.post[self.layer][0]
         self.next_in = trace.inputs[self.next_name][0]
 
-    def routed(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(R (n, r*h, r*w) of neurons [start, stop), their post-shuffle channel c (n,))."""
+    def routed(self, start: int, stop: int, with_part: bool = False) -> tuple:
+        """(R (n, r*h, r*w) of neurons [start, stop), their post-shuffle channel c (n,)[, the identity part])."""
         o = torch.arange(start, stop, device=self.u.device) % self.cout
         z = kernel_conv(self.u, self.W, self.b, start, stop)
         rr = self.r * self.r
-        return interleave_planes(box_route_planes(z, self.r, 1, o % rr)), o // rr
+        R = interleave_planes(box_route_planes(z, self.r, 1, o % rr))
+        return (R, o // rr, sum_over_inputs(z, start, self.cout)) if with_part else (R, o // rr)
+
+    def target(self) -> torch.Tensor:
+        return self.next_in
+
+    def part_shape(self) -> tuple[int, ...]:
+        return (self.cout, *self.u.shape[-2:])  # per pre-shuffle channel, on the coarse grid
+
+    def residual(self, total):
+        # summing the routed per-o sums over the r^2 sub-pixels of each post-shuffle channel c is the model's
+        # own PixelShuffle of the per-o sums; its activation must equal the next layer's input
+        if total is None:
+            return {}
+        rr, C = self.r * self.r, self.next_in.shape[0]
+        step = max(1, (1 << 20) // max(1, self.next_in[0].numel()))  # post-shuffle channels per block
+
+        def blocks():
+            for c in range(0, C, step):
+                shuffled = F.pixel_shuffle(total[c * rr:(c + step) * rr].unsqueeze(0), self.r)[0]
+                yield self.model.act(shuffled), self.next_in[c:c + step]
+
+        return residual_from_blocks(blocks(), prefix="identity_")
 
 
 @register_rule("conv-block:paper")
@@ -770,13 +839,15 @@ class ConvBlockPaperRule(_BlockBase):
     name = "conv-block-paper"
     tile_elems = {"cpu": 1 << 22, "cuda": 1 << 26}  # fused reductions: output floats per neuron tile
     notes = ("approximate: per-neuron activation, downstream convs -> box filters, PixelShuffle -> nearest "
-             "upsampling + activation (paper stand-ins); residual = PixelShuffle identity")
+             "upsampling + activation (paper stand-ins)")
+    gap_of = "box-filtered block output (each channel through the same stand-ins, summed)"
 
     def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
         if per_channel:
             raise XincError(f"layer {layer}: per-channel maps need mode 'linear' (the paper's block rule has one "
                             "output map per neuron)")
         super().__init__(model, layer, mode, per_channel)
+        self.info.gap_of = self.gap_of
 
     def planes(self, start: int, stop: int) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
         """(phase planes (R, R, n, h', w') of the maps of neurons [start, stop), R the last stage's upscaling
@@ -823,26 +894,12 @@ class ConvBlockPaperRule(_BlockBase):
         for a in range(start, stop, n):
             b = min(stop, a + n)
             P, part = self.planes(a, b)
-            yield a, b, planes_abs(P, wants), part
+            gap = interleave_planes(P.sum(2, keepdim=True))[0]  # signed sum of the tile's maps, before |.|
+            yield a, b, {**planes_abs(P, wants), "gap": gap}, part
 
-    def target(self) -> torch.Tensor:
-        return self.next_in
-
-    def part_shape(self) -> tuple[int, ...]:
-        return (self.cout, *self.u.shape[-2:])  # per pre-shuffle channel, on the coarse grid
-
-    def residual(self, total):
-        # summing the routed per-o sums over the r^2 sub-pixels of each post-shuffle channel c is the model's
-        # own PixelShuffle of the per-o sums; its activation must equal the next layer's input
-        rr, C = self.r * self.r, self.next_in.shape[0]
-        step = max(1, (1 << 20) // max(1, self.next_in[0].numel()))  # post-shuffle channels per block
-
-        def blocks():
-            for c in range(0, C, step):
-                shuffled = F.pixel_shuffle(total[c * rr:(c + step) * rr].unsqueeze(0), self.r)[0]
-                yield self.model.act(shuffled), self.next_in[c:c + step]
-
-        return residual_from_blocks(blocks(), prefix="shuffle_")
+    def gap_target(self) -> torch.Tensor:
+        """The block output pushed through the same stand-ins channel by channel, summed over channels."""
+        return standin_propagate(self.model, self.index, self.next_in)
 
 
 @register_rule("conv-block:linear")
@@ -854,12 +911,13 @@ class ConvBlockLinearRule(_BlockBase):
     """
 
     name = "conv-block-linear"
-    notes = "linearised propagation (true downstream weights, local activation slopes); residual vs head logits"
+    notes = "linearised propagation (true downstream weights, local activation slopes)"
 
     def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
         super().__init__(model, layer, mode, per_channel)
         self.info.exact = model.config.act == "relu"
         self.info.channels = 3 if per_channel else None
+        self.info.gap_of = "head logits" + (" per channel" if per_channel else " summed over RGB")
         # the widest downstream activation, in units of one output-size (H, W) map
         self.widest = max([3.0] + [blk.conv.out_channels / blk.stride**2 for blk in model.blocks[self.index + 1:]])
 
@@ -875,7 +933,7 @@ class ConvBlockLinearRule(_BlockBase):
 
     def compute(self, start: int, stop: int):
         K = self.info.num_neurons
-        R, c = self.routed(start, stop)
+        R, c, ident = self.routed(start, stop, with_part=True)
         x = R * self.slopes[0].index_select(0, c)  # (n, H', W'): one nonzero channel c per neuron
         downstream = [blk.conv for blk in self.model.blocks[self.index + 1:]] + [self.model.head]
         first = downstream[0]
@@ -887,8 +945,27 @@ class ConvBlockLinearRule(_BlockBase):
             blk = self.model.blocks[self.index + 1 + q]
             y = F.pixel_shuffle(y, blk.stride) * self.slopes[q + 1][None]
             y = F.conv2d(y, conv.weight, conv.bias / K, padding=conv.kernel_size[0] // 2)
-        part = y.sum(0)
-        return (y if self.per_channel else y.sum(1)), part
+        return (y if self.per_channel else y.sum(1)), ident
 
-    def target(self) -> torch.Tensor:
-        return self.logit
+    def gap_target(self) -> torch.Tensor:
+        return self.logit if self.per_channel else self.logit.sum(0)
+
+
+def standin_propagate(model, index: int, y: torch.Tensor, block_elems: int = 1 << 22) -> torch.Tensor:
+    """sum_c S(y_c) (H, W): channels y (C, h, w) of block `index`'s output through the paper's downstream
+    stand-ins S (each conv -> zero-padded k x k mean, each PixelShuffle(r) -> nearest x r then the activation),
+    a few channels at a time; plain pooling ops, independent of the rule's fused phase planes."""
+    downstream = model.blocks[index + 1:]
+    ks = [blk.conv.kernel_size[0] for blk in downstream] + [model.head.kernel_size[0]]
+    H, W = model.config.height, model.config.width
+    step = max(1, block_elems // (H * W))
+    total = None
+    for c0 in range(0, y.shape[0], step):
+        x = y[c0:c0 + step].unsqueeze(1)  # (c, 1, h, w)
+        x = F.avg_pool2d(x, ks[0], 1, ks[0] // 2, count_include_pad=True)
+        for blk, k in zip(downstream, ks[1:]):
+            x = model.act(F.interpolate(x, scale_factor=blk.stride, mode="nearest"))
+            x = F.avg_pool2d(x, k, 1, k // 2, count_include_pad=True)
+        s = x.sum(dim=(0, 1), dtype=torch.float64)
+        total = s if total is None else total + s
+    return total

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from xinc.canvas.engine import Canvas
-from xinc.canvas.reduce import LayerInfo, Reducer
+from xinc.canvas.reduce import LayerInfo, Reducer, residual_exact
 from xinc.errors import XincError
 
 STORE_NAME = "canvas.zarr"
@@ -131,6 +131,7 @@ def read_canvas(out: str | Path, layer: str, frame: int) -> Canvas:
     info_d = dict(grp.attrs["info"])
     info = LayerInfo(**{k: v for k, v in info_d.items() if k in {f.name for f in dataclasses.fields(LayerInfo)}})
     info.residual = dict(grp.attrs["residual"].get(str(frame), {}))
+    info.exact = bool(info.exact) and residual_exact(info.residual)  # the claim, as measured on this frame
     maps = torch.from_numpy(np.asarray(grp["maps"][slot], dtype=np.float32))
     return Canvas(maps=maps, layer=layer, frame=frame, mode=info.mode, exact=info.exact, residual=info.residual,
                   neuron_index=info.neuron_index, c_in=info.c_in, c_out=info.c_out, rule=info.rule, info=info)

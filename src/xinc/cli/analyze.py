@@ -20,7 +20,8 @@ import tyro
 
 from xinc.cli.common import parse
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
+from xinc.outputs import owned_output
+from xinc.utils import parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
 FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
 
@@ -78,6 +79,31 @@ class AnalyzeOptions:
     mistyped values are an error; see each analysis' options dataclass)"""
     progress: bool = True
     """show tqdm progress bars on stderr"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
+
+
+def validate_options(o: AnalyzeOptions, paths: bool = True) -> None:
+    """Numbers, paths and the output folder, checked before the model is loaded (paths=False: numbers only)."""
+    from xinc.validate import finite_positive, non_negative_int, optional, path_in, path_out, positive_int
+
+    positive_int(o.sample_neurons, "--sample-neurons")
+    optional(positive_int, o.chunk_neurons, "--chunk-neurons")
+    optional(finite_positive, o.memory_budget_mb, "--memory-budget-mb")
+    optional(non_negative_int, o.frame, "--frame")
+    optional(positive_int, o.sample_frames, "--sample-frames")
+    if not (isinstance(o.memo_mb, int | float) and 0 <= o.memo_mb < float("inf")):
+        raise XincError(f"--memo-mb {o.memo_mb}: not a finite size in MB ; give >= 0 (0 turns the canvas memo off)")
+    for flag, text in (("--layers", o.layers), ("--analyses", o.analyses)):
+        if text is not None and not [x for x in text.split(",") if x.strip()]:
+            raise XincError(f"{flag} {text!r}: names no item ; give a comma-separated list or leave it out")
+    if paths:
+        path_in(o.model_dir, "MODEL_DIR", kind="dir")
+        if o.data is not None:
+            path_in(o.data, "--data")
+        if o.root is not None:
+            path_in(o.root, "--root", kind="dir")
+        path_out(o.out, inputs=[o.model_dir, o.root, o.data], overwrite=o.overwrite)
 
 
 def _model_frames(model) -> int:
@@ -176,6 +202,7 @@ def _psnr(model, frames: list[int], images: torch.Tensor) -> dict[str, Any]:
 def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], modes: list[str]) -> dict[str, Any]:
     """{layer: {exact, rule, num_neurons, residual, modes: {mode: ...}}}; the first mode fills the top level."""
     from xinc.canvas import layer_info
+    from xinc.canvas.reduce import residual_exact, worst_residual
 
     out = {}
     for layer in layers:
@@ -185,12 +212,14 @@ def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], mo
             if not entry or "rule" not in entry:
                 info = layer_info(model, layer, mode=m)
                 entry = {"exact": bool(info.exact), "rule": info.rule, "num_neurons": int(info.num_neurons),
-                         "residual": {}, "notes": getattr(info, "notes", "")}
+                         "residual": {}, "notes": getattr(info, "notes", ""), "identity": info.identity,
+                         "gap_of": info.gap_of}
             per_frame = entry.get("residual", {})
-            keys = sorted({k for r in per_frame.values() for k in r})
-            worst = {k: max(float(r[k]) for r in per_frame.values() if k in r) for k in keys}
-            per[m] = {"exact": entry["exact"], "rule": entry["rule"], "num_neurons": entry["num_neurons"],
-                      "residual": {**worst, "per_frame": per_frame}, "notes": entry.get("notes", "")}
+            exact = bool(entry["exact"]) and all(residual_exact(r) for r in per_frame.values())
+            per[m] = {"exact": exact, "rule": entry["rule"], "num_neurons": entry["num_neurons"],
+                      "identity": entry.get("identity", ""), "gap_of": entry.get("gap_of", ""),
+                      "residual": {**worst_residual(per_frame), "per_frame": per_frame},
+                      "notes": entry.get("notes", "")}
         out[layer] = {**per[modes[0]], "modes": per}
     return out
 
@@ -322,8 +351,7 @@ def run(argv: list[str], prog: str) -> int:
     from xinc.models.io import load_model, read_model_dir_config
 
     o = parse(AnalyzeOptions, argv, prog)
-    if not o.memo_mb >= 0:
-        raise XincError(f"--memo-mb {o.memo_mb}: must be >= 0 (0 turns the canvas memo off)")
+    validate_options(o)
     o.mode = normalize_mode(o.mode)
     found = discover()
     ids, explicit = _select(o, found)
@@ -355,7 +383,7 @@ def run(argv: list[str], prog: str) -> int:
         "reconstruction": _psnr(model, data["frames"], data["images"]),
         "skipped": skipped,
     }
-    with atomic_dir(o.out) as stage:
+    with owned_output(o.out, inputs=[o.model_dir, o.root, o.data], overwrite=o.overwrite, kind="analyze") as stage:
         write_json(stage / "config.json", resolved)
         ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +12,13 @@ import tyro
 
 from xinc import __version__
 from xinc.canvas import HeatMap, LayerInfo, NeuronTotals, layer_info, num_frames, stream_canvas
+from xinc.canvas.reduce import completeness_line, residual_exact
 from xinc.canvas.store import STORE_NAME, ZarrWriter, open_layer
 from xinc.cli.common import parse
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, parse_index_list, partial_dir, read_json, resolve_device, to_jsonable, write_json
+from xinc.outputs import check_disk, clear_stage, owned_output
+from xinc.utils import parse_index_list, read_json, resolve_device, to_jsonable, write_json
+from xinc.validate import finite_positive, names_list, optional, path_in, path_out, positive_int
 
 
 @dataclass
@@ -130,6 +132,17 @@ def _grids(root, stage: Path, layers: list[str], top: int, model, opts: CanvasOp
     return out
 
 
+def _validate(opts: CanvasOptions) -> None:
+    """Every option checked before the model is loaded."""
+    positive_int(opts.top, "--top")
+    optional(positive_int, opts.chunk_neurons, "--chunk-neurons")
+    optional(finite_positive, opts.memory_budget_mb, "--memory-budget-mb")
+    if opts.layers is not None and not [s for s in opts.layers.split(",") if s.strip()]:
+        raise XincError(f"--layers {opts.layers!r}: names no layer ; give e.g. layer1,layer2 or leave it out for all")
+    path_in(opts.model_dir, "MODEL_DIR", kind="dir")
+    path_out(opts.out, inputs=[opts.model_dir], overwrite=opts.overwrite)
+
+
 def run(argv: list[str], prog: str) -> int:
     """Entry point of `xinc canvas`."""
     import zarr
@@ -139,28 +152,24 @@ def run(argv: list[str], prog: str) -> int:
 
     opts = parse(CanvasOptions, argv, prog)
     out = opts.out
-    if out.exists() and not opts.overwrite:
-        raise XincError(f"{out}: already exists; pass --overwrite True or choose another --out")
-    if opts.top < 1:
-        raise XincError(f"--top {opts.top}: must be at least 1")
+    _validate(opts)
     device = resolve_device(opts.device)
     model = load_model(opts.model_dir, device)
     model_cfg = read_json(opts.model_dir / "config.json")["model"]
     names = list(model.layer_names)
-    layers = names if not opts.layers else [s.strip() for s in opts.layers.split(",") if s.strip()]
-    for name in layers:
-        if name not in names:
-            raise XincError(f"--layers: layer {name!r} does not exist in this model; choose from {', '.join(names)}")
+    layers = names_list(opts.layers, "--layers", names) or names
     frames = parse_index_list(opts.frames, num_frames(model), "--frames")
     infos = {name: layer_info(model, name, opts.mode, opts.per_channel) for name in layers}
     cfg = _run_config(opts, model_cfg, layers, frames, str(device))
 
-    stage = partial_dir(out)
-    if stage.exists():
+    if opts.maps:
+        per_frame = sum(i.num_neurons * i.height * i.width for i in infos.values())
+        need = per_frame * len(frames) * np.dtype(opts.dtype).itemsize * (3 if opts.per_channel else 1)
+        check_disk(out, need, "canvas store")
+    with owned_output(out, inputs=[opts.model_dir], overwrite=opts.overwrite, resume=True, kind="canvas") as stage:
         old = stage / "config.json"
         if not (old.is_file() and _same_run(read_json(old), cfg)):
-            shutil.rmtree(stage)  # a different unfinished run: start over
-    with atomic_dir(out, keep_on_error=True) as stage:
+            clear_stage(stage)  # a different unfinished run (or none): start over
         write_json(stage / "config.json", cfg)
         root = zarr.open_group(str(stage / STORE_NAME), mode="a")
         root.attrs.update(to_jsonable({
@@ -195,17 +204,17 @@ def run(argv: list[str], prog: str) -> int:
         finally:
             bar.close()
         figures = _grids(root, stage, layers, opts.top, model, opts)
-        summary = {name: {"rule": infos[name].rule, "exact": infos[name].exact,
+        measured = {name: all(map(residual_exact, root[name].attrs["residual"].values())) for name in layers}
+        summary = {name: {"rule": infos[name].rule, "exact": infos[name].exact and measured[name],
+                          "identity": infos[name].identity, "gap_of": infos[name].gap_of,
                           "num_neurons": infos[name].num_neurons, "neuron_index": infos[name].neuron_index,
                           "residual": dict(root[name].attrs["residual"]), "figure": figures[name]}
                    for name in layers}
         cfg["layers_summary"] = summary
         write_json(stage / "config.json", cfg)
         root.attrs.update(to_jsonable({"layer_info": summary}))
-    worst = {n: max([x for r in s["residual"].values() for k, x in r.items() if k.endswith("rel")] or [0.0])
-             for n, s in summary.items()}
     for name in layers:
         print(f"{name}: {infos[name].num_neurons} neurons x {len(frames)} frame(s), rule {infos[name].rule}, "
-              f"exact={infos[name].exact}, worst relative residual {worst[name]:.2e}")
+              + completeness_line(infos[name], summary[name]["residual"]))
     print(f"wrote {out / STORE_NAME}")
     return 0

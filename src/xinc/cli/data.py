@@ -11,7 +11,9 @@ import tyro
 
 from xinc.cli.common import parse
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, parse_hw, write_json
+from xinc.outputs import owned_output
+from xinc.utils import parse_hw, write_json
+from xinc.validate import path_out
 
 
 @dataclass
@@ -39,6 +41,8 @@ class SynthOptions:
     """also write Middlebury .flo files of the exact flow (beside flow_gt/<video>/flow.npy)"""
     void: bool = True
     """draw a static void region (the ego vehicle's bonnet)"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
 
 
 def synth(argv: list[str], prog: str) -> int:
@@ -47,7 +51,9 @@ def synth(argv: list[str], prog: str) -> int:
 
     o = parse(SynthOptions, argv, prog)
     size = parse_hw(o.size, "--size") if o.size else None
-    cfg = generate_synthetic(o.out, o.format, o.seed, o.frames, size, o.videos, o.pan, o.things, o.flo, o.void)
+    path_out(o.out, overwrite=o.overwrite)
+    cfg = generate_synthetic(o.out, o.format, o.seed, o.frames, size, o.videos, o.pan, o.things, o.flo, o.void,
+                             overwrite=o.overwrite)
     h, w = cfg["size"]
     vids = ", ".join(cfg["video_ids"])
     n = len(cfg["video_ids"])
@@ -78,6 +84,8 @@ class FlowOptions:
     """optional cache folder keyed by estimator + parameters + frames"""
     pictures: bool = True
     """write one colour-wheel PNG per frame pair"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
 
 
 def _parse_src(src: str, size, crop):
@@ -95,6 +103,14 @@ def _parse_src(src: str, size, crop):
     return clip
 
 
+def _src_path(src: str) -> str:
+    """The folder or file a flow source reads (DATASET:ROOT:VIDEO -> ROOT)."""
+    from xinc.data.panoptic import DATASETS
+
+    head, _, rest = src.partition(":")
+    return rest.rpartition(":")[0] or rest if head in DATASETS and rest else src
+
+
 def flow(argv: list[str], prog: str) -> int:
     """Entry point of `xinc flow`."""
     from PIL import Image
@@ -105,12 +121,14 @@ def flow(argv: list[str], prog: str) -> int:
     o = parse(FlowOptions, argv, prog)
     size = parse_hw(o.size, "--size") if o.size and o.size.lower() != "native" else None
     crop = parse_hw(o.crop, "--crop") if o.crop else None
+    inputs = [_src_path(o.src), o.cache]
+    path_out(o.out, inputs=inputs, overwrite=o.overwrite)
     clip = _parse_src(o.src, size, crop)
     idx = parse_index_list(o.frames, clip.num_frames)
     frames = clip.frames[idx]
     ff = compute_flow(frames, o.method, preset=o.preset, cache_dir=o.cache)
     mag = ff.magnitude
-    with atomic_dir(o.out) as stage:
+    with owned_output(o.out, inputs=inputs, overwrite=o.overwrite, kind="flow") as stage:
         np.save(stage / "flow.npy", ff.flow)
         if o.pictures:
             scale = float(np.percentile(mag, 99)) if mag.size else 1.0

@@ -30,6 +30,8 @@ class XincFFNOptions:
     """the Lightning checkpoint (best_model.ckpt)"""
     out: Path
     """model directory to write (model.safetensors + config.json)"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
 
 
 @dataclass
@@ -46,6 +48,8 @@ class NeRVOptions:
     """the original checkpoint (.pth)"""
     out: Path
     """model directory to write"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
     frames: int | None = None
     """T, the number of frames the model was trained on (frame k <-> t = k/T); default: the JSON's frames.count"""
     config: Path | None = None
@@ -104,6 +108,8 @@ class HNeRVQuantOptions:
     """the quantised checkpoint (.pth)"""
     out: Path
     """model directory to write"""
+    overwrite: bool = False
+    """replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)"""
     frames: int | None = None
     """number of frames (checked against the stored embeddings)"""
     gt: Path | None = None
@@ -143,12 +149,22 @@ def _report(out: Path, record: dict) -> None:
         print(f"render range [{lo:.3f}, {hi:.3f}]")
 
 
+def _check(o, inputs: list) -> None:
+    """Before reading anything: the checkpoint exists, --frames is positive, --out may be written."""
+    from xinc.validate import optional, path_in, path_out, positive_int
+
+    path_in(o.ckpt, "CKPT", kind="file")
+    optional(positive_int, getattr(o, "frames", None), "--frames")
+    path_out(o.out, inputs=inputs, overwrite=o.overwrite)
+
+
 def import_xinc_ffn(argv: list[str], prog: str) -> int:
     """`xinc import xinc-ffn CKPT --out DIR`."""
     o = _parse(XincFFNOptions, argv, prog)
     if isinstance(o, int):
         return o
-    _report(o.out, import_xinc_ffn_checkpoint(o.ckpt, o.out))
+    _check(o, [o.ckpt])
+    _report(o.out, import_xinc_ffn_checkpoint(o.ckpt, o.out, overwrite=o.overwrite))
     return 0
 
 
@@ -157,8 +173,9 @@ def import_nerv(argv: list[str], prog: str) -> int:
     o = _parse(NeRVOptions, argv, prog)
     if isinstance(o, int):
         return o
+    _check(o, [o.ckpt, o.config, o.gt])
     flags = {k: getattr(o, k) for k in ARCH_FIELDS + DATA_FIELDS}
-    _report(o.out, import_nerv_checkpoint(o.ckpt, o.out, flags, o.config, o.frames, o.gt))
+    _report(o.out, import_nerv_checkpoint(o.ckpt, o.out, flags, o.config, o.frames, o.gt, overwrite=o.overwrite))
     return 0
 
 
@@ -167,6 +184,7 @@ def import_hnerv_quant(argv: list[str], prog: str) -> int:
     o = _parse(HNeRVQuantOptions, argv, prog)
     if isinstance(o, int):
         return o
+    _check(o, [o.ckpt, o.gt])
     flags = {f.name: getattr(o, f.name) for f in dataclasses.fields(o) if f.name in ARCH_FIELDS + DATA_FIELDS}
-    _report(o.out, import_hnerv_quant_checkpoint(o.ckpt, o.out, flags, o.frames, o.gt))
+    _report(o.out, import_hnerv_quant_checkpoint(o.ckpt, o.out, flags, o.frames, o.gt, overwrite=o.overwrite))
     return 0

@@ -6,10 +6,24 @@ typed and documented in one place. User errors (XincError) become one line on st
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
 from xinc.errors import XincError
+
+# OS errors that are the user's situation, not our bug: one line, exit 2
+USER_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device ; free some space or choose another --out",
+    errno.EDQUOT: "disk quota exceeded ; free some space or choose another --out",
+    errno.EROFS: "read-only file system ; choose a writable --out",
+    errno.EACCES: "permission denied ; choose a path you may write/read",
+    errno.EPERM: "operation not permitted ; choose a path you may write/read",
+    errno.ENAMETOOLONG: "file name too long ; choose a shorter path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder ; choose another path",
+    errno.EISDIR: "is a folder, not a file ; give a file",
+    errno.ENOENT: "no such file or folder ; check the path",
+}
 
 # command -> "module:function" or {sub-command: "module:function"}; help text per entry.
 COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
@@ -50,9 +64,61 @@ def _load(spec: str):
     return getattr(importlib.import_module(module), func)
 
 
+def _os_error_line(e: OSError) -> str | None:
+    """One line for an OSError that describes the user's disk or permissions, else None."""
+    what = USER_OS_ERRORS.get(e.errno)
+    if what is None:
+        return None
+    name = e.filename if e.filename is not None else "output"
+    return f"{name}: {what}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `xinc` executable."""
+    """Entry point of the `xinc` executable: the one error boundary (docs/SEAMS.md §2).
+
+    XincError and user-side OS errors (full disk, read-only, permissions) -> one line, exit 2; any other
+    exception -> one line naming the command, exit 1; `--debug` anywhere shows the traceback instead.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _dispatch(argv)
+    except XincError as e:
+        if debug:
+            raise
+        print(f"xinc: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xinc: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        line = _os_error_line(e)
+        if debug or line is None:
+            if debug:
+                raise
+            return _internal(argv, e)
+        print(f"xinc: error: {_one_line(line)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # the boundary: never a traceback without --debug
+        if debug:
+            raise
+        return _internal(argv, e)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _internal(argv: list[str], e: BaseException) -> int:
+    name = " ".join(argv[:2]) if argv and argv[0] in COMMANDS and isinstance(COMMANDS[argv[0]][0], dict) else (
+        argv[0] if argv else "xinc")
+    print(f"xinc: internal error in {name}: {type(e).__name__}: {_one_line(e)[:500]} ; please report it with "
+          "the --debug output", file=sys.stderr)
+    return 1
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
@@ -83,12 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = target
     try:
         return int(_load(spec)(rest, prog) or 0)
-    except XincError as e:
-        print(f"xinc: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("xinc: interrupted", file=sys.stderr)
-        return 130
+    except SystemExit as e:  # tyro's --help (0); anything else is a usage error
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from xinc.errors import XincError
 from xinc.utils import parse_hw
 
 # bool options that may be given bare (`--resume`), as `--resume True/False`, or negated (`--no-progress`)
-BARE_FLAGS = ("resume", "progress")
+BARE_FLAGS = ("resume", "progress", "overwrite")
 
 
 def _expand_flags(argv: list[str], names: tuple[str, ...] = BARE_FLAGS) -> list[str]:
@@ -108,6 +108,8 @@ class TrainFFNOptions:
     """Refresh the progress bar's running PSNR every N steps."""
     resume: bool = False
     """Continue an interrupted run from OUT.partial (same options)."""
+    overwrite: bool = False
+    """Replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)."""
     progress: bool = True
     """Show a progress bar on stderr (--no-progress to hide)."""
 
@@ -121,6 +123,7 @@ def _train_ffn(argv: list[str], prog: str) -> int:
         layers=o.depth, encoding=o.encoding, sigma=o.sigma, num_features=o.num_features, activation=o.activation,
         w0=o.w0, w0_initial=o.w0_initial, steps=o.steps, lr=o.lr, seed=o.seed, device=o.device,
         eval_every=o.eval_every, log_every=o.log_every, resume=o.resume, progress=o.progress,
+        overwrite=o.overwrite,
     )
     res = train_ffn(cfg, command=_command(prog, argv))
     m = res.metrics
@@ -204,6 +207,8 @@ class TrainNeRVOptions:
     """Refresh the progress bar's running PSNR every N steps."""
     resume: bool = False
     """Continue an interrupted run from OUT.partial (same options)."""
+    overwrite: bool = False
+    """Replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)."""
     progress: bool = True
     """Show a progress bar on stderr (--no-progress to hide)."""
 
@@ -252,17 +257,24 @@ class ReconstructOptions:
     """auto | cpu | cuda[:i]."""
     batch: int = 8
     """Frames decoded at once."""
+    overwrite: bool = False
+    """Replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)."""
 
 
 def _reconstruct(argv: list[str], prog: str) -> int:
     from xinc.models.ffn import FFN
     from xinc.models.io import load_model, read_model_dir_config
+    from xinc.outputs import owned_output
     from xinc.train.common import check_out, check_positive, frame_psnrs, load_source, predict
-    from xinc.utils import atomic_dir, parse_index_list, resolve_device, write_json
+    from xinc.train.metrics import to_uint8
+    from xinc.utils import parse_index_list, resolve_device, write_json
+    from xinc.validate import path_out
 
     o = _parse(ReconstructOptions, argv, prog)
     check_positive(o.batch, "--batch", integer=True)
     out = check_out(o.out)
+    inputs = [o.model_dir, o.gt]
+    path_out(out, inputs=inputs, overwrite=o.overwrite)
     device = resolve_device(o.device)
     model = load_model(o.model_dir, device)
     cfg = read_model_dir_config(o.model_dir)
@@ -275,9 +287,9 @@ def _reconstruct(argv: list[str], prog: str) -> int:
         pred = predict(model, idx, o.batch).cpu()
     digits = max(4, len(str(T - 1)))
     psnrs = frame_psnrs(pred, gt) if gt is not None else None
-    with atomic_dir(out) as stage:
+    with owned_output(out, inputs=inputs, overwrite=o.overwrite, kind="reconstruct") as stage:
         for j, i in enumerate(idx):
-            arr = (pred[j].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            arr = to_uint8(pred[j]).permute(1, 2, 0).numpy()
             Image.fromarray(np.ascontiguousarray(arr)).save(stage / f"{i:0{digits}d}.png")
         write_json(stage / "config.json", {"model_dir": str(Path(o.model_dir).resolve()), "frames": idx,
                                            "gt": gt_source, "command": _command(prog, argv)})

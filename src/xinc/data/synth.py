@@ -33,7 +33,9 @@ from xinc.data.categories import (
 from xinc.data.flow import write_flo
 from xinc.data.panoptic import CITYSCAPES_VPS, VIPSEG
 from xinc.errors import XincError
-from xinc.utils import atomic_dir, parse_hw, write_json
+from xinc.outputs import owned_output
+from xinc.utils import parse_hw, write_json
+from xinc.validate import alloc, finite
 
 __all__ = ["SynthConfig", "generate_synthetic", "load_gt_flow", "NATIVE_SIZE", "render_video", "SynthVideo"]
 
@@ -502,9 +504,13 @@ def _check(cfg: SynthConfig) -> tuple[int, int]:
         raise XincError(f"--videos {cfg.videos}: need at least 1")
     if cfg.things is not None and not 0 <= cfg.things <= 40:
         raise XincError(f"--things {cfg.things}: choose 0..40")
+    finite(cfg.pan, "--pan")
     size = tuple(cfg.size) if cfg.size is not None else NATIVE_SIZE[cfg.format]
     if size[0] < 32 or size[1] < 32:
         raise XincError(f"--size {size[0]}x{size[1]}: too small; use at least 32x32")
+    # one video is rendered in memory: RGB float, ids, masks and flow, about 48 bytes per pixel and frame
+    alloc(48.0 * size[0] * size[1] * cfg.frames, f"--size {size[0]}x{size[1]} with --frames {cfg.frames}",
+          "choose a smaller --size or fewer --frames")
     return int(size[0]), int(size[1])
 
 
@@ -519,6 +525,8 @@ def generate_synthetic(
     things: int | None = None,
     flo: bool = True,
     void: bool = True,
+    *,
+    overwrite: bool = False,
 ) -> dict:
     """Write a synthetic dataset in the published layout of `format` to `out` (atomically); return its config.
 
@@ -531,7 +539,7 @@ def generate_synthetic(
     cfg = SynthConfig(format, int(seed), int(frames), tuple(size) if size else None, int(videos), float(pan),
                       things, bool(flo), bool(void))  # fmt: skip
     hw = _check(cfg)
-    with atomic_dir(out) as stage:
+    with owned_output(out, overwrite=overwrite, kind="synth") as stage:
         cityscapes = cfg.format == CITYSCAPES_VPS
         js: dict = {"images": [], "annotations": []} if cityscapes else {"videos": [], "annotations": []}
         details, table = {}, []

@@ -55,6 +55,15 @@ def check_state_dict(model: Model, state: dict[str, torch.Tensor], source: str) 
         raise XincError(f"{source}: unexpected tensor {extra[0]!r} not in the architecture")
 
 
+def check_finite_state(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or inf: a model with them renders NaN frames and NaN canvases."""
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise XincError(f"{source}: tensor {name!r} holds {bad} non-finite value(s) (NaN/inf) ; the weights "
+                            "are corrupt or the training diverged, use another checkpoint")
+
+
 def save_model(model: Model, out_dir: str | Path, extra: dict[str, Any] | None = None) -> None:
     """Write weights (safetensors) and config.json (model config plus any `extra` sections)."""
     out_dir = Path(out_dir)
@@ -85,6 +94,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Mod
     except Exception as e:  # safetensors raises several types for corrupt files
         raise XincError(f"{wpath}: cannot read safetensors weights ({e})") from None
     check_state_dict(model, state, str(wpath))
+    check_finite_state(state, str(wpath))
     model.load_state_dict(state)
     return model.to(device).eval()
 

@@ -18,17 +18,31 @@ import datetime as _dt
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from xinc.errors import XincError
-from xinc.utils import atomic_save, read_json
+from xinc.outputs import html_generator_meta, owned_file
+from xinc.utils import read_json
 
 MAX_CSV_BYTES = 2_000_000  # larger tables are listed, not embedded
 NON_NUMBERS = ("figures", "summary", "title")
 
 
 # ----------------------------------------------------------------------------- discovery
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """results.json of a run: a JSON object whose sections are objects (untrusted input, checked)."""
+    res = read_json(path)
+    if not isinstance(res, dict):
+        raise XincError(f"{path}: malformed (expected a JSON object) ; regenerate it with `xinc analyze`")
+    for key, value in res.items():
+        if key in ("model", "data", "reconstruction", "canvas", "skipped") or re.fullmatch(r"a\d+", key):
+            if value is not None and not isinstance(value, dict):
+                raise XincError(f"{path}: malformed ({key!r} is not an object) ; regenerate it with `xinc analyze`")
+    return res
 
 
 def analysis_titles() -> dict[str, str]:
@@ -64,12 +78,13 @@ def canvas_figures(run: Path) -> list[tuple[Path, str]]:
     """Canvas grids of sampled neurons belonging to a run: (png, caption)."""
     found: list[tuple[Path, str]] = []
     for png in sorted((run / "figures" / "canvas").glob("*.png")):
-        found.append((png, png.stem.replace("_", " ")))
+        if not png.is_symlink():
+            found.append((png, png.stem.replace("_", " ")))
     cdir = run.parent / "canvas" / run.name
     cfg = _try_json(cdir / "config.json") or {}
-    summary = cfg.get("layers_summary") or {}
+    summary = cfg.get("layers_summary") or {} if isinstance(cfg, dict) else {}
     for layer, info in summary.items():
-        png = cdir / str(info.get("figure", ""))
+        png = inside(cdir, info.get("figure", ""), str(cdir / "config.json"))
         if png.is_file():
             cap = (f"{layer}: the strongest neurons by total |C| (signed maps, red = adds, blue = removes; "
                    f"{info.get('num_neurons', '?')} neurons, rule {info.get('rule', '?')}, mode "
@@ -77,7 +92,8 @@ def canvas_figures(run: Path) -> list[tuple[Path, str]]:
             found.append((png, cap))
     if not summary:
         for png in sorted((cdir / "figures").glob("*.png")):
-            found.append((png, png.stem.replace("_", " ")))
+            if not png.is_symlink():
+                found.append((png, png.stem.replace("_", " ")))
     return found
 
 
@@ -120,6 +136,43 @@ def fmt(v: Any) -> str:
 
 def data_uri(path: Path, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+
+
+def inside(base: Path, rel: Any, what: str) -> Path:
+    """`base/rel` resolved, refused (XincError) unless it stays inside `base` and is a regular file.
+
+    results.json and config.json are untrusted: a path like /etc/passwd or ../../x never gets embedded.
+    """
+    if not isinstance(rel, str | Path) or str(rel) == "":
+        raise XincError(f"{what}: file path {rel!r} is not a relative path ; regenerate the run with xinc")
+    root = base.resolve()
+    path = (base / rel).resolve()
+    if not path.is_relative_to(root):
+        raise XincError(f"{what}: file path {str(rel)!r} points outside {base} ; refusing to embed it (the file "
+                        "was edited or is not from xinc)")
+    if path.exists() and not path.is_file():
+        raise XincError(f"{what}: {str(rel)!r} is not a regular file ; refusing to embed it")
+    return path
+
+
+def image_mime(path: Path) -> str | None:
+    """The image type of a figure file by suffix and content (png, jpeg, svg), else None."""
+    mime = IMAGE_SUFFIXES.get(path.suffix.lower())
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    if mime == "image/png" and head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return mime
+    if mime == "image/jpeg" and head.startswith(b"\xff\xd8\xff"):
+        return mime
+    if mime == "image/svg+xml" and head.lstrip().startswith((b"<svg", b"<?xml")):
+        return mime
+    return None
 
 
 def _scalar(v: Any) -> bool:
@@ -198,16 +251,23 @@ def numbers_block(res: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def figure_html(png: Path, caption: str, fid: str) -> str:
+def figure_html(png: Path, caption: Any, fid: str) -> str:
+    """A figure embedded as a data URI; only regular png/jpeg/svg files (checked by content) are embedded."""
+    caption = "" if caption is None else str(caption)
     if not png.is_file():
         return f'<p class="warn">missing figure {esc(png.name)}</p>'
-    return (f'<figure id="{esc(fid)}"><img src="{data_uri(png, "image/png")}" alt="{esc(caption or png.stem)}" '
+    mime = image_mime(png)
+    if mime is None:
+        return f'<p class="warn">figure {esc(png.name)} is not a PNG, JPEG or SVG image; not embedded</p>'
+    return (f'<figure id="{esc(fid)}"><img src="{data_uri(png, mime)}" alt="{esc(caption or png.stem)}" '
             f'loading="eager"><figcaption>{esc(caption)}</figcaption></figure>')
 
 
 def tables_html(run: Path, aid: str) -> str:
     links = []
     for csv in sorted((run / "tables").glob(f"{aid}_*.csv")):
+        if csv.is_symlink() or not csv.is_file():
+            continue
         size = csv.stat().st_size
         if size <= MAX_CSV_BYTES:
             links.append(f'<a download="{esc(run.name)}_{esc(csv.name)}" href="{data_uri(csv, "text/csv")}">'
@@ -258,7 +318,7 @@ def _reconstruction(res: dict[str, Any]) -> str:
     per = ""
     frames, p8 = r.get("frames") or [], r.get("psnr_8bit") or []
     if len(frames) > 1 and len(frames) == len(p8):
-        cells = "".join(f"<td class=\"num\">{fmt(v)}</td>" for v in p8)
+        cells = "".join(f"<td class=\"num\">{esc(fmt(v))}</td>" for v in p8)
         per = ('<div class="scroll"><table class="grid"><tr><th>frame</th>'
                + "".join(f"<th>{esc(f)}</th>" for f in frames) + f"</tr><tr><th>PSNR 8-bit (dB)</th>{cells}</tr>"
                "</table></div>")
@@ -276,20 +336,24 @@ def _canvas_table(res: dict[str, Any]) -> str:
         modes = info.get("modes") or {"": info}
         for mode, mi in modes.items():
             resid = {k: v for k, v in (mi.get("residual") or {}).items() if k != "per_frame"}
-            rtxt = ", ".join(f"{k} {fmt(v)}" for k, v in resid.items()) or "—"
+            rtxt = "; ".join(f"{label} [{mi.get(name) or '?'}]: rel {fmt(resid[f'{key}_rel'])}"
+                             for key, label, name in (("identity", "identity", "identity"), ("gap", "gap vs", "gap_of"))
+                             if f"{key}_rel" in resid) or ", ".join(f"{k} {fmt(v)}" for k, v in resid.items()) or "—"
             flag = "exact" if mi.get("exact") else '<span class="approx">approximate</span>'
             body.append(f"<tr><th>{esc(layer)}</th><td>{esc(mode)}</td><td class=\"num\">"
                         f"{esc(fmt(mi.get('num_neurons')))}</td><td>{esc(mi.get('rule', ''))}</td><td>{flag}</td>"
                         f"<td class=\"num\">{esc(rtxt)}</td><td class=\"dim\">{esc(mi.get('notes', ''))}</td></tr>")
-    return ("<h3>Canvases and completeness residuals</h3><p class=\"dim\">Residual = ‖Σ<sub>k</sub> C<sub>k</sub> − "
-            "true pre-activation‖ where the rule is exact; approximate rules (the paper's box-filter stand-ins "
-            "for PixelShuffle blocks) are flagged.</p>"
+    return ("<h3>Canvases and completeness residuals</h3><p class=\"dim\">Two relative residuals (max |difference| / "
+            "max |target|, worst frame): the <em>identity</em> the rule guarantees (e.g. the pre-activation sum, the "
+            "PixelShuffle identity) and the output-side <em>gap</em> between Σ<sub>k</sub> C<sub>k</sub> and the "
+            "quantity the maps claim to decompose (e.g. the logits, the box-filtered block output). Exact only when "
+            "both are finite and within float32 round-off; approximate rules are flagged.</p>"
             f'<div class="scroll"><table class="grid">{head}{"".join(body)}</table></div>')
 
 
 def _analysis_section(run: Path, rid: str, aid: str, res: dict[str, Any] | None, skipped: str | None) -> str:
     title = (res or {}).get("title") or analysis_titles().get(aid, aid)
-    head = f'<section class="analysis" id="{rid}-{aid}"><h3>{esc(aid.upper())} — {esc(title)}</h3>'
+    head = f'<section class="analysis" id="{esc(rid)}-{esc(aid)}"><h3>{esc(aid.upper())} — {esc(title)}</h3>'
     if res is None:
         why = skipped or "not run (ask `xinc analyze --analyses all`)"
         return head + f'<p class="skip">Not available for this model: {esc(why)}</p></section>'
@@ -299,7 +363,10 @@ def _analysis_section(run: Path, rid: str, aid: str, res: dict[str, Any] | None,
     if res.get("summary"):
         parts.append("<ul class=\"findings\">" + "".join(f"<li>{esc(s)}</li>" for s in res["summary"]) + "</ul>")
     for i, f in enumerate(res.get("figures") or []):
-        parts.append(figure_html(run / f.get("path", ""), f.get("caption", ""), f"{rid}-{aid}-fig{i}"))
+        if not isinstance(f, dict):
+            raise XincError(f"{run / 'results.json'}: {aid}.figures[{i}] is not an object ; regenerate the run")
+        png = inside(run, f.get("path", ""), str(run / "results.json"))
+        parts.append(figure_html(png, f.get("caption", ""), f"{rid}-{aid}-fig{i}"))
     nums = numbers_block(res)
     if nums:
         parts.append(f"<details class=\"numbers\" open><summary>Key numbers</summary>{nums}</details>")
@@ -309,8 +376,9 @@ def _analysis_section(run: Path, rid: str, aid: str, res: dict[str, Any] | None,
 
 
 def _run_section(run: Path, rid: str, label: str) -> tuple[str, list[str]]:
-    res = read_json(run / "results.json")
+    res = read_results(run / "results.json")
     cfg = _try_json(run / "config.json") or {}
+    cfg = cfg if isinstance(cfg, dict) else {}
     ids = run_analysis_ids(res)
     findings = [f"<b>{esc(aid.upper())}</b> {esc(s)}" for aid in ids
                 for s in ((res.get(aid) or {}).get("summary") or [])[:1]]
@@ -429,23 +497,32 @@ def build_report(run_dir: str | Path, out: str | Path, *, title: str | None = No
     sections, toc, overview = [], [], []
     for i, run in enumerate(runs):
         rid = f"run{i}"
-        res = read_json(run / "results.json")
-        kind = (res.get("model") or {}).get("kind", "model")
-        name = f"{label[run]} ({kind.upper()})"
-        body, findings = _run_section(run, rid, name)
+        res = read_results(run / "results.json")
+        try:
+            kind = str((res.get("model") or {}).get("kind", "model"))
+            name = f"{label[run]} ({kind.upper()})"
+            body, findings = _run_section(run, rid, name)
+        except (AttributeError, TypeError, KeyError, ValueError, IndexError) as e:
+            raise XincError(f"{run / 'results.json'}: malformed ({type(e).__name__}: {e}) ; regenerate it with "
+                            "`xinc analyze`") from None
         sections.append(body)
-        links = " ".join(f'<a href="#{rid}-{aid}">{aid.upper()}</a>' for aid in run_analysis_ids(res) if res.get(aid))
+        links = " ".join(f'<a href="#{esc(rid)}-{esc(aid)}">{esc(aid.upper())}</a>' for aid in run_analysis_ids(res)
+                         if res.get(aid))
         toc.append(f'<div><a href="#{rid}"><b>{esc(name)}</b></a> {links}</div>')
         if findings:
             overview.append(f"<li><b>{esc(name)}</b><ul>" + "".join(f"<li>{f}</li>" for f in findings) + "</ul></li>")
-    comparison = _comparison(top) if multi else ""
+    try:
+        comparison = _comparison(top) if multi else ""
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as e:
+        raise XincError(f"{top / 'comparison.json'}: malformed ({type(e).__name__}: {e}) ; regenerate it") from None
     if comparison:
         toc.append('<div><a href="#comparison"><b>Across models (A6)</b></a></div>')
     top_cfg = _try_json(top / "config.json") if multi else None
     produced = ""
-    if top_cfg:
+    if isinstance(top_cfg, dict) and top_cfg:
         cmds = top_cfg.get("commands") or []
-        cmd_text = "\n".join(cmds) if cmds else top_cfg.get("command", "")
+        cmd_text = "\n".join(str(c) for c in cmds) if isinstance(cmds, list) and cmds else str(
+            top_cfg.get("command", ""))
         produced = ('<section class="run" id="produced"><h2>How this report was produced</h2>'
                     + (f"<pre class=\"cmd\">{esc(cmd_text)}</pre>" if cmd_text else "")
                     + f"<details><summary>resolved configuration ({esc(top / 'config.json')})</summary>"
@@ -455,6 +532,7 @@ def build_report(run_dir: str | Path, out: str | Path, *, title: str | None = No
     title = title or f"xinc report — {top.resolve().name}"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+{html_generator_meta()}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title><style>{CSS}</style></head>
 <body>
@@ -474,6 +552,6 @@ def build_report(run_dir: str | Path, out: str | Path, *, title: str | None = No
 <script>{STATUS_JS}</script>
 </body></html>
 """
-    out = Path(out)
-    atomic_save(out, lambda p: p.write_text(page, encoding="utf-8"))
-    return out
+    with owned_file(out, inputs=[run_dir], kind="report") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return Path(out)

@@ -24,7 +24,7 @@ from xinc.utils import atomic_save, read_json, write_json
 CHECKPOINT = "checkpoint.json"
 METRICS = "metrics.json"
 # keys of the train section that may differ between an interrupted run and its resumption
-VOLATILE_KEYS = ("resume", "progress", "command", "log_every", "device")
+VOLATILE_KEYS = ("resume", "progress", "command", "log_every", "device", "overwrite")
 
 
 @dataclass
@@ -228,8 +228,11 @@ def prepare_stage(stage: Path, config: dict[str, Any], resume: bool) -> Checkpoi
         note(f"{stage}: nothing to resume; starting a fresh run")
     elif (stage / CHECKPOINT).is_file():
         note(f"{stage}: discarding an interrupted run (pass --resume to continue it instead)")
-    for child in list(stage.iterdir()):
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    from xinc.outputs import MARKER
+
+    for child in list(stage.iterdir()):  # the stage is ours and locked (xinc.outputs.owned_output)
+        if child.name != MARKER:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
     write_json(stage / "config.json", config)
     return None
 

@@ -14,6 +14,7 @@ from xinc import __version__
 from xinc.errors import XincError
 from xinc.models.ffn import ACTIVATIONS, FFN, FFNConfig
 from xinc.models.io import build_model, load_model, save_model
+from xinc.outputs import owned_output
 from xinc.train.common import (
     Clock,
     TrainResult,
@@ -32,7 +33,8 @@ from xinc.train.common import (
 )
 from xinc.train.metrics import bits_per_pixel, psnr_8bit, psnr_float
 from xinc.train.quant import num_params, quantize_model
-from xinc.utils import atomic_dir, resolve_device, seed_everything, to_jsonable
+from xinc.utils import resolve_device, seed_everything, to_jsonable
+from xinc.validate import path_out
 
 
 @dataclass
@@ -58,12 +60,14 @@ class TrainFFNConfig:
     eval_every: int = 100  # evaluate PSNR, keep the best weights and checkpoint every N steps
     log_every: int = 10  # refresh the progress bar's running PSNR every N steps (one host sync each)
     resume: bool = False  # continue an interrupted run from <out>.partial
+    overwrite: bool = False  # replace an earlier xinc output in <out> (never a folder xinc did not write)
     progress: bool = True  # show a progress bar on stderr
 
 
 def validate_ffn_config(cfg: TrainFFNConfig) -> None:
     """Reject out-of-range options with one clear line (before anything is written)."""
     check_out(cfg.out)
+    path_out(cfg.out, inputs=[cfg.image], overwrite=cfg.overwrite or cfg.resume)
     for flag, v in (("--steps", cfg.steps), ("--eval-every", cfg.eval_every), ("--log-every", cfg.log_every),
                     ("--width", cfg.hidden), ("--depth", cfg.layers)):
         check_positive(v, flag, integer=True)
@@ -149,7 +153,8 @@ def train_ffn(
     if cfg.resume and (done := finished_run(out, run_config)) is not None:
         note(f"{out}: this run already finished; nothing to resume")
         return TrainResult(out_dir=out, metrics=done, model=load_model(out, device))
-    with atomic_dir(out, keep_on_error=True) as stage:
+    with owned_output(out, inputs=[cfg.image], overwrite=cfg.overwrite, resume=True,
+                      kind="train") as stage:
         try:
             metrics = _fit(model, img.to(device), cfg, stage, run_config, callback)
         except KeyboardInterrupt:

@@ -24,6 +24,11 @@ def to_8bit(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats to uint8 as floor(x·255 + 0.5), the rounding of torchvision's save_image (half up)."""
+    return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+
+
 def psnr_float(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-frame PSNR of the raw (unclamped) output; NeRV's published definition."""
     return psnr_from_mse(mse_per_frame(pred, target))

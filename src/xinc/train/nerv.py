@@ -16,6 +16,7 @@ from xinc import __version__
 from xinc.errors import XincError
 from xinc.models.io import build_model, load_model, save_model
 from xinc.models.nerv import NeRV, NeRVConfig, nerv_config_for_budget, nerv_param_count
+from xinc.outputs import owned_output
 from xinc.train.common import (
     Clock,
     TrainResult,
@@ -37,7 +38,8 @@ from xinc.train.common import (
 )
 from xinc.train.metrics import bits_per_pixel
 from xinc.train.quant import num_params, quantize_model
-from xinc.utils import atomic_dir, resolve_device, seed_everything, to_jsonable
+from xinc.utils import resolve_device, seed_everything, to_jsonable
+from xinc.validate import path_out
 
 DATASETS = ("cityscapes-vps", "vipseg")
 
@@ -73,12 +75,14 @@ class TrainNeRVConfig:
     eval_every: int = 10  # evaluate all frames, keep the best weights and checkpoint every N epochs
     log_every: int = 10  # refresh the progress bar's running PSNR every N steps (one host sync each)
     resume: bool = False  # continue an interrupted run from <out>.partial
+    overwrite: bool = False  # replace an earlier xinc output in <out> (never a folder xinc did not write)
     progress: bool = True  # show a progress bar on stderr
 
 
 def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None:
     """Reject out-of-range options with one clear line (before anything is written)."""
     check_out(cfg.out)
+    path_out(cfg.out, inputs=[cfg.root if cfg.dataset else cfg.video], overwrite=cfg.overwrite or cfg.resume)
     for flag, v in (("--epochs", cfg.epochs), ("--batch", cfg.batch), ("--eval-every", cfg.eval_every),
                     ("--log-every", cfg.log_every), ("--lower-width", cfg.lower_width), ("--head-ks", cfg.head_ks)):
         check_positive(v, flag, integer=True)
@@ -199,7 +203,8 @@ def train_nerv(
     if cfg.resume and (done := finished_run(out, run_config)) is not None:
         note(f"{out}: this run already finished; nothing to resume")
         return TrainResult(out_dir=out, metrics=done, model=load_model(out, device))
-    with atomic_dir(out, keep_on_error=True) as stage:
+    with owned_output(out, inputs=[cfg.root if cfg.dataset else cfg.video], overwrite=cfg.overwrite, resume=True,
+                      kind="train") as stage:
         try:
             metrics = _fit(model, video.to(device), cfg, stage, run_config, callback)
         except KeyboardInterrupt:

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from xinc.errors import XincError
-from xinc.models.io import Model, check_state_dict, save_model
-from xinc.utils import atomic_dir
+from xinc.models.io import Model, check_finite_state, check_state_dict, save_model
+from xinc.outputs import owned_output
 
 
 def need_tensor(state: dict[str, Any], name: str, source: str, ndim: int | None = None) -> torch.Tensor:
@@ -39,13 +39,14 @@ def compare_shapes(expected: dict[str, tuple[int, ...]], state: dict[str, torch.
 
 
 def write_imported(model: Model, state: dict[str, torch.Tensor], out: str | Path, extra: dict[str, Any],
-                   source: str) -> Path:
-    """Load `state` into `model` (shape-checked), then write model.safetensors + config.json atomically."""
+                   source: str, *, inputs=(), overwrite: bool = False) -> Path:
+    """Load `state` into `model` (shape- and finiteness-checked), then write the model directory atomically."""
     check_state_dict(model, state, source)
+    check_finite_state(state, source)
     model.load_state_dict(state)
     model.eval()
     out = Path(out)
-    with atomic_dir(out) as stage:
+    with owned_output(out, inputs=[source, *inputs], overwrite=overwrite, kind="import") as stage:
         save_model(model, stage, extra)
     return out
 

@@ -79,12 +79,13 @@ def build_hnerv_import(ckpt_path: str | Path, flags: dict[str, Any] | None = Non
 
 
 def import_hnerv_quant_checkpoint(ckpt_path: str | Path, out: str | Path, flags: dict[str, Any] | None = None,
-                                  frames: int | None = None, gt: str | Path | None = None) -> dict[str, Any]:
+                                  frames: int | None = None, gt: str | Path | None = None, *,
+                                  overwrite: bool = False) -> dict[str, Any]:
     """Write an xinc model directory for the HNeRV checkpoint; with `gt`, also measure PSNR."""
     model, mapped, record = build_hnerv_import(ckpt_path, flags, frames)
     if gt is not None:
         record["reproduced"] = video_psnr(model.eval(), gt, crop=record["data"]["crop"], eps=0.0)
         record["data"] = {**record["data"], **data_record(gt, record["data"]["crop"], record["data"]["size"],
                                                           record["frames"])}
-    write_imported(model, mapped, out, {"import": record}, str(ckpt_path))
+    write_imported(model, mapped, out, {"import": record}, str(ckpt_path), inputs=[gt], overwrite=overwrite)
     return record

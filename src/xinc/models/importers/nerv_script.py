@@ -78,12 +78,13 @@ def build_nerv_import(ckpt_path: str | Path, flags: dict[str, Any], config_json:
 
 def import_nerv_checkpoint(ckpt_path: str | Path, out: str | Path, flags: dict[str, Any],
                            config_json: str | Path | None = None, frames: int | None = None,
-                           gt: str | Path | None = None) -> dict[str, Any]:
+                           gt: str | Path | None = None, *, overwrite: bool = False) -> dict[str, Any]:
     """Write an xinc model directory for an original-script checkpoint; with `gt`, also measure PSNR."""
     model, mapped, record = build_nerv_import(ckpt_path, flags, config_json, frames)
     if gt is not None:
         d = record["data"]
         record["reproduced"] = video_psnr(model.eval(), gt, crop=d["crop"], eps=1e-9)
         record["data"] = {**d, **data_record(gt, d["crop"], d["size"], d["frames"])}
-    write_imported(model, mapped, out, {"import": record}, str(ckpt_path))
+    write_imported(model, mapped, out, {"import": record}, str(ckpt_path), inputs=[config_json, gt],
+                   overwrite=overwrite)
     return record

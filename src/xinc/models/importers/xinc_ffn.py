@@ -157,7 +157,7 @@ def ffn_from_lightning(ckpt: Any, source: str) -> tuple[FFN, dict[str, torch.Ten
     return model, state, record
 
 
-def import_xinc_ffn_checkpoint(ckpt_path: str | Path, out: str | Path) -> dict[str, Any]:
+def import_xinc_ffn_checkpoint(ckpt_path: str | Path, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Read the checkpoint safely and write an xinc FFN model directory; returns the import record."""
     ckpt_path = Path(ckpt_path)
     model, state, record = ffn_from_lightning(load_checkpoint(ckpt_path), str(ckpt_path))
@@ -166,5 +166,5 @@ def import_xinc_ffn_checkpoint(ckpt_path: str | Path, out: str | Path) -> dict[s
         model.load_state_dict(state)
         img = model.render()
     record["render_range"] = [float(img.min()), float(img.max())]
-    write_imported(model, state, out, {"import": record}, str(ckpt_path))
+    write_imported(model, state, out, {"import": record}, str(ckpt_path), overwrite=overwrite)
     return record

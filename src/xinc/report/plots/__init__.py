@@ -1,9 +1,9 @@
 """Figures of analysis results: one module per analysis id registers `plot(result, out) -> [FigureRef]`.
 
 `xinc analyze` calls `draw(aid, result, out)` after the analysis; the figures land in
-OUT/figures/<aid>/<name>.png and .pdf and their captions in results.json[aid]["figures"], which
-the HTML report reads. A plot only reads the AnalysisResult (numbers, arrays, tables) it is given,
-so figures can be redrawn later from a saved run (`xinc.analysis.load_result`).
+OUT/figures/<aid>/<name>.png and .pdf, and their captions in the `figures` list of the analysis' section
+of results.json, which the HTML report reads. A plot only reads the AnalysisResult (numbers, arrays,
+tables) it is given, so figures can be redrawn later from a saved run (`xinc.analysis.load_result`).
 """
 
 from __future__ import annotations
