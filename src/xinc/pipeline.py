@@ -264,7 +264,9 @@ def _cuda() -> bool:
 
 
 def marker(root: Path, step: Step) -> Path:
-    return Path(root) / ".steps" / (step.clip or "_") / f"{step.name}.json"
+    """OUT/.steps/<clip>/<name>.json (pipeline-wide steps: OUT/.steps/<name>.json)."""
+    base = Path(root) / ".steps"
+    return (base if step.clip is None else base / step.clip) / f"{step.name}.json"
 
 
 def is_done(root: Path, step: Step) -> bool:
@@ -378,7 +380,7 @@ def execute(root: Path, steps: list[Step], backend: str = "serial", *, address: 
         res = run_ray(root, steps, address=address, max_retries=max_retries, progress=progress)
         peaks = {r["id"]: r["worker_peak_rss_mb"] for r in res if r["ran"]}
         if peaks:
-            write_json(Path(root) / ".steps" / "ray_workers.json", {"worker_peak_rss_mb": peaks})
+            write_json(Path(root) / "ray_workers.json", {"worker_peak_rss_mb": peaks})
     else:
         raise XincError(f"backend {backend!r}: choose serial or ray")
     return [r["id"] for r in res if r["ran"]], [r["id"] for r in res if not r["ran"]]
