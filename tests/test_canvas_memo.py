@@ -61,3 +61,26 @@ def test_fusable_reducers_stay_fused_and_store_nothing():
     ref = HeatMap()
     stream_canvas(m, "head", [0], ref)
     torch.testing.assert_close(h.results[0], ref.results[0])
+
+
+def test_chunks_replay_in_the_engine_chunks_and_feed_a4():
+    from xinc.analysis.motion import change_map
+    from xinc.canvas import iter_canvas
+
+    m = tiny_video()
+    memo = CanvasMemo(64)
+    for mode in ("paper", "linear"):
+        first = list(memo.chunks(m, "block2", 1, mode=mode))
+        again = list(memo.chunks(m, "block2", 1, mode=mode))
+        ref = list(iter_canvas(m, "block2", 1, mode=mode))
+        assert [s for s, _ in first] == [s for s, _ in again] == [s for s, _ in ref]
+        for (_, a), (_, b) in zip(first, again):
+            assert torch.equal(a, b)
+        assert memo.hits >= 1
+        from xinc.analysis.motion import accumulate_change
+
+        got = accumulate_change(memo.chunks(m, "block2", 0, mode=mode), memo.chunks(m, "block2", 1, mode=mode))
+        torch.testing.assert_close(got, change_map(m, "block2", 0, 1, mode=mode))
+    half = CanvasMemo(0)  # nothing fits: streamed, nothing reserved
+    list(half.chunks(m, "head", 0))
+    assert half.used == 0

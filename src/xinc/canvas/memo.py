@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from xinc.canvas.engine import check_model, iter_canvas, layer_info, make_rule, num_frames, on_device
+from xinc.canvas.engine import check_model, iter_canvas, layer_info, make_rule, num_frames, on_device, plan_chunk
 from xinc.canvas.reduce import Reducer, fused_kind
 
 DEFAULT_MEMO_MB = float(os.environ.get("XINC_CANVAS_MEMO_MB", "1024"))
@@ -84,6 +84,53 @@ class CanvasMemo:
                 out.update(stream_canvas(model, layer, [f], reducers, mode=mode, chunk_neurons=chunk_neurons,
                                          memory_budget_mb=memory_budget_mb, progress=progress))
         return out
+
+    def chunks(self, model, layer: str, frame: int, *, mode: str = "paper", chunk_neurons: int | None = None,
+               memory_budget_mb: float | None = None, device=None):
+        """Like xinc.canvas.iter_canvas: yield (start, maps) of one frame, replayed when stored (in the chunks the
+        engine would use, so two frames iterated in lockstep stay aligned), else computed and stored when it
+        fits. Returns the residual dict as the generator's value."""
+        check_model(model)
+        model = on_device(model, device)
+        info = layer_info(model, layer, mode=mode)
+        key = (id(model), layer, mode, int(frame))
+        dev = next(model.parameters()).device
+        step = plan_chunk(make_rule(model, layer, mode), chunk_neurons, memory_budget_mb, dev)
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            maps, _, residual = self._store[key]
+            for s in range(0, maps.shape[0], step):
+                yield s, maps[s:s + step]
+            return dict(residual)
+        self.misses += 1
+        size = self.nbytes(info)
+        keep = size <= self.budget and self._make_room(size, key[:-1])
+        if keep:
+            self.used += size  # reserved now: another stream iterated in lockstep sees it
+        stored, store, residual = False, None, {}
+        try:
+            it = iter_canvas(model, layer, frame, mode=mode, chunk_neurons=chunk_neurons,
+                             memory_budget_mb=memory_budget_mb)
+            while True:
+                try:
+                    start, maps = next(it)
+                except StopIteration as stop:
+                    residual = dict(stop.value or {})
+                    break
+                if keep:
+                    if store is None:
+                        store = maps.new_empty((info.num_neurons, *maps.shape[1:]))
+                    store[start:start + maps.shape[0]] = maps
+                yield start, maps
+            if keep and store is not None:
+                info.residual = dict(residual)
+                self._store[key] = (store, info, residual)
+                stored = True
+        finally:
+            if keep and not stored:  # closed early or failed: give the reservation back
+                self.used -= size
+        return residual
 
     def _compute(self, model, layer, f, mode, reducers, chunk, budget, progress, key, size) -> dict[str, float]:
         """Stream one frame from the engine into the reducers and into a stored (K, ...) tensor."""
