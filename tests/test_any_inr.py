@@ -447,3 +447,36 @@ def test_bad_arguments_are_one_clear_error(kw, text):
 
 def test_ops_of_kinds_are_matched_by_identity():
     assert operator.add in load_kinds()["add"].functions
+
+
+def test_small_memory_plan_bounds_chunks():
+    model = seeded(PWLDecoder())
+    x = torch.randn(1, 3, 4, 5, generator=torch.Generator().manual_seed(3))
+    budget = 0.2  # MiB: a few neurons per chunk
+    run = generic_run(model, x, "c1", "linear", memory_budget_mb=budget)
+    per = run.rule.bytes_per_neuron()
+    assert run.chunk == max(1, int(budget * 2**20 // per)) and run.chunk * per <= budget * 2**20
+    assert max(m.shape[0] for _, m in run.chunks()) <= run.chunk
+    # one-hot states: the probe's working set is below a dense state of the widest value per neuron
+    widest = max(op.out.numel() for op in run.rule.plan.ops)
+    assert per < (widest * 3 + run.rule.plan.out.numel()) * 4 * 1.01
+
+
+def test_in_place_activations():
+    model = seeded(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 3, 1)))
+    x = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    cv = explain(model, x, layer="0", mode="linear", per_channel=True)
+    torch.testing.assert_close(cv.maps.sum(0), model(x)[0], rtol=1e-5, atol=1e-5)  # traced values not overwritten
+    assert cv.exact
+
+    class Alias(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(2, 3, 1)
+
+        def forward(self, x):
+            h = self.c(x)
+            return F.relu(h, inplace=True) + h
+
+    with pytest.raises(XincError, match="in place"):
+        explain(seeded(Alias()), x, layer="c")

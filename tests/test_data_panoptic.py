@@ -187,7 +187,7 @@ def test_empty_folders(tmp_path):
     (tmp_path / "frames").mkdir()
     with pytest.raises(XincError, match="frames: folder holds no image frames"):
         load_video_clip(tmp_path / "frames")
-    with pytest.raises(XincError, match="unknown; choose one of cityscapes-vps, vipseg"):
+    with pytest.raises(XincError, match="unknown dataset ; choose one of cityscapes-vps, vipseg"):
         load_panoptic_clip("kitti", tmp_path, "x")
 
 

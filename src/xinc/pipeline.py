@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xinc.data.datasets import discover as discover_datasets
 from xinc.errors import XincError
 from xinc.outputs import claimed_folder
 from xinc.utils import read_json, to_jsonable, write_json
 from xinc.validate import plain_name
 
-FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
+FIRST_ANNOTATED = {name: r.first_annotated for name, r in discover_datasets().items()}  # the dataset registry
 MODELS = ("ffn", "nerv")
 
 
@@ -132,7 +133,8 @@ def _check_options(key: str, options: Any, where: str) -> None:
         raise XincError(f"{where}: {key}: unknown option {bad[0]!r}; known: {', '.join(sorted(known))}")
 
 
-def validate(cfg: PipelineConfig, where: str = "config") -> None:
+# complexity accepted: being rewritten library-first (issue 20)
+def validate(cfg: PipelineConfig, where: str = "config") -> None:  # noqa: C901
     """One-line errors for impossible settings, before any work starts (normalises `synthetic`, `videos`, `size`)."""
     if isinstance(cfg.synthetic, dict):
         cfg.synthetic = _from_dict(SyntheticSpec, cfg.synthetic, f"{where}: synthetic")
@@ -149,7 +151,7 @@ def validate(cfg: PipelineConfig, where: str = "config") -> None:
     if not isinstance(cfg.videos, list | str) or (isinstance(cfg.videos, list) and not cfg.videos):
         raise XincError(f"{where}: videos {cfg.videos!r}: expected \"all\" or a list of clip ids")
     if cfg.dataset not in FIRST_ANNOTATED:
-        raise XincError(f"{where}: dataset {cfg.dataset!r}: choose cityscapes-vps or vipseg")
+        raise XincError(f"{where}: dataset {cfg.dataset!r}: unknown ; choose {' or '.join(FIRST_ANNOTATED)}")
     if cfg.root is None and cfg.synthetic is None:
         raise XincError(f"{where}: give `root` (a dataset folder) or `synthetic` (generate one)")
     if len(cfg.size) != 2 or min(cfg.size) < 16:

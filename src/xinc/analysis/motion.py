@@ -220,6 +220,53 @@ def _clip_frames(ctx: AnalysisContext) -> tuple[torch.Tensor | None, str]:
     return (frames, "clip") if isinstance(frames, torch.Tensor) and frames.dim() == 4 else (None, "")
 
 
+def _flow_file(ctx: AnalysisContext, opts: MotionOptions) -> np.ndarray | None:
+    """The (T-1, 2, H, W) flow of the whole clip from opts.flow_file, checked against the model's size."""
+    if not opts.flow_file:
+        return None
+    path = Path(opts.flow_file)
+    if not path.is_file():
+        raise XincError(f"{path}: a4 flow_file not found ; give a (T-1, 2, H, W) .npy flow of the clip")
+    full = np.load(path, allow_pickle=False).astype(np.float32)
+    if full.ndim != 4 or full.shape[1] != 2 or full.shape[-2:] != tuple(ctx.images.shape[-2:]):
+        raise XincError(f"{path}: flow has shape {tuple(full.shape)} ; expected (T-1, 2, "
+                        f"{ctx.images.shape[-2]}, {ctx.images.shape[-1]}) at the model's resolution")
+    return full
+
+
+def _given_pairs(ctx: AnalysisContext, full: np.ndarray | None, name: str, consecutive: bool):
+    """Consecutive analysed frames; flow from ctx.flow, else the flow file, else DIS."""
+    frames = list(ctx.frames)
+    pairs = list(zip(frames[:-1], frames[1:]))
+    images = {f: ctx.images[i] for i, f in enumerate(frames)}
+    if ctx.flow is not None:
+        return pairs, images, _as_numpy(ctx.flow).astype(np.float32), ctx.flow_method
+    if full is not None and consecutive and frames[-1] <= full.shape[0]:
+        return pairs, images, full[frames[:-1]], f"file {name}"
+    return (pairs, images, *_dis([images[f] for f in frames]))
+
+
+def _previous_pairs(ctx: AnalysisContext, full: np.ndarray | None, name: str):
+    """Each analysed frame t >= 1 with t-1; images from the clip (or the model); flow from the file, else DIS."""
+    pairs = [(t - 1, t) for t in ctx.frames if t >= 1]
+    clip, _ = _clip_frames(ctx)
+    need = sorted({f for p in pairs for f in p})
+    if clip is not None and clip.shape[0] > max(need, default=0):
+        images = {f: clip[f] for f in need}
+    else:
+        with torch.no_grad():
+            out = ctx.model(need) if hasattr(ctx.model, "embed") else None
+        if out is None:
+            raise XincError("a4 pairs=previous: needs the clip's frames or a video model ; give a panoptic clip")
+        images = {f: out[i].detach().cpu().clamp(0, 1) for i, f in enumerate(need)}
+    if full is not None and all(t <= full.shape[0] for _, t in pairs):
+        return pairs, images, full[[a for a, _ in pairs]], f"file {name}"
+    if pairs:
+        parts = [_dis([images[a], images[b]]) for a, b in pairs]
+        return pairs, images, np.concatenate([f for f, _ in parts]), parts[0][1]
+    return pairs, images, np.zeros((0, 2, *ctx.images.shape[-2:]), np.float32), "none"
+
+
 def frame_pairs(ctx: AnalysisContext, opts: MotionOptions
                 ) -> tuple[list[tuple[int, int]], dict[int, torch.Tensor], np.ndarray, str]:
     """(pairs, {frame: image}, flow (n_pairs, 2, H, W), flow source) for the analysed frames.
@@ -234,48 +281,14 @@ def frame_pairs(ctx: AnalysisContext, opts: MotionOptions
     frames = list(ctx.frames)
     consecutive = all(b == a + 1 for a, b in zip(frames[:-1], frames[1:]))
     kind = opts.pairs if opts.pairs != "auto" else ("given" if ctx.flow is not None or consecutive else "previous")
-    full = None
-    if opts.flow_file:
-        path = Path(opts.flow_file)
-        if not path.is_file():
-            raise XincError(f"{path}: a4 flow_file not found; give a (T-1, 2, H, W) .npy flow of the clip")
-        full = np.load(path, allow_pickle=False).astype(np.float32)
-        if full.ndim != 4 or full.shape[1] != 2 or full.shape[-2:] != tuple(ctx.images.shape[-2:]):
-            raise XincError(f"{path}: flow has shape {tuple(full.shape)}; expected (T-1, 2, "
-                            f"{ctx.images.shape[-2]}, {ctx.images.shape[-1]}) at the model's resolution")
+    full, name = _flow_file(ctx, opts), Path(opts.flow_file).name
     if kind == "given":
-        pairs = list(zip(frames[:-1], frames[1:]))
-        images = {f: ctx.images[i] for i, f in enumerate(frames)}
-        if ctx.flow is not None:
-            flow, method = _as_numpy(ctx.flow).astype(np.float32), ctx.flow_method
-        elif full is not None and consecutive and frames[-1] <= full.shape[0]:
-            flow, method = full[frames[:-1]], f"file {Path(opts.flow_file).name}"
-        else:
-            flow, method = _dis([images[f] for f in frames])
-    elif kind == "previous":
-        pairs = [(t - 1, t) for t in frames if t >= 1]
-        clip, src = _clip_frames(ctx)
-        need = sorted({f for p in pairs for f in p})
-        if clip is not None and clip.shape[0] > max(need, default=0):
-            images = {f: clip[f] for f in need}
-        else:
-            with torch.no_grad():
-                out = ctx.model(need) if hasattr(ctx.model, "embed") else None
-            if out is None:
-                raise XincError("a4 pairs=previous needs the clip's frames or a video model")
-            images = {f: out[i].detach().cpu().clamp(0, 1) for i, f in enumerate(need)}
-        if full is not None and all(t <= full.shape[0] for _, t in pairs):
-            flow, method = full[[a for a, _ in pairs]], f"file {Path(opts.flow_file).name}"
-        elif pairs:
-            parts = [_dis([images[a], images[b]]) for a, b in pairs]
-            flow, method = np.concatenate([f for f, _ in parts]), parts[0][1]
-        else:
-            flow, method = np.zeros((0, 2, *ctx.images.shape[-2:]), np.float32), "none"
+        pairs, images, flow, method = _given_pairs(ctx, full, name, consecutive)
     else:
-        raise XincError(f"a4 option pairs={opts.pairs!r}: not a choice ; choose auto, given or previous")
+        pairs, images, flow, method = _previous_pairs(ctx, full, name)
     expect = (len(pairs), 2, *ctx.images.shape[-2:])
     if flow.shape != expect:
-        raise XincError(f"a4: flow has shape {tuple(flow.shape)} but the analysed frame pairs need {expect}; "
+        raise XincError(f"a4: flow has shape {tuple(flow.shape)} but the analysed frame pairs need {expect} ; "
                         "give flow between consecutive analysed frames at the model's resolution")
     return pairs, images, flow, method
 

@@ -18,6 +18,7 @@ import torch
 from xinc.canvas.reduce import LayerInfo, Reducer, fused_kind, residual_exact
 from xinc.canvas.rules import Rule, accumulate_part, get_rule, layer_kind
 from xinc.errors import XincError
+from xinc.models import protocol
 from xinc.models.trace import Trace
 from xinc.utils import resolve_device
 
@@ -65,7 +66,7 @@ def layer_info(model, layer: str, mode: str = "paper", per_channel: bool = False
 
 def num_frames(model) -> int:
     """Frames a model can be queried at: the FFN is one image (frame 0)."""
-    return int(getattr(model.config, "num_frames", 1)) if hasattr(model, "blocks") else 1
+    return protocol.frames(model)
 
 
 def check_frame(model, frame: int) -> int:
@@ -82,7 +83,7 @@ def check_frame(model, frame: int) -> int:
 def _trace(model, frame: int, embedding: torch.Tensor | None, device: torch.device) -> Trace:
     """One forward pass with every layer's input kept (no autograd graph)."""
     with torch.no_grad():
-        if not hasattr(model, "blocks"):
+        if not protocol.takes_frames(model):
             if embedding is not None:
                 raise XincError("embedding= is only for NeRV/HNeRV models; an FFN takes pixel coordinates")
             return model.trace()
@@ -251,7 +252,8 @@ def iter_canvas(model, layer: str, frame: int = 0, *, mode: str = "paper", per_c
     return run.residual
 
 
-def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],
+# complexity accepted: argument resolution of the public call; issue 15 owns this file
+def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],  # noqa: C901
                   *, mode: str = "paper", per_channel: bool = False, chunk_neurons: int | None = None,
                   memory_budget_mb: float | None = None, device=None, embedding: torch.Tensor | None = None,
                   progress=None, neurons: tuple[int, int] | None = None,

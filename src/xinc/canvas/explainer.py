@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xinc.canvas.engine import Canvas, CanvasRun, compute_canvas, on_device, plan_chunk, stream_canvas
-from xinc.canvas.generic import GenericRule, within_roundoff
+from xinc.canvas.generic import GenericRule
 from xinc.canvas.graph import plan_layer
 from xinc.canvas.reduce import Reducer
 from xinc.errors import XincError
@@ -81,6 +81,9 @@ def explain(model: nn.Module, inputs: Any = None, layer: str | None = None, mode
     torch.func. Our FFN/NeRV take `frame` instead of inputs and use the fast rules unless engine='generic'.
     """
     if _use_fast(model, layer, engine):
+        if inputs is not None:
+            raise XincError(f"inputs: {type(model).__name__} layer {layer!r} is explained at frame= (its own "
+                            "inputs) ; drop inputs, or pass engine='generic' and a module path as layer")
         cv = compute_canvas(model, layer, frame, mode=mode, per_channel=per_channel, chunk_neurons=chunk_neurons,
                             memory_budget_mb=memory_budget_mb, device=device, neurons=neurons)
         cv.pairs = fast_pairs(cv)
@@ -92,7 +95,7 @@ def explain(model: nn.Module, inputs: Any = None, layer: str | None = None, mode
     info, rule = run.info, run.rule
     lo, hi = run.neurons or (0, info.num_neurons)
     return Canvas(maps=torch.cat(parts, 0), layer=layer, frame=0, mode=mode,
-                  exact=info.exact and within_roundoff(run.residual), residual=dict(run.residual),
+                  exact=bool(info.exact) and run.neurons is None, residual=dict(run.residual),
                   neuron_index=info.neuron_index, c_in=info.c_in, c_out=info.c_out, rule=info.rule, info=info,
                   pairs=rule.slices.pairs(lo, hi), input_groups=rule.plan.input_groups())
 

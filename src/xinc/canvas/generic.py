@@ -21,13 +21,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from xinc.canvas.graph import Plan
+from xinc.canvas.kinds.base import OneHot, jvp_transfer
 from xinc.canvas.reduce import LayerInfo
-from xinc.canvas.rules import Rule, residual_stats
+from xinc.canvas.rules import Rule
 from xinc.errors import XincError
 
 LAYOUTS = ("auto", "nchw", "chw", "hwc", "pc")
-ROUNDOFF_REL = 1e-4  # relative residual that float32 round-off can reach over a layer's sum
 PAPER_EXACT_KINDS = frozenset({"identity", "layout", "upsample", "add", "cat"})  # stand-in = the operation
+# kinds that act on each position separately (channels last): a Linear layer's downstream made of these is
+# the same per-position Jacobian for every neuron of an output channel (the factored fast path)
+PIXELWISE_KINDS = frozenset({"linear", "relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "sine", "mul",
+                             "add", "identity", "layer_norm"})
 
 
 def resolve_layout(out: torch.Tensor, layout: str, hw: tuple[int, int] | None) -> str:
@@ -79,17 +83,15 @@ class LayerSlices:
         i = k // self.out_g
         return torch.stack([i, (i // self.in_g) * self.out_g + k % self.out_g], 1)
 
-    def contributions(self, a: torch.Tensor, y: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """z_k (n, *y.shape) of neurons [start, stop): one nonzero output channel each."""
+    def contributions(self, a: torch.Tensor, y: torch.Tensor, start: int, stop: int) -> OneHot:
+        """z_k of neurons [start, stop): one nonzero output channel each (a OneHot state shaped like y)."""
         ij = self.pairs(start, stop).to(a.device)
         i, o = ij[:, 0], ij[:, 1]
         n = stop - start
         share = 0.0 if self.b is None else self.b[o] / self.in_g
         if not self.conv:
             vals = a.reshape(-1, a.shape[-1])[:, i] * self.W[o, i] + share  # (P, n)
-            z = a.new_zeros(n, y.numel() // self.c_out, self.c_out)
-            z[torch.arange(n, device=a.device), :, o] = vals.t()
-            return z.reshape(n, *y.shape)
+            return OneHot(vals.t().reshape(n, *y.shape[:-1]), o, -1, self.c_out)
         m = self.module
         x = a if a.dim() == 4 else a[None]
         w = self.W[o, i % self.in_g][:, None]  # (n, 1, kh, kw)
@@ -101,9 +103,8 @@ class LayerSlices:
             v = F.conv2d(x[:, i], w, None, m.stride, m.padding, m.dilation, n)
         if self.b is not None:
             v = v + share[None, :, None, None]
-        z = a.new_zeros(n, x.shape[0], self.c_out, *v.shape[-2:])
-        z[torch.arange(n, device=a.device), :, o] = v.transpose(0, 1)
-        return z.reshape(n, *y.shape)
+        v = v.transpose(0, 1)  # (n, N, h', w')
+        return OneHot(v if a.dim() == 4 else v[:, 0], o, -3, self.c_out)
 
 
 class GenericRule(Rule):
@@ -121,6 +122,11 @@ class GenericRule(Rule):
         self.layer, self.slices = plan.layer, LayerSlices(plan.module)
         self.layout = resolve_layout(plan.out, layout, hw)
         self.hw = hw
+        self._widest: int | None = None  # set while probing one neuron's working set
+        self._probed: int | None = None
+        self._offsets = 1.0 / self.slices.K  # share of each constant term per neuron
+        self.pixelwise = self._is_pixelwise()
+        self._factors: tuple[torch.Tensor, torch.Tensor] | None = None
         C, H, W = arrange(plan.out[None], self.layout, hw).shape[1:]
         self.C = C
         s = self.slices
@@ -130,6 +136,11 @@ class GenericRule(Rule):
             neuron_index=f"k = c_in*{s.out_g} + (c_out mod {s.out_g})" if s.out_g != s.c_out
             else f"k = c_in*{s.c_out} + c_out",
             channels=int(C) if per_channel else None, notes=self.describe())
+        names = {"identity": "sum over neurons of the layer slices = the layer's output",
+                 "gap_of": "the model output" + (" per channel" if per_channel else " (channels summed)")}
+        for key, text in names.items():  # LayerInfo's completeness names (docs/SEAMS.md section 5)
+            if hasattr(self.info, key):
+                setattr(self.info, key, text)
 
     def static_exact(self) -> bool:
         """Whether the maps can sum to the output exactly (before looking at the residual)."""
@@ -149,17 +160,25 @@ class GenericRule(Rule):
         for op in self.plan.ops:
             op.cache.clear()
 
-    def _step(self, op, kind, states: list[torch.Tensor]) -> torch.Tensor:
+    def _step(self, op, kind, states: list):
+        if self.use_jvp or not kind.onehot:
+            states = [s.dense() if isinstance(s, OneHot) else s for s in states]
+        out = self._transfer(op, kind, states)
+        if self._widest is not None:  # probing one neuron's working set (bytes_per_neuron)
+            self._widest = max([self._widest] + [_numel(s) for s in (*states, out)])
+        return out
+
+    def _transfer(self, op, kind, states: list):
         if self.mode == "paper":
             return kind.paper(op, states)
         if self.use_jvp:
-            from xinc.canvas.kinds.base import jvp_transfer
-
             out = jvp_transfer(kind.reference(op), [op.values[n] for n in op.inputs], states)
         else:
             out = kind.linear(op, states)
         off = kind.offset(op)
-        return out if off is None else out + off / self.slices.K
+        if off is None or self._offsets == 0.0:
+            return out
+        return (out.dense() if isinstance(out, OneHot) else out) + off * self._offsets
 
     def propagate(self, z: torch.Tensor) -> torch.Tensor:
         """Per-neuron states (n, *output shape) from the layer's contributions z (n, *y.shape)."""
@@ -171,43 +190,76 @@ class GenericRule(Rule):
                 if plan.last_use.get(a) == j and a is not plan.out_node:
                     del live[a]
         out = live[plan.out_node]
+        out = out.dense() if isinstance(out, OneHot) else out
         want = (out.shape[0], *plan.out.shape)
         if self.mode == "linear" and tuple(out.shape) != want:
             out = out.expand(want)
         return out
 
+    def _is_pixelwise(self) -> bool:
+        """Linear mode, a Linear layer and only per-position operations (same leading dims) downstream."""
+        plan = self.plan
+        if self.mode != "linear" or self.use_jvp or self.slices.conv or not plan.ops:
+            return False
+        lead = tuple(plan.y.shape[:-1])
+        return all(k.name in PIXELWISE_KINDS and isinstance(op.out, torch.Tensor) and tuple(op.out.shape[:-1]) == lead
+                   for op, k in zip(plan.ops, plan.kinds)) and tuple(plan.out.shape[:-1]) == lead
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(J (C_out, *lead, C): the output's per-position response to a unit in each layer channel, beta (*lead,
+        C): every constant term propagated), so that neuron k's map is z_k * J[c_out(k)] + beta / K."""
+        if self._factors is None:
+            y, m = self.plan.y, self.slices.c_out
+            lead = y.shape[:-1]
+            try:
+                self._offsets = 0.0
+                J = self.propagate(OneHot(y.new_ones(m, *lead), torch.arange(m, device=y.device), -1, m))
+                self._offsets = 1.0
+                beta = self.propagate(OneHot(y.new_zeros(1, *lead), torch.zeros(1, dtype=torch.long,
+                                                                                   device=y.device), -1, m))[0]
+            finally:
+                self._offsets = 1.0 / self.slices.K
+            self._factors = (J, beta)
+        return self._factors
+
     def compute(self, start: int, stop: int):
         plan = self.plan
         z = self.slices.contributions(plan.a, plan.y, start, stop)
-        ident = z.sum(0).reshape(-1)
-        maps = arrange(self.propagate(z), self.layout, self.hw)  # (n, C or 1, H, W)
-        if self.mode == "paper":
-            maps = maps.sum(1)
-            part = torch.cat([ident, maps.sum(0).reshape(-1)])
-            return maps, part
-        part = torch.cat([ident, maps.sum(0).reshape(-1)])
-        return (maps if self.per_channel else maps.sum(1)), part
+        acc = z.vals.new_zeros(z.channels, *z.vals.shape[1:]).index_add_(0, z.chan, z.vals)
+        ident = acc.movedim(0, z.cdim).reshape(-1)  # sum_k z_k, shaped like y
+        if self.pixelwise and self._widest is None:
+            J, beta = self.factors()
+            out = torch.addcmul(beta / self.slices.K, z.vals.unsqueeze(-1), J.index_select(0, z.chan))
+        else:
+            out = self.propagate(z)
+        maps = arrange(out, self.layout, self.hw)  # (n, C or 1, H, W)
+        return (maps if self.per_channel else maps.sum(1)), ident
 
     def target(self) -> torch.Tensor:
-        out = arrange(self.plan.out[None], self.layout, self.hw)[0]
-        gap = out.sum(0) if self.mode == "paper" else out
-        return torch.cat([self.plan.y.reshape(-1), gap.reshape(-1)])
+        """The identity: the neurons' slices sum to the layer's output (flattened)."""
+        return self.plan.y.reshape(-1)
 
-    def residual(self, total: torch.Tensor | None) -> dict[str, float]:
-        if total is None:
-            return {}
-        tgt, n = self.target(), self.plan.y.numel()
-        res = residual_stats(total[:n], tgt[:n], prefix="identity_")
-        res.update(residual_stats(total[n:], tgt[n:], prefix="gap_"))
-        return res
+    def gap_target(self) -> torch.Tensor:
+        """What the maps sum to when nothing on the path is approximated: the output (per channel, or summed)."""
+        out = arrange(self.plan.out[None], self.layout, self.hw)[0]
+        return out if self.per_channel else out.sum(0)
 
     def bytes_per_neuron(self) -> int:
-        widest = max([self.plan.y.numel(), self.plan.out.numel()]
-                     + [op.out.numel() for op in self.plan.ops if isinstance(op.out, torch.Tensor)])
-        return int(widest * 4 * 4)
+        """Peak bytes per neuron of a chunk: the largest state one neuron's probe forms (one-hot states are
+        C times smaller than the values), x3 for an op's input, output and temporaries, plus its map."""
+        if self.pixelwise:  # z_k, its gathered response J[c_out] and its map
+            return int(self.plan.out.numel() * 3 * 4)
+        if self._probed is None:
+            self._widest = 0
+            try:
+                self.compute(0, 1)
+                self._probed = self._widest
+            finally:
+                self._widest = None
+        return int((self._probed * 3 + self.plan.out.numel()) * 4)
 
 
-def within_roundoff(residual: dict[str, float]) -> bool:
-    """Both residuals finite and within float32 round-off (relative)."""
-    vals = [residual.get(k) for k in ("identity_rel", "gap_rel")]
-    return all(v is not None and v == v and v < ROUNDOFF_REL for v in vals)
+def _numel(state) -> int:
+    return state.vals.numel() if isinstance(state, OneHot) else state.numel()
+
+

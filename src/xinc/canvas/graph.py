@@ -72,16 +72,30 @@ def trace_module(model: nn.Module) -> fx.GraphModule:
                         "from forward, or wrap the part before the layer so its output is the model's input") from None
 
 
+def in_place(node: fx.Node, gm: fx.GraphModule) -> bool:
+    """Whether the node overwrites its input (relu_, inplace=True, nn.ReLU(inplace=True), +=)."""
+    if node.op == "call_module":
+        return bool(getattr(gm.get_submodule(node.target), "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_")
+    if node.op == "call_function":
+        name = getattr(node.target, "__name__", "")
+        return bool(node.kwargs.get("inplace")) or (name.endswith("_") and not name.startswith("_")) or \
+            name in ("iadd", "isub", "imul", "itruediv")
+    return False
+
+
 class _Recorder(fx.Interpreter):
-    """Runs the graph once and keeps every node's value."""
+    """Runs the graph once and keeps every node's value (copies when an in-place op would overwrite them)."""
 
     def __init__(self, gm: fx.GraphModule) -> None:
         super().__init__(gm)
         self.values: dict[fx.Node, Any] = {}
+        self.copy = any(in_place(n, gm) for n in gm.graph.nodes)
 
     def run_node(self, n: fx.Node) -> Any:
         v = super().run_node(n)
-        self.values[n] = v
+        self.values[n] = v.clone() if self.copy and isinstance(v, torch.Tensor) else v
         return v
 
 
@@ -212,6 +226,8 @@ def plan_layer(model: nn.Module, inputs: tuple, layer: str, *, output: str | Non
                 [a for a in n.all_input_nodes if a in dep], describe(n, gm))
         kind = find_kind(op) or (GENERIC if generic else None)
         problem = "no registered kind" if kind is None else kind.check(op)
+        if not problem and in_place(n, gm) and any(len(a.users) > 1 for a in op.inputs):
+            problem = "in place on a tensor that is used again; write it out of place"
         if problem:
             bad.append(f"{op.where} ({problem})")
         ops.append(op)

@@ -698,7 +698,8 @@ class ConvHeadRule(Rule):
     def fusable(self) -> frozenset[str]:
         return frozenset({"heat", "totals"})
 
-    def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):
+    # complexity accepted: one fused tile loop per output kind; kept together for speed
+    def reduce(self, start: int, stop: int, wants: frozenset[str], max_neurons: int | None = None):  # noqa: C901
         """Heat map and totals of neurons [start, stop) without a (K, H, W) canvas: whole rows of kernels (every
         output of a tile of input channels) by one depthwise conv per output channel and band of image rows
         (~tile_elems values, cache-sized), |.|-ed and summed in place; a partial first/last row of kernels

@@ -19,11 +19,14 @@ import torch
 import tyro
 
 from xinc.cli.common import parse
+from xinc.data.datasets import dataset_names, get_dataset
 from xinc.errors import XincError
+from xinc.models import protocol
 from xinc.outputs import owned_output
 from xinc.utils import parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
-FIRST_ANNOTATED = {"cityscapes-vps": 4, "vipseg": 0}
+DatasetName = Literal[dataset_names()]  # the --dataset choices come from the dataset registry
+
 
 
 @dataclass
@@ -39,7 +42,7 @@ class AnalyzeOptions:
     analyses: str | None = None
     """comma-separated analysis ids (a1..a6) or 'all' (default: all; those whose data is missing are
     skipped with a reason; ids named here fail instead)"""
-    dataset: Literal["cityscapes-vps", "vipseg"] | None = None
+    dataset: DatasetName | None = None
     """panoptic dataset of the clip (gives the labels A3/A5 use)"""
     root: Path | None = None
     """dataset root folder"""
@@ -107,14 +110,14 @@ def validate_options(o: AnalyzeOptions, paths: bool = True) -> None:
 
 
 def _model_frames(model) -> int:
-    return int(getattr(model.config, "num_frames", 1)) if model.config.kind != "ffn" else 1
+    return protocol.frames(model)
 
 
 def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
     """Resolve the frames, images and (optional) panoptic clip; returns a dict with a JSON-able 'summary'."""
     from xinc.data.frames import load_frames
 
-    is_ffn = model.config.kind == "ffn"
+    is_ffn = not protocol.takes_frames(model)
     H, W = int(model.config.height), int(model.config.width)
     T_model = _model_frames(model)
     dataset, root, video = o.dataset, o.root, o.video
@@ -130,7 +133,7 @@ def _load_data(o: AnalyzeOptions, model, cfg: dict[str, Any]) -> dict[str, Any]:
         from xinc.data.panoptic import load_panoptic_clip, load_panoptic_frame
 
         if is_ffn:
-            j = FIRST_ANNOTATED.get(dataset, 0) if o.frame is None else int(o.frame)
+            j = get_dataset(dataset).first_annotated if o.frame is None else int(o.frame)
             clip = load_panoptic_frame(dataset, root, video, j, size=(H, W))
             frames, images = [0], clip.frames[:1]
         else:
@@ -185,7 +188,7 @@ def _gt_flow(root, video, frames: list[int], H: int, W: int) -> torch.Tensor | N
 @torch.no_grad()
 def _reconstruct(model, frames: list[int]) -> torch.Tensor:
     """The model's output for the frames as (T, 3, H, W) (FFN: one frame)."""
-    if model.config.kind == "ffn":
+    if not protocol.takes_frames(model):
         return model.render().detach().cpu()[None]
     return torch.cat([model(frames[i:i + 4]).detach().cpu() for i in range(0, len(frames), 4)])
 

@@ -11,13 +11,13 @@ import numpy as np
 import tyro
 
 from xinc import __version__
-from xinc.canvas import HeatMap, LayerInfo, NeuronTotals, layer_info, num_frames, stream_canvas
+from xinc.canvas import HeatMap, LayerInfo, NeuronTotals, stream_canvas
 from xinc.canvas.reduce import completeness_line, residual_exact
 from xinc.canvas.store import STORE_NAME, ZarrWriter, open_layer
 from xinc.cli.common import parse
 from xinc.errors import XincError
 from xinc.outputs import check_disk, clear_stage, owned_output
-from xinc.utils import parse_index_list, read_json, resolve_device, to_jsonable, write_json
+from xinc.utils import read_json, resolve_device, to_jsonable, write_json
 from xinc.validate import finite_positive, names_list, optional, path_in, path_out, positive_int
 
 
@@ -31,12 +31,26 @@ class CanvasOptions:
     strongest neurons goes to OUT/figures/.
     """
 
-    model_dir: tyro.conf.Positional[Path]
-    """model directory written by `xinc train` or `xinc import`"""
     out: Path
     """output folder (holds config.json, canvas.zarr/ and figures/)"""
+    model_dir: tyro.conf.Positional[Path | None] = None
+    """model directory written by `xinc train` or `xinc import` (or use --model for any PyTorch model)"""
+    model: str | None = None
+    """a foreign model instead of MODEL_DIR: package.module:factory, a function returning the torch.nn.Module
+    (imported from the current directory first; its code runs)"""
+    weights: Path | None = None
+    """safetensors state dict loaded into --model (strict)"""
+    grid: str | None = None
+    """HxW: feed --model an (H, W, 2) coordinate grid, each axis linspace(-1, 1)"""
+    inputs: Path | None = None
+    """safetensors file of --model's forward arguments (input0, input1, ... or one tensor)"""
+    output: str | None = None
+    """--model: module path whose output the canvas decomposes (default the model's output)"""
+    generic: bool = False
+    """--model: linearise operations without a registered kind by torch.func instead of stopping"""
     layers: str | None = None
-    """comma-separated layers in paper naming (layer1..3 for the FFN, block1..N and head for NeRV); default all"""
+    """comma-separated layers in paper naming (layer1..3 for the FFN, block1..N and head for NeRV), or Linear/Conv2d
+    module paths of a --model; default all"""
     frames: str | None = None
     """frames, e.g. 0,17 or 0-5; default all frames of the video (the FFN has frame 0 only)"""
     mode: Literal["paper", "linear"] = "paper"
@@ -65,7 +79,8 @@ class CanvasOptions:
 def _run_config(opts: CanvasOptions, model_cfg: dict, layers: list[str], frames: list[int], device: str) -> dict:
     return {
         "command": "xinc canvas", "argv": list(sys.argv), "xinc_version": __version__,
-        "model_dir": str(opts.model_dir.resolve()), "model": model_cfg, "layers": layers, "frames": frames,
+        "model_dir": None if opts.model_dir is None else str(opts.model_dir.resolve()),
+        "model": model_cfg, "layers": layers, "frames": frames,
         "mode": opts.mode, "device": device, "chunk_neurons": opts.chunk_neurons,
         "memory_budget_mb": opts.memory_budget_mb, "dtype": opts.dtype, "per_channel": opts.per_channel,
         "maps": opts.maps, "top": opts.top,
@@ -103,12 +118,9 @@ def _save_grid(path: Path, maps: np.ndarray, neurons: list[int], info: LayerInfo
     canvas.save(path)
 
 
-def _grids(root, stage: Path, layers: list[str], top: int, model, opts: CanvasOptions) -> dict[str, str]:
+def _grids(root, stage: Path, layers: list[str], top: int, source) -> dict[str, str]:
     """Each layer's PNG grid of its strongest neurons in the first frame (maps read from the store, or
     recomputed for just those neurons when the store has none)."""
-    from xinc.canvas import compute_canvas
-    from xinc.canvas.engine import trace_frame
-
     out = {}
     for name in layers:
         grp = root[name]
@@ -121,9 +133,7 @@ def _grids(root, stage: Path, layers: list[str], top: int, model, opts: CanvasOp
         if "maps" in grp:
             maps = np.stack([np.asarray(grp["maps"][0, k], dtype=np.float32) for k in neurons])
         else:  # a handful of one-neuron ranges from one forward pass, not a hot path
-            tr = trace_frame(model, frame)
-            maps = np.stack([compute_canvas(model, name, frame, mode=opts.mode, per_channel=opts.per_channel,
-                                            neurons=(k, k + 1), trace=tr).maps[0].numpy() for k in neurons])
+            maps = source.neuron_maps(name, frame, neurons).numpy()
         if maps.ndim == 4:
             maps = maps.sum(1)
         rel = f"figures/{name}_top.png"
@@ -139,8 +149,17 @@ def _validate(opts: CanvasOptions) -> None:
     optional(finite_positive, opts.memory_budget_mb, "--memory-budget-mb")
     if opts.layers is not None and not [s for s in opts.layers.split(",") if s.strip()]:
         raise XincError(f"--layers {opts.layers!r}: names no layer ; give e.g. layer1,layer2 or leave it out for all")
-    path_in(opts.model_dir, "MODEL_DIR", kind="dir")
-    path_out(opts.out, inputs=[opts.model_dir], overwrite=opts.overwrite)
+    if opts.model_dir is not None:
+        path_in(opts.model_dir, "MODEL_DIR", kind="dir")
+    for path, flag in ((opts.weights, "--weights"), (opts.inputs, "--inputs")):
+        if path is not None:
+            path_in(path, flag, kind="file")
+    path_out(opts.out, inputs=_inputs(opts), overwrite=opts.overwrite)
+
+
+def _inputs(opts: CanvasOptions) -> list[Path]:
+    """The files and folders this run reads (never written or replaced)."""
+    return [p for p in (opts.model_dir, opts.weights, opts.inputs) if p is not None]
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -148,25 +167,24 @@ def run(argv: list[str], prog: str) -> int:
     import zarr
     from tqdm import tqdm
 
-    from xinc.models.io import load_model
+    from xinc.cli.foreign import open_source
 
     opts = parse(CanvasOptions, argv, prog)
     out = opts.out
     _validate(opts)
     device = resolve_device(opts.device)
-    model = load_model(opts.model_dir, device)
-    model_cfg = read_json(opts.model_dir / "config.json")["model"]
-    names = list(model.layer_names)
-    layers = names_list(opts.layers, "--layers", names) or names
-    frames = parse_index_list(opts.frames, num_frames(model), "--frames")
-    infos = {name: layer_info(model, name, opts.mode, opts.per_channel) for name in layers}
+    source = open_source(opts, device, stream_canvas)
+    model_cfg = source.model_cfg
+    layers = names_list(opts.layers, "--layers", source.names) or source.names
+    frames = source.frames(opts.frames)
+    infos = {name: source.info(name) for name in layers}
     cfg = _run_config(opts, model_cfg, layers, frames, str(device))
 
     if opts.maps:
         per_frame = sum(i.num_neurons * i.height * i.width for i in infos.values())
         need = per_frame * len(frames) * np.dtype(opts.dtype).itemsize * (3 if opts.per_channel else 1)
         check_disk(out, need, "canvas store")
-    with owned_output(out, inputs=[opts.model_dir], overwrite=opts.overwrite, resume=True, kind="canvas") as stage:
+    with owned_output(out, inputs=_inputs(opts), overwrite=opts.overwrite, resume=True, kind="canvas") as stage:
         old = stage / "config.json"
         if not (old.is_file() and _same_run(read_json(old), cfg)):
             clear_stage(stage)  # a different unfinished run (or none): start over
@@ -192,18 +210,16 @@ def run(argv: list[str], prog: str) -> int:
                     reducers = [heat, tot]  # alone, the rules reduce them without forming maps (fused)
                     if opts.maps:
                         reducers.append(ZarrWriter(grp["maps"], slot, np.dtype(opts.dtype)))
-                    res = stream_canvas(model, name, [f], reducers, mode=opts.mode,
-                                        per_channel=opts.per_channel, chunk_neurons=opts.chunk_neurons,
-                                        memory_budget_mb=opts.memory_budget_mb, progress=bar.update)
+                    res = source.stream(name, f, reducers, bar.update)
                     grp["heat"][slot[f]] = heat.result()[f].numpy()
                     grp["totals"][slot[f]] = tot.result()[f].numpy()
                     residual = dict(grp.attrs["residual"])
-                    residual[str(f)] = res[f]
+                    residual[str(f)] = res
                     grp.attrs.update({"residual": to_jsonable(residual),
                                       "frames_done": sorted(set(grp.attrs["frames_done"]) | {f})})
         finally:
             bar.close()
-        figures = _grids(root, stage, layers, opts.top, model, opts)
+        figures = _grids(root, stage, layers, opts.top, source)
         measured = {name: all(map(residual_exact, root[name].attrs["residual"].values())) for name in layers}
         summary = {name: {"rule": infos[name].rule, "exact": infos[name].exact and measured[name],
                           "identity": infos[name].identity, "gap_of": infos[name].gap_of,

@@ -10,10 +10,13 @@ import numpy as np
 import tyro
 
 from xinc.cli.common import parse
+from xinc.data.synth import FORMATS
 from xinc.errors import XincError
 from xinc.outputs import owned_output
 from xinc.utils import parse_hw, write_json
 from xinc.validate import path_out
+
+SynthFormat = Literal[FORMATS]  # registered datasets whose layout the generator writes
 
 
 @dataclass
@@ -23,7 +26,7 @@ class SynthOptions:
 
     out: Path
     """output dataset folder (replaced atomically)"""
-    format: Literal["cityscapes-vps", "vipseg"] = "cityscapes-vps"
+    format: SynthFormat = "cityscapes-vps"
     """dataset layout to write"""
     seed: int = 0
     """random seed: same seed, same bytes"""
@@ -90,10 +93,11 @@ class FlowOptions:
 
 def _parse_src(src: str, size, crop):
     """Load frames from a path or DATASET:ROOT:VIDEO; return (frames, description)."""
-    from xinc.data.panoptic import DATASETS, load_panoptic_clip, load_video_clip
+    from xinc.data.datasets import dataset_names
+    from xinc.data.panoptic import load_panoptic_clip, load_video_clip
 
     head, _, rest = src.partition(":")
-    if head in DATASETS and rest:
+    if head in dataset_names() and rest:
         root, _, video = rest.rpartition(":")
         if not root or not video:
             raise XincError(f"{src!r}: expected DATASET:ROOT:VIDEO, e.g. cityscapes-vps:data/cityscapes_vps:0005")

@@ -14,6 +14,7 @@ from PIL import Image
 
 from xinc.cli.common import parse
 from xinc.errors import XincError
+from xinc.models import protocol
 from xinc.utils import parse_hw
 
 # bool options that may be given bare (`--resume`), as `--resume True/False`, or negated (`--no-progress`)
@@ -262,7 +263,6 @@ class ReconstructOptions:
 
 
 def _reconstruct(argv: list[str], prog: str) -> int:
-    from xinc.models.ffn import FFN
     from xinc.models.io import load_model, read_model_dir_config
     from xinc.outputs import owned_output
     from xinc.train.common import check_out, check_positive, frame_psnrs, load_source, predict
@@ -278,10 +278,10 @@ def _reconstruct(argv: list[str], prog: str) -> int:
     device = resolve_device(o.device)
     model = load_model(o.model_dir, device)
     cfg = read_model_dir_config(o.model_dir)
-    T = 1 if isinstance(model, FFN) else model.config.num_frames
+    T = protocol.frames(model)
     idx = parse_index_list(o.frames, T)
     gt, gt_source = _ground_truth(o.gt, cfg, model, idx, load_source)
-    if gt is not None and isinstance(model, FFN):
+    if gt is not None and not protocol.takes_frames(model):
         gt = gt.clamp(0.0, 1.0)  # the FFN was fitted to the clamped image (xinc.train.ffn.load_ffn_target)
     with torch.no_grad():
         pred = predict(model, idx, o.batch).cpu()

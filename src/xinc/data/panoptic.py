@@ -1,4 +1,4 @@
-"""Panoptic video clips from Cityscapes-VPS and VIPSeg (720P) in their published layouts (SPEC 3.1-3.3).
+"""Panoptic video clips of any registered dataset (xinc.data.datasets: Cityscapes-VPS, VIPSeg) (SPEC 3.1-3.3).
 
 A clip holds all T frames (what a NeRV is trained on; model frame j is queried at t = j / T), the
 annotated frame indices, per-frame segment-id maps (track ids, 0 = void) resampled on the image grid,
@@ -12,7 +12,6 @@ the paper's setting for both: Cityscapes 1024x2048 -> no crop, VIPSeg 720x1280 -
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ __all__ = [
     "Segment",
     "Vanished",
     "PanopticClip",
-    "DATASETS",
+    "ClipLayout",
     "load_panoptic_clip",
     "load_panoptic_frame",
     "load_video_clip",
@@ -43,16 +42,6 @@ __all__ = [
     "auto_crop",
     "segment_table",
 ]
-
-CITYSCAPES_VPS = "cityscapes-vps"
-VIPSEG = "vipseg"
-DATASETS = (CITYSCAPES_VPS, VIPSEG)
-CITYSCAPES_JSON = "panoptic_gt_val_city_vps.json"
-VIPSEG_JSON = "panoptic_gt_VIPSeg.json"
-CITYSCAPES_CLIP_LEN = 30
-CITYSCAPES_FIRST_ANNOTATED = 4  # 0-based clip index of the first annotated frame (frames 5, 10, ..., 30)
-_CITY_STEM = re.compile(r"^(?P<vid>\d{4})_(?P<gidx>\d{4})_(?P<city>.+)_(?P<seq>\d{6})_(?P<frame>\d{6})")
-
 
 @dataclass(frozen=True)
 class Segment:
@@ -212,7 +201,7 @@ def _json_cached(path: str, mtime: float, size: int) -> dict:
     return read_json(path)
 
 
-def _load_json(path: Path, keys: Sequence[str], what: str) -> dict:
+def load_json(path: Path, keys: Sequence[str], what: str) -> dict:
     if not path.is_file():
         raise XincError(f"{path}: file not found; put the {what} annotations there (see the README, section Data)")
     st = path.stat()
@@ -225,7 +214,7 @@ def _load_json(path: Path, keys: Sequence[str], what: str) -> dict:
     return data
 
 
-def _categories(data: dict, path: Path) -> dict[int, Category]:
+def categories_from(data: dict, path: Path) -> dict[int, Category]:
     cats = {}
     for c in data["categories"]:
         try:
@@ -256,7 +245,7 @@ def _read_panoptic_png(path: Path, native: tuple[int, int]) -> np.ndarray:
     return rgb_to_id(arr)
 
 
-def _segments_info(ann: dict, json_path: Path, categories: dict[int, Category]) -> dict[int, int]:
+def segments_info(ann: dict, json_path: Path, categories: dict[int, Category]) -> dict[int, int]:
     info = {}
     for s in ann.get("segments_info", []):
         try:
@@ -293,7 +282,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 @dataclass
-class _Layout:
+class ClipLayout:
     """Everything needed to load one clip: frame files, label files and segment infos per annotated j."""
 
     video: str
@@ -303,117 +292,28 @@ class _Layout:
     categories: dict[int, Category]
 
 
-def _cityscapes_layout(root: Path, video: str) -> _Layout:
-    json_path = root / CITYSCAPES_JSON
-    data = _load_json(json_path, ("images", "annotations", "categories"), "Cityscapes-VPS")
-    cats = _categories(data, json_path)
-    video = f"{int(video):04d}" if str(video).isdigit() else str(video)
-    anns = []
-    for ann in data["annotations"]:
-        name = str(ann.get("file_name", ann.get("image_id", "")))
-        m = _CITY_STEM.match(name)
-        if m and m["vid"] == video:
-            anns.append((int(m["frame"]), m, ann))
-    if not anns:
-        vids = sorted({m["vid"] for a in data["annotations"] if (m := _CITY_STEM.match(str(a.get("file_name", ""))))})
-        raise XincError(f"{json_path}: no annotations for video {video!r}; videos here: "
-                        f"{', '.join(vids[:12]) or 'none'}{' ...' if len(vids) > 12 else ''}")  # fmt: skip
-    anns.sort(key=lambda a: a[0])
-    city, seq = anns[0][1]["city"], anns[0][1]["seq"]
-    f0 = anns[0][0] - CITYSCAPES_FIRST_ANNOTATED
-    img_dir = root / "val" / "img_all"
-    if not img_dir.is_dir():
-        raise XincError(f"{img_dir}: folder not found; put all 30 frames of every clip there (SPEC 3.1)")
-    images = []
-    index = None
-    for j in range(CITYSCAPES_CLIP_LEN):
-        p = img_dir / f"{city}_{seq}_{f0 + j:06d}_leftImg8bit.png"
-        if not p.is_file():  # other releases prefix '<vid>_<gidx>_' or use another suffix: look the frame up
-            index = _frame_index(img_dir) if index is None else index
-            p = index.get((city, seq, f0 + j))
-            if p is None:
-                break
-        images.append(p)
-    labels, infos = {}, {}
-    for frame, m, ann in anns:
-        j = frame - f0
-        if m["city"] != city or m["seq"] != seq:
-            raise XincError(f"{json_path}: video {video} mixes sequences {city}_{seq} and {m['city']}_{m['seq']}")
-        if j >= len(images):
-            missing = img_dir / f"{city}_{seq}_{f0 + len(images):06d}_leftImg8bit.png"
-            raise XincError(f"{missing}: image file not found; clip frame {len(images)} of video {video} is missing")
-        labels[j] = root / "val" / "panoptic_video" / str(ann["file_name"])
-        infos[j] = _segments_info(ann, json_path, cats)
-    return _Layout(video, images, labels, infos, cats)
+def _layout(dataset: str, root: str | Path, video: str) -> ClipLayout:
+    from xinc.data.datasets import get_dataset
 
-
-_IMG_ALL = re.compile(r"^(?:\d{4}_\d{4}_)?(?P<city>[a-z]+)_(?P<seq>\d{6})_(?P<frame>\d{6})_\w+\.png$")
-
-
-def _frame_index(img_dir: Path) -> dict[tuple[str, str, int], Path]:
-    """(city, seq, frame) -> file of an img_all folder, whatever the prefix/suffix of its names."""
-    out = {}
-    for p in sorted(img_dir.iterdir()):
-        m = _IMG_ALL.match(p.name)
-        if m:
-            out.setdefault((m["city"], m["seq"], int(m["frame"])), p)
-    return out
-
-
-def _vipseg_layout(root: Path, video: str) -> _Layout:
-    json_path = root / VIPSEG_JSON
-    data = _load_json(json_path, ("videos", "annotations", "categories"), "VIPSeg")
-    cats = _categories(data, json_path)
-    vid_entry = next((v for v in data["videos"] if str(v.get("video_id")) == str(video)), None)
-    ann_entry = next((a for a in data["annotations"] if str(a.get("video_id")) == str(video)), None)
-    if vid_entry is None or ann_entry is None:
-        vids = [str(v.get("video_id")) for v in data["videos"]]
-        raise XincError(f"{json_path}: no video {video!r}; videos here: {', '.join(vids[:12]) or 'none'}"
-                        f"{' ...' if len(vids) > 12 else ''}")  # fmt: skip
-    frames = sorted(vid_entry.get("images", []), key=lambda im: Path(str(im["file_name"])).stem)
-    if not frames:
-        raise XincError(f"{json_path}: video {video!r} lists no images")
-    images = [root / "images" / str(video) / Path(str(im["file_name"])).name for im in frames]
-    index = {p.stem: j for j, p in enumerate(images)}
-    labels, infos = {}, {}
-    for ann in ann_entry.get("annotations", []):
-        stem = Path(str(ann.get("file_name", ann.get("image_id", "")))).stem
-        if stem not in index:
-            raise XincError(f"{json_path}: annotation {stem!r} of video {video} has no image in its images list")
-        j = index[stem]
-        labels[j] = root / "panomasksRGB" / str(video) / f"{stem}.png"
-        infos[j] = _segments_info(ann, json_path, cats)
-    return _Layout(str(video), images, labels, infos, cats)
-
-
-def _layout(dataset: str, root: str | Path, video: str) -> _Layout:
+    reader = get_dataset(dataset)
     root = Path(root)
     if not root.is_dir():
-        raise XincError(f"{root}: dataset folder not found; see the README (section Data) for the layout")
-    if dataset == CITYSCAPES_VPS:
-        return _cityscapes_layout(root, str(video))
-    if dataset == VIPSEG:
-        return _vipseg_layout(root, str(video))
-    raise XincError(f"--dataset {dataset!r}: unknown; choose one of {', '.join(DATASETS)}")
+        raise XincError(f"{root}: dataset folder not found ; see docs/reference/data.md for the {dataset} layout")
+    return reader.layout(root, str(video))
 
 
 def list_videos(dataset: str, root: str | Path) -> list[str]:
     """Video ids of a dataset folder (Cityscapes-VPS: '0005', ...; VIPSeg: folder names under images/)."""
-    root = Path(root)
-    if dataset == CITYSCAPES_VPS:
-        data = _load_json(root / CITYSCAPES_JSON, ("annotations",), "Cityscapes-VPS")
-        return sorted({m["vid"] for a in data["annotations"] if (m := _CITY_STEM.match(str(a.get("file_name", ""))))})
-    if dataset == VIPSEG:
-        data = _load_json(root / VIPSEG_JSON, ("videos",), "VIPSeg")
-        return [str(v.get("video_id")) for v in data["videos"]]
-    raise XincError(f"--dataset {dataset!r}: unknown; choose one of {', '.join(DATASETS)}")
+    from xinc.data.datasets import get_dataset
+
+    return get_dataset(dataset).list_videos(Path(root))
 
 
 # ----------------------------------------------------------------------------------------------- loading
 
 
 def _labels_at(
-    lay: _Layout, j: int, native: tuple[int, int], crop, size
+    lay: ClipLayout, j: int, native: tuple[int, int], crop, size
 ) -> tuple[torch.Tensor, list[Segment], list[Vanished]]:
     """Decode, validate, crop and resample the labels of frame j; return ids, segments, vanished."""
     path = lay.labels[j]
@@ -482,7 +382,7 @@ def load_panoptic_frame(
     return _load(lay, dataset, [frame], size, crop)
 
 
-def _load(lay: _Layout, dataset: str, only: list[int] | None, size, crop) -> PanopticClip:
+def _load(lay: ClipLayout, dataset: str, only: list[int] | None, size, crop) -> PanopticClip:
     which = list(range(len(lay.images))) if only is None else only
     native = _image_size(lay.images[which[0]])
     crop_hw = _resolve_crop(crop, native, size)

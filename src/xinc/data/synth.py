@@ -23,15 +23,13 @@ import cv2
 import numpy as np
 
 from xinc.data.categories import (
-    CITYSCAPES_CATEGORIES,
     CITYSCAPES_SUPERCATEGORY,
     CITYSCAPES_VOID,
-    VIPSEG_CATEGORIES,
     Category,
     category_by_name,
 )
+from xinc.data.datasets import get_dataset
 from xinc.data.flow import write_flo
-from xinc.data.panoptic import CITYSCAPES_VPS, VIPSEG
 from xinc.errors import XincError
 from xinc.outputs import owned_output
 from xinc.utils import parse_hw, write_json
@@ -53,8 +51,9 @@ def _encode_rgb(ids: np.ndarray) -> np.ndarray:
     return le.view(np.uint8).reshape(*le.shape, 4)[..., :3].copy()
 
 
-NATIVE_SIZE = {CITYSCAPES_VPS: (1024, 2048), VIPSEG: (720, 1280)}
-FORMATS = (CITYSCAPES_VPS, VIPSEG)
+CITYSCAPES_VPS, VIPSEG = "cityscapes-vps", "vipseg"
+FORMATS = (CITYSCAPES_VPS, VIPSEG)  # the registered datasets whose layout this generator can write
+NATIVE_SIZE = {f: get_dataset(f).native_size for f in FORMATS}  # from the dataset registry
 
 # scene roles -> category names in each dataset
 _ROLES = {
@@ -289,7 +288,7 @@ def render_video(cfg: SynthConfig, index: int, size: tuple[int, int]) -> tuple[S
     H, W = size
     T = cfg.frames
     rng = np.random.default_rng([cfg.seed, index])
-    table = CITYSCAPES_CATEGORIES if cfg.format == CITYSCAPES_VPS else VIPSEG_CATEGORIES
+    table = get_dataset(cfg.format).categories
     roles = _ROLES[cfg.format]
     tex = _sample_textures()
     span = abs(cfg.pan) * (T - 1)

@@ -16,8 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from xinc.errors import XincError
-from xinc.models.ffn import FFN
-from xinc.models.nerv import NeRV
+from xinc.models.protocol import is_canvas_model, takes_frames
 from xinc.train.metrics import psnr_8bit, psnr_float
 from xinc.utils import atomic_save, read_json, write_json
 
@@ -130,13 +129,13 @@ def nerv_lr(peak: float, epoch: int, step: int, steps_per_epoch: int, epochs: in
 @torch.no_grad()
 def predict(model: nn.Module, indices: Sequence[int] | None = None, batch: int = 8) -> torch.Tensor:
     """Model output for frames `indices` as (T, 3, H, W) float32 on the model's device (FFN: one frame)."""
-    if isinstance(model, FFN):
+    if not is_canvas_model(model):
+        raise TypeError(f"cannot predict frames with a {type(model).__name__}")
+    if not takes_frames(model):
         return model.render()[None]
-    if isinstance(model, NeRV):
-        idx = list(range(model.config.num_frames)) if indices is None else list(indices)
-        outs = [model(idx[i : i + batch]) for i in range(0, len(idx), batch)]
-        return torch.cat(outs)
-    raise TypeError(f"cannot predict frames with a {type(model).__name__}")
+    idx = list(range(model.config.num_frames)) if indices is None else list(indices)
+    outs = [model(idx[i : i + batch]) for i in range(0, len(idx), batch)]
+    return torch.cat(outs)
 
 
 def frame_psnrs(pred: torch.Tensor, target: torch.Tensor) -> dict[str, list[float]]:

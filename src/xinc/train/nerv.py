@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from xinc import __version__
+from xinc.data.datasets import dataset_names
 from xinc.errors import XincError
 from xinc.models.io import build_model, load_model, save_model
 from xinc.models.nerv import NeRV, NeRVConfig, nerv_config_for_budget, nerv_param_count
@@ -40,8 +41,6 @@ from xinc.train.metrics import bits_per_pixel
 from xinc.train.quant import num_params, quantize_model
 from xinc.utils import resolve_device, seed_everything, to_jsonable
 from xinc.validate import path_out
-
-DATASETS = ("cityscapes-vps", "vipseg")
 
 
 @dataclass
@@ -96,6 +95,15 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
         raise XincError(f"--warmup {cfg.warmup}: must be in [0, 1)")
     if not (0.0 <= cfg.warmup_start <= 1.0):
         raise XincError(f"--warmup-start {cfg.warmup_start}: must be in [0, 1]")
+    _check_blocks(cfg)
+    check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
+    check_hw(cfg.size, "--size")
+    check_hw(cfg.crop, "--crop")
+    _check_source(cfg, need_source)
+
+
+def _check_blocks(cfg: TrainNeRVConfig) -> None:
+    """One positive stride per block; widths and kernel sizes, when given, one per block."""
     if not cfg.strides or any(not isinstance(s, int) or s < 1 for s in cfg.strides):
         raise XincError(f"--strides {cfg.strides}: give one positive integer per block, e.g. 4 2 2")
     if cfg.widths is not None and (len(cfg.widths) != len(cfg.strides) or any(
@@ -103,11 +111,12 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
         raise XincError(f"--widths {cfg.widths}: give one positive integer per block ({len(cfg.strides)} strides)")
     if cfg.kernel_sizes is not None and len(cfg.kernel_sizes) != len(cfg.strides):
         raise XincError(f"--kernel-sizes {cfg.kernel_sizes}: give one per block ({len(cfg.strides)} strides)")
-    check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
-    check_hw(cfg.size, "--size")
-    check_hw(cfg.crop, "--crop")
+
+
+def _check_source(cfg: TrainNeRVConfig, need_source: bool) -> None:
+    """A dataset needs --root and --video; otherwise --video is the frame folder or video file."""
     if cfg.dataset is not None:
-        check_choice(cfg.dataset, "--dataset", DATASETS)
+        check_choice(cfg.dataset, "--dataset", dataset_names())
         if not cfg.root:
             raise XincError(f"--dataset {cfg.dataset}: --root (the dataset folder) is required")
         if not cfg.video:

@@ -19,6 +19,37 @@ from xinc.errors import XincError
 KINDS: dict[str, Kind] = {}
 
 
+@dataclass
+class OneHot:
+    """A state whose every neuron is nonzero in one channel only (the explained layer's output, and what
+    channel-wise operations make of it): vals (n, *value shape without the channel dim), chan (n,) int64.
+    C times smaller than the dense state; kinds with `onehot = True` take it, the engine densifies for others."""
+
+    vals: torch.Tensor
+    chan: torch.Tensor
+    cdim: int  # the channel dim of the value, negative
+    channels: int
+
+    def dense(self) -> torch.Tensor:
+        """(n, *value shape) with zeros outside each neuron's channel."""
+        n = self.vals.shape[0]
+        z = self.vals.new_zeros(n, self.channels, *self.vals.shape[1:])
+        z[torch.arange(n, device=z.device), self.chan] = self.vals
+        return z.movedim(1, self.cdim)
+
+    def like(self, vals: torch.Tensor, chan: torch.Tensor | None = None, channels: int | None = None) -> OneHot:
+        """The same layout with new values (and channels)."""
+        return OneHot(vals, self.chan if chan is None else chan, self.cdim,
+                      self.channels if channels is None else channels)
+
+    def pick(self, full: torch.Tensor) -> torch.Tensor:
+        """Each neuron's own channel of a value-shaped tensor: (n, *vals.shape[1:])."""
+        rest = self.vals.shape[1:]
+        pos = len(rest) + 1 + self.cdim  # the channel's position in the value
+        shape = (*rest[:pos], self.channels, *rest[pos:])
+        return full.expand(shape).movedim(pos, 0).index_select(0, self.chan)
+
+
 def register_kind(cls: type[Kind]) -> type[Kind]:
     """Class decorator: register one instance of `cls` under cls.name (a later registration replaces it)."""
     if not cls.name:
@@ -132,6 +163,7 @@ class Kind:
     methods: ClassVar[tuple[str, ...]] = ()  # call_method names
     piecewise_linear: ClassVar[bool] = True  # linear transfer + offset reproduce the op at the traced point
     paper_note: ClassVar[str] = ""  # the paper-mode stand-in, in words
+    onehot: ClassVar[bool] = False  # linear/paper accept OneHot states (else the engine densifies them)
 
     def matches(self, op: Op) -> bool:
         node = op.node
@@ -168,18 +200,21 @@ class Elementwise(Kind):
     paper = the activation applied to each neuron's contribution. No constant term."""
 
     piecewise_linear = False
-    paper_note = "the activation applied per neuron"
+    paper_note = "the activation applied per neuron (to its own channel while it has one)"
+    onehot = True
 
     def act(self, op: Op) -> Callable[[torch.Tensor], torch.Tensor]:
         """The activation as a one-argument function (module or function with its fixed arguments)."""
         return op.fn()
 
-    def linear(self, op: Op, ts: list[torch.Tensor]) -> torch.Tensor:
+    def linear(self, op: Op, ts: list) -> torch.Tensor | OneHot:
         slope = op.cache.get("slope")
         if slope is None:
-            x = op.input_value().detach()
+            x = op.input_value().detach().clone()  # an in-place activation must not touch the traced value
             slope = op.cache["slope"] = torch.func.jvp(self.act(op), (x,), (torch.ones_like(x),))[1]
-        return ts[0] * slope
+        t = ts[0]
+        return t.like(t.vals * t.pick(slope)) if isinstance(t, OneHot) else t * slope
 
-    def paper(self, op: Op, ss: list[torch.Tensor]) -> torch.Tensor:
-        return self.act(op)(ss[0])
+    def paper(self, op: Op, ss: list) -> torch.Tensor | OneHot:
+        s = ss[0]
+        return s.like(self.act(op)(s.vals)) if isinstance(s, OneHot) else self.act(op)(s)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xinc.canvas.kinds.base import Kind, Op, batched, register_kind
+from xinc.canvas.kinds.base import Kind, OneHot, Op, batched, register_kind
 
 
 def conv_padded(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, object]:
@@ -21,6 +21,7 @@ class Conv2d(Kind):
     name = "conv2d"
     modules = (nn.Conv2d,)
     paper_note = "Conv2d -> channels summed, mean filter of its kernel size (same stride/padding/dilation)"
+    onehot = True
 
     def check(self, op: Op) -> str | None:
         conv = op.module
@@ -37,14 +38,43 @@ class Conv2d(Kind):
 
         return batched(f, t, op.out.dim(), 4)
 
-    def linear(self, op: Op, ts: list[torch.Tensor]) -> torch.Tensor:
-        return self._conv(op, ts[0], op.module.weight.detach(), op.module.groups)
+    def _onehot(self, op: Op, t: OneHot) -> torch.Tensor | OneHot:
+        """One input channel per neuron: one grouped conv with each neuron's filters (groups = neurons); a
+        depthwise conv keeps the state one-hot."""
+        conv, w = op.module, op.module.weight.detach()
+        x = t.vals if t.vals.dim() == 4 else t.vals.unsqueeze(1)  # (n, N, h, w)
+        n, N = x.shape[:2]
+        depthwise = conv.groups == conv.in_channels == conv.out_channels
+        if depthwise:
+            k = w.index_select(0, t.chan)  # (n, 1, kh, kw)
+        elif conv.groups == 1:
+            k = w[:, t.chan].transpose(0, 1).reshape(n * w.shape[0], 1, *w.shape[-2:])
+        else:
+            return self._conv(op, t.dense(), w, conv.groups)
+        src, pad = conv_padded(conv, x.transpose(0, 1))  # (N, n, h, w)
+        y = F.conv2d(src, k, None, conv.stride, pad, conv.dilation, n)  # (N, n * outputs per neuron, h', w')
+        if depthwise:
+            y = y.transpose(0, 1)
+            return t.like(y if t.vals.dim() == 4 else y[:, 0])
+        y = y.reshape(N, n, w.shape[0], *y.shape[-2:]).transpose(0, 1)
+        return y if t.vals.dim() == 4 else y[:, 0]
+
+    def linear(self, op: Op, ts: list) -> torch.Tensor | OneHot:
+        if isinstance(ts[0], OneHot) and ts[0].cdim == -3:
+            return self._onehot(op, ts[0])
+        t = ts[0].dense() if isinstance(ts[0], OneHot) else ts[0]
+        return self._conv(op, t, op.module.weight.detach(), op.module.groups)
 
     def offset(self, op: Op) -> torch.Tensor | None:
         b = op.module.bias
         return None if b is None else b.detach()[:, None, None]
 
-    def paper(self, op: Op, ss: list[torch.Tensor]) -> torch.Tensor:
+    def paper(self, op: Op, ss: list) -> torch.Tensor:
+        s = ss[0]
+        if isinstance(s, OneHot) and s.cdim == -3:
+            s = s.vals.unsqueeze(-3)  # channels summed = the neuron's own channel
+        elif isinstance(s, OneHot):
+            s = s.dense()
         kh, kw = op.module.kernel_size
-        box = ss[0].new_full((1, 1, kh, kw), 1.0 / (kh * kw))
-        return self._conv(op, ss[0].sum(-3, keepdim=True), box, 1)
+        box = s.new_full((1, 1, kh, kw), 1.0 / (kh * kw))
+        return self._conv(op, s.sum(-3, keepdim=True), box, 1)

@@ -12,6 +12,7 @@ class Identity(Kind):
     modules = (nn.Identity, nn.Dropout, nn.Dropout2d)
     functions = (F.dropout,)
     paper_note = "identity"
+    onehot = True
 
     def check(self, op: Op) -> str | None:
         training = op.module.training if op.module is not None else op.arg(2, "training", False)

@@ -7,7 +7,7 @@ import operator
 import torch
 
 from xinc.canvas.kinds.add import align
-from xinc.canvas.kinds.base import Kind, Op, fit, register_kind
+from xinc.canvas.kinds.base import Kind, OneHot, Op, fit, register_kind
 
 
 def _divides(op: Op) -> bool:
@@ -20,6 +20,7 @@ class Mul(Kind):
     functions = (operator.mul, operator.imul, torch.mul, operator.truediv, torch.div, torch.true_divide)
     methods = ("mul", "div", "mul_")
     paper_note = "scaling by a constant -> the same scaling (per-channel factors averaged over collapsed channels)"
+    onehot = True
 
     def check(self, op: Op) -> str | None:
         if len(op.node.args) != 2 or op.node.kwargs:
@@ -38,13 +39,25 @@ class Mul(Kind):
         c = op.value(op.node.args[1] if op.node.args[0] in op.inputs else op.node.args[0])
         return 1.0 / c if _divides(op) else c
 
-    def linear(self, op: Op, ts: list[torch.Tensor]) -> torch.Tensor:
+    def _scale(self, op: Op, t: OneHot) -> OneHot:
+        c = self._const(op)
+        if isinstance(c, torch.Tensor) and c.dim() > 0:
+            c = t.pick(c.to(t.vals.dtype))
+        return t.like(t.vals * c)
+
+    def linear(self, op: Op, ts: list) -> torch.Tensor | OneHot:
+        if isinstance(ts[0], OneHot) and not self._both(op):
+            return self._scale(op, ts[0])
+        ts = [t.dense() if isinstance(t, OneHot) else t for t in ts]
         if self._both(op):  # product rule at the traced point
             (a, b), st, nd = op.node.args, dict(zip(op.inputs, ts)), op.out.dim()
             return align(st[a], nd) * op.values[b] + align(st[b], nd) * op.values[a]
         return ts[0] * self._const(op)
 
-    def paper(self, op: Op, ss: list[torch.Tensor]) -> torch.Tensor:
+    def paper(self, op: Op, ss: list) -> torch.Tensor | OneHot:
+        if isinstance(ss[0], OneHot) and not self._both(op):
+            return self._scale(op, ss[0])
+        ss = [s.dense() if isinstance(s, OneHot) else s for s in ss]
         if self._both(op):
             return super().paper(op, ss)
         return ss[0] * fit(self._const(op), ss[0])

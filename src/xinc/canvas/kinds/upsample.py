@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xinc.canvas.kinds.base import Kind, Op, batched, register_kind
+from xinc.canvas.kinds.base import Kind, OneHot, Op, batched, register_kind
 
 LINEAR_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
 
@@ -20,12 +20,18 @@ class Upsample(Kind):
     modules = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
     functions = (F.interpolate, F.upsample)
     paper_note = "upsampling -> the same upsampling"
+    onehot = True
 
     def check(self, op: Op) -> str | None:
         return None if _mode(op) in LINEAR_MODES else f"interpolation mode {_mode(op)!r}"
 
-    def _apply(self, op: Op, t: torch.Tensor) -> torch.Tensor:
+    def _apply(self, op: Op, t) -> torch.Tensor | OneHot:
         x = op.input_value()
+        if isinstance(t, OneHot) and t.cdim == -3 and x.dim() == 4:  # channel-wise: resample each neuron's map
+            v = t.vals.reshape(-1, 1, *t.vals.shape[-2:])
+            y = op.call({op.inputs[0]: v})
+            return t.like(y.reshape(*t.vals.shape[:-2], *y.shape[-2:]))
+        t = t.dense() if isinstance(t, OneHot) else t
         return batched(lambda v: op.call({op.inputs[0]: v}), t, x.dim(), x.dim())
 
     def linear(self, op: Op, ts: list[torch.Tensor]) -> torch.Tensor:

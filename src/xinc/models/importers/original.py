@@ -108,7 +108,8 @@ def _width_rule(fc_dim: int, strides: list[int], dec_blks: int, reduce: float, l
     return widths
 
 
-def resolve(state: dict[str, torch.Tensor], flags: dict[str, Any], json_args: dict[str, Any], source: str, *,
+# complexity accepted: flags > JSON > weights, one branch per original flag
+def resolve(state: dict[str, torch.Tensor], flags: dict[str, Any], json_args: dict[str, Any], source: str, *,  # noqa: C901
             num_frames: int | None, table_shape: tuple[int, int, int] | None = None) -> Resolved:
     """Combine flags > JSON > weights into a NeRVConfig; check the original tensors against it."""
     stem, blocks, head = decoder_shapes(state, source)

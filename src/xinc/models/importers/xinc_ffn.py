@@ -67,6 +67,19 @@ def _best_score(ckpt: dict) -> float | None:
     return None
 
 
+def _check_chain(weights: list[torch.Tensor], source: str) -> int:
+    """Each layer's inputs are the previous layer's outputs and the hidden layers share one width; that width."""
+    for i in range(1, len(weights)):
+        if weights[i].shape[1] != weights[i - 1].shape[0]:
+            raise XincError(f"{source}: tensor 'model.net.{i}.linear.weight' {tuple(weights[i].shape)} does not "
+                            f"chain with model.net.{i - 1} ({weights[i - 1].shape[0]} outputs)")
+    hidden = weights[0].shape[0]
+    if any(w.shape[0] != hidden for w in weights[:-1]):
+        widths = [w.shape[0] for w in weights]
+        raise XincError(f"{source}: hidden layers of different widths {widths} are not supported")
+    return hidden
+
+
 def ffn_from_lightning(ckpt: Any, source: str) -> tuple[FFN, dict[str, torch.Tensor], dict[str, Any]]:
     """(model, our state dict, import record) from an unpickled XINC Lightning checkpoint."""
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -96,14 +109,7 @@ def ffn_from_lightning(ckpt: Any, source: str) -> tuple[FFN, dict[str, torch.Ten
     else:
         encoding, L, in_dim, B = "none", None, weights[0].shape[1], None
         sources.update(in_dim="weights")
-    for i in range(1, len(weights)):
-        if weights[i].shape[1] != weights[i - 1].shape[0]:
-            raise XincError(f"{source}: tensor 'model.net.{i}.linear.weight' {tuple(weights[i].shape)} does not "
-                            f"chain with model.net.{i - 1} ({weights[i - 1].shape[0]} outputs)")
-    hidden = weights[0].shape[0]
-    if any(w.shape[0] != hidden for w in weights[:-1]):
-        widths = [w.shape[0] for w in weights]
-        raise XincError(f"{source}: hidden layers of different widths {widths} are not supported")
+    hidden = _check_chain(weights, source)
     act = str(net.get("activation") or "relu").lower()
     act = {"siren": "sine", "sin": "sine"}.get(act, act)
     if net.get("final_act") not in (None, "none", "identity"):
