@@ -342,19 +342,22 @@ def run_ray(root: Path, steps: list[Step], *, address: str | None = None, max_re
                     "retry_exceptions": True}
             refs[st.id] = task.options(**opts).remote(str(root), st, *[refs[d] for d in st.deps if d in refs])
         results: dict[Any, dict[str, Any]] = {}
+        failed: list[BaseException] = []
         pending = list(refs.values())
         with _bar(len(steps), progress) as bar:
-            while pending:
+            while pending:  # after a failure the other clips still finish (their work is kept for a re-run)
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
                     try:
                         results[ref] = ray.get(ref)
                     except ray.exceptions.RayTaskError as e:
-                        cause = e.as_instanceof_cause()
-                        if isinstance(cause, XincError):
-                            raise XincError(str(cause)) from None
-                        raise
+                        failed.append(e)
                 bar.update(len(done))
+        if failed:
+            cause = failed[0].as_instanceof_cause()
+            if isinstance(cause, XincError):
+                raise XincError(str(cause)) from None
+            raise failed[0]
         return [results[refs[st.id]] for st in steps]
     finally:
         if started:
