@@ -41,8 +41,17 @@ def test_budget_evicts_other_layers_and_streams_what_does_not_fit():
     assert memo.used == 2 * one
     memo.stream(m, "block1", [2], [Collect()])  # does not fit and never evicts its own group: streamed
     assert memo.used == 2 * one
-    memo.stream(m, "head", [0], [Collect()])  # another layer evicts the least recently used block1 frame
+    memo.stream(m, "head", [0], [Collect()])  # another layer: stored only by evicting cheaper canvases
     assert memo.used <= memo.budget
+    # eviction order is the compute cost per byte: a costly canvas displaces cheap ones, never the reverse
+    info = layer_info(m, "block1")
+    memo = CanvasMemo((2 * one + 1) / 2**20)
+    cheap, costly = torch.zeros(info.num_neurons, 8, 12), torch.ones(info.num_neurons, 8, 12)
+    assert memo._admit(("m", "block1", "paper", 0), cheap, info, {}, 0.001)
+    assert memo._admit(("m", "block1", "paper", 1), cheap.clone(), info, {}, 0.001)
+    assert not memo._admit(("m", "block2", "paper", 0), cheap.clone(), info, {}, 0.0001)  # cheaper: not stored
+    assert memo._admit(("m", "block1", "linear", 0), costly, info, {}, 1.0)  # costlier: evicts a cheap one
+    assert ("m", "block1", "linear", 0) in memo._store and memo.used == 2 * one
     off = CanvasMemo(0)
     h = Collect()
     off.stream(m, "head", [1], [h])

@@ -4,14 +4,16 @@ analyses over the same layer compute each (layer, mode, frame) canvas once.
 A2 streams every layer four or five times (heat, shares, thresholds, counts) and A1-A6 stream the same layers
 again; recomputing the canvas per pass and per analysis was most of `xinc analyze`'s time on small models. The
 memo replays stored maps to later reducers in the same chunks. Canvases larger than the budget stream as before
-(nothing is stored); entries of other layers/modes are evicted least-recently-used to make room, never the
-group being replayed, so a cyclic frame order cannot thrash. Replayed results are bit-identical to streaming
+(nothing is stored); to make room, entries of
+other layers/modes that were cheaper to compute per byte are evicted (never entries of the layer being
+streamed, so a cyclic frame order cannot thrash, and never a costlier canvas for a cheaper one). Replayed results are bit-identical to streaming
 because the maps are the same tensors.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
@@ -30,6 +32,7 @@ class CanvasMemo:
         self.budget = int(float(DEFAULT_MEMO_MB if budget_mb is None else budget_mb) * 2**20)
         self.used = 0
         self._store: OrderedDict[tuple, tuple[torch.Tensor, object, dict]] = OrderedDict()
+        self._cost: dict[tuple, float] = {}  # seconds the entry took to compute, per byte (eviction order)
         self.hits = self.misses = 0
 
     @staticmethod
@@ -37,18 +40,31 @@ class CanvasMemo:
         """Bytes of one frame's canvas of a layer (float32)."""
         return int(info.num_neurons) * int(info.height) * int(info.width) * int(info.channels or 1) * 4
 
-    def _make_room(self, need: int, group: tuple) -> bool:
-        """Evict least-recently-used entries of other groups until `need` bytes fit; False when they cannot."""
-        for key in list(self._store):
-            if self.used + need <= self.budget:
+    def _admit(self, key: tuple, store: torch.Tensor, info, residual: dict, seconds: float) -> bool:
+        """Keep a computed canvas if room can be made by evicting entries of other layers/modes that were cheaper
+        to compute per byte (cheapest first, so a costly linear-mode canvas outlives cheap paper ones)."""
+        need = store.numel() * store.element_size()
+        density = seconds / max(need, 1)
+        victims, free = [], self.budget - self.used
+        for k in sorted((k for k in self._store if k[:-1] != key[:-1]), key=lambda k: self._cost.get(k, 0.0)):
+            if free >= need or self._cost.get(k, 0.0) > density:
                 break
-            if key[:-1] != group:
-                maps, _, _ = self._store.pop(key)
-                self.used -= maps.numel() * maps.element_size()
-        return self.used + need <= self.budget
+            victims.append(k)
+            free += self._store[k][0].numel() * self._store[k][0].element_size()
+        if free < need:
+            return False
+        for k in victims:
+            maps, _, _ = self._store.pop(k)
+            self._cost.pop(k, None)
+            self.used -= maps.numel() * maps.element_size()
+        info.residual = dict(residual)
+        self._store[key], self._cost[key] = (store, info, residual), density
+        self.used += need
+        return True
 
     def clear(self) -> None:
         self._store.clear()
+        self._cost.clear()
         self.used = 0
 
     def stream(self, model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],
@@ -75,10 +91,10 @@ class CanvasMemo:
                 self.hits += 1
                 self._store.move_to_end(key)
                 out[f] = self._replay(self._store[key], f, reducers, chunk_neurons, progress)
-            elif not fused and size <= self.budget and self._make_room(size, group):
+            elif not fused and size <= self.budget:
                 self.misses += 1
                 out[f] = self._compute(model, layer, f, mode, reducers, chunk_neurons, memory_budget_mb, progress,
-                                       key, size)
+                                       key)
             else:
                 self.misses += 1
                 out.update(stream_canvas(model, layer, [f], reducers, mode=mode, chunk_neurons=chunk_neurons,
@@ -104,39 +120,30 @@ class CanvasMemo:
                 yield s, maps[s:s + step]
             return dict(residual)
         self.misses += 1
-        size = self.nbytes(info)
-        keep = size <= self.budget and self._make_room(size, key[:-1])
-        if keep:
-            self.used += size  # reserved now: another stream iterated in lockstep sees it
-        stored, store, residual = False, None, {}
-        try:
-            it = iter_canvas(model, layer, frame, mode=mode, chunk_neurons=chunk_neurons,
-                             memory_budget_mb=memory_budget_mb)
-            while True:
-                try:
-                    start, maps = next(it)
-                except StopIteration as stop:
-                    residual = dict(stop.value or {})
-                    break
-                if keep:
-                    if store is None:
-                        store = maps.new_empty((info.num_neurons, *maps.shape[1:]))
-                    store[start:start + maps.shape[0]] = maps
-                yield start, maps
-            if keep and store is not None:
-                info.residual = dict(residual)
-                self._store[key] = (store, info, residual)
-                stored = True
-        finally:
-            if keep and not stored:  # closed early or failed: give the reservation back
-                self.used -= size
+        keep = self.nbytes(info) <= self.budget
+        store, residual = None, {}
+        t0 = time.perf_counter()
+        it = iter_canvas(model, layer, frame, mode=mode, chunk_neurons=chunk_neurons, memory_budget_mb=memory_budget_mb)
+        while True:
+            try:
+                start, maps = next(it)
+            except StopIteration as stop:
+                residual = dict(stop.value or {})
+                break
+            if keep:
+                if store is None:
+                    store = maps.new_empty((info.num_neurons, *maps.shape[1:]))
+                store[start:start + maps.shape[0]] = maps
+            yield start, maps
+        if store is not None:
+            self._admit(key, store, info, residual, time.perf_counter() - t0)
         return residual
 
-    def _compute(self, model, layer, f, mode, reducers, chunk, budget, progress, key, size) -> dict[str, float]:
-        """Stream one frame from the engine into the reducers and into a stored (K, ...) tensor."""
+    def _compute(self, model, layer, f, mode, reducers, chunk, budget, progress, key) -> dict[str, float]:
+        """Stream one frame from the engine into the reducers and into a (K, ...) tensor offered to the memo."""
         it = iter_canvas(model, layer, f, mode=mode, chunk_neurons=chunk, memory_budget_mb=budget)
-        store = None
-        info = None
+        store = info = None
+        t0 = time.perf_counter()
         while True:
             try:
                 start, maps = next(it)
@@ -153,11 +160,11 @@ class CanvasMemo:
                 red.update(start, maps)
             if progress is not None:
                 progress(maps.shape[0])
+        seconds = time.perf_counter() - t0
         info.residual = dict(residual)
         for red in reducers:
             red.end_frame()
-        self._store[key] = (store, info, residual)
-        self.used += size
+        self._admit(key, store, info, residual, seconds)
         return residual
 
     @staticmethod
