@@ -336,7 +336,8 @@ def _canvas_table(res: dict[str, Any]) -> str:
         modes = info.get("modes") or {"": info}
         for mode, mi in modes.items():
             resid = {k: v for k, v in (mi.get("residual") or {}).items() if k != "per_frame"}
-            rtxt = "; ".join(f"{label} [{mi.get(name) or '?'}]: rel {fmt(resid[f'{key}_rel'])}"
+            rtxt = "; ".join(f"{label} [{mi.get(name) or '?'}]: rel {fmt(resid[f'{key}_rel'])}, "
+                             f"max |Δ| {fmt(resid.get(f'{key}_max_abs'))}"
                              for key, label, name in (("identity", "identity", "identity"), ("gap", "gap vs", "gap_of"))
                              if f"{key}_rel" in resid) or ", ".join(f"{k} {fmt(v)}" for k, v in resid.items()) or "—"
             flag = "exact" if mi.get("exact") else '<span class="approx">approximate</span>'

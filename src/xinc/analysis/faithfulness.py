@@ -1,0 +1,320 @@
+"""A7 — do the canvases tell the truth? Maps checked against ablations, and deletion/insertion curves.
+
+Per layer and canvas mode (paper, linear), for a seeded sample of neurons (all with neurons=0): the neuron is
+removed (its weight slice and its bias share, as the rules split the bias; in linear mode also its 1/K share of
+the downstream biases, which that rule splits over the neurons too) and the true change of the output
+logits, summed over RGB, is compared per pixel with the neuron's map: Pearson correlation and relative error
+||C - Δ|| / ||Δ||. Ablations are batched (many neurons per pass through the downstream layers only).
+Deletion / insertion curves: remove neurons in order of total |C| (per mode), of the weight L1 of their
+slice (NeRV's pruning criterion) and at random; PSNR vs the fraction removed, and its area (mean PSNR over the
+curve). Region-restricted deletion: neurons ranked by |C| inside a pixel box, PSNR change inside vs outside.
+Figures: xinc.report.plots.a7.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from xinc.analysis.registry import AnalysisContext, AnalysisResult, register_analysis
+from xinc.canvas.ablation import ablation_effects, logits_without, num_neurons, weight_l1
+from xinc.canvas.reduce import GroupSums, NeuronTotals, Reducer
+from xinc.errors import XincError
+
+AID = "a7"
+RANKINGS = ("magnitude", "random")  # besides contribution:<mode>
+
+
+@dataclass
+class A7Options:
+    """Options of A7 (`--option a7.neurons=256`)."""
+
+    neurons: int = 16  # neurons per layer checked against their ablation (0 = every neuron)
+    frames: int = 1  # analysed frames A7 uses (evenly spaced over the run's frames)
+    batch: int = 16  # neurons ablated per downstream pass
+    fractions: str = "0,0.05,0.1,0.2,0.3,0.5,0.7,1"  # fractions removed for the deletion/insertion curves
+    region: str = "auto"  # region deletion: "y0,y1,x0,x1" pixel box, "auto" (the centre box) or "none"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Counts in range and well-formed fractions (the region is checked against the model's size later)."""
+        if self.neurons < 0 or self.frames < 1 or self.batch < 1:
+            raise XincError("a7 options: neurons >= 0, frames >= 1 and batch >= 1 ; fix the --option a7.* values")
+        parse_fractions(self.fractions)
+
+
+def parse_fractions(text: str) -> np.ndarray:
+    """Sorted unique fractions in [0, 1] from '0,0.1,...' (at least two)."""
+    try:
+        f = sorted({float(v) for v in str(text).split(",") if v.strip()})
+    except ValueError:
+        f = []
+    if len(f) < 2 or f[0] < 0 or f[-1] > 1:
+        raise XincError(f"a7.fractions {text!r}: need at least two comma-separated fractions in [0, 1] ; "
+                        "e.g. 0,0.1,0.3,1")
+    return np.asarray(f, dtype=np.float64)
+
+
+def region_box(spec: str, H: int, W: int) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the region spec ('auto' = the centre half in each direction) or None ('none')."""
+    if spec == "none":
+        return None
+    if spec == "auto":
+        return H // 4, H - H // 4, W // 4, W - W // 4
+    try:
+        y0, y1, x0, x1 = (int(v) for v in spec.split(","))
+    except ValueError:
+        y0 = y1 = x0 = x1 = -1
+    if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W) or (y1 - y0) * (x1 - x0) == H * W:
+        raise XincError(f"a7.region {spec!r}: need y0,y1,x0,x1 with 0 <= y0 < y1 <= {H}, 0 <= x0 < x1 <= {W}, "
+                        "not the whole image ; or use auto / none")
+    return y0, y1, x0, x1
+
+
+def pearson_from_sums(s: torch.Tensor) -> torch.Tensor:
+    """Pearson r per row of sufficient statistics [n, Σc, Σd, Σc², Σd², Σcd, Σ(c-d)²] (NaN where constant)."""
+    n, sc, sd, scc, sdd, scd = (s[:, j] for j in range(6))
+    cov = scd - sc * sd / n
+    var = (scc - sc * sc / n).clamp_min(0) * (sdd - sd * sd / n).clamp_min(0)
+    return torch.where(var > 0, cov / var.sqrt(), torch.full_like(cov, float("nan")))
+
+
+class AblationCheck(Reducer):
+    """Compares the maps of sampled neurons with their true ablation effect, chunk by chunk (no maps kept).
+
+    Per neuron, over every streamed frame: Pearson r of map and Δ and the relative error ||C - Δ|| / ||Δ||."""
+
+    def __init__(self, model, layer: str, traces: dict, sample: torch.Tensor, batch: int,
+                 downstream_bias: bool = False) -> None:
+        self.model, self.layer, self.traces, self.batch = model, layer, traces, batch
+        self.downstream_bias = downstream_bias
+        self.sample = torch.as_tensor(sample, dtype=torch.long)
+        self.stats = torch.zeros(len(self.sample), 7, dtype=torch.float64)
+        self.exact: list[bool] = []
+
+    def update(self, start: int, maps: torch.Tensor) -> None:
+        hit = ((self.sample >= start) & (self.sample < start + maps.shape[0])).nonzero().flatten()
+        if not len(hit):
+            return
+        idx = self.sample[hit]
+        delta = ablation_effects(self.model, self.layer, self.traces[self.frame], idx, self.batch,
+                                 self.downstream_bias).double()
+        c = maps[idx - start].reshape(len(idx), -1).double().cpu()
+        d = delta.reshape(len(idx), -1)
+        self.stats[hit] += torch.stack([torch.full((len(idx),), float(c.shape[1]), dtype=torch.float64),
+                                        c.sum(1), d.sum(1), (c * c).sum(1), (d * d).sum(1), (c * d).sum(1),
+                                        ((c - d) ** 2).sum(1)], 1)
+
+    def end_frame(self) -> None:
+        self.exact.append(bool(self.info.exact))
+
+    def result(self) -> dict[str, torch.Tensor]:
+        s = self.stats
+        return {"pearson": pearson_from_sums(s), "rel_error": (s[:, 6] / s[:, 4].clamp_min(1e-300)).sqrt()}
+
+
+def output_image(model, logits: torch.Tensor) -> torch.Tensor:
+    """The model's image from its logits (NeRV: 0.5 tanh(z) + 0.5; the FFN outputs its logits)."""
+    return model.output_act(logits) if hasattr(model, "output_act") else logits
+
+
+MSE_FLOOR = 1.0 / (12 * 255**2)  # 8-bit quantisation noise: PSNR is capped at 58.9 dB (finite for the model itself)
+
+
+def capped_psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """PSNR (dB) of (S, 3, H, W) predictions clamped to [0, 1] against (3, H, W), over `mask` pixels if given;
+    MSE floored at 8-bit quantisation noise, so a reference equal to the output (no ground truth) stays finite."""
+    err = (pred.clamp(0, 1).double() - gt.double()) ** 2
+    mse = err.mean(dim=(1, 2, 3)) if mask is None else err[..., mask].mean(dim=(1, 2))
+    return 10 * torch.log10(1.0 / mse.clamp_min(MSE_FLOOR))
+
+
+def removal_psnr(model, layer: str, traces: dict, images: dict, removed: torch.Tensor,
+                 mask: torch.Tensor | None = None, group: int = 8) -> torch.Tensor:
+    """Mean PSNR over frames per removal set (S,) — or (S, 2) inside/outside `mask` — from downstream passes."""
+    out = []
+    for f, tr in traces.items():
+        rows = []
+        for a in range(0, removed.shape[0], group):
+            pred = output_image(model, logits_without(model, layer, tr, removed[a:a + group])).cpu()
+            gt = images[f].cpu()
+            rows.append(capped_psnr(pred, gt) if mask is None else torch.stack([capped_psnr(pred, gt, mask),
+                                                                                 capped_psnr(pred, gt, ~mask)], -1))
+        out.append(torch.cat(rows, 0))
+    return torch.stack(out, 0).mean(0)
+
+
+def removal_sets(order: torch.Tensor, fractions: np.ndarray, insertion: bool = False) -> torch.Tensor:
+    """(S, K) bool: the first round(f K) neurons of `order` removed (deletion) or the only ones kept (insertion)."""
+    K = order.numel()
+    sets = torch.zeros(len(fractions), K, dtype=torch.bool)
+    for j, f in enumerate(fractions):
+        top = order[: int(round(f * K))]
+        sets[j, top] = True
+    return ~sets if insertion else sets
+
+
+def auc(fractions: np.ndarray, psnr: np.ndarray) -> float:
+    """Area under a PSNR curve divided by the fraction span: the curve's mean PSNR in dB."""
+    y = np.asarray(psnr, dtype=np.float64)
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(fractions)) / 2 / (fractions[-1] - fractions[0]))
+
+
+def _sample(K: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Sorted seeded sample of n of K neuron indices (all when n is 0 or at least K)."""
+    if n == 0 or n >= K:
+        return torch.arange(K)
+    return torch.randperm(K, generator=gen)[:n].sort().values
+
+
+def _spaced(frames: list[int], n: int) -> list[int]:
+    """n frames evenly spaced over `frames` (all when there are fewer)."""
+    if n >= len(frames):
+        return list(frames)
+    return [frames[int(round(j * (len(frames) - 1) / max(1, n - 1)))] for j in range(n)] if n > 1 else [frames[0]]
+
+
+def _traces(model, frames: list[int]) -> dict:
+    with torch.no_grad():
+        return {f: model.trace([f]) if hasattr(model, "blocks") else model.trace() for f in frames}
+
+
+def mode_summary(res: dict[str, torch.Tensor], exact: bool) -> dict[str, float | int | bool]:
+    """Median/mean/10th-percentile Pearson and median/mean relative error over the checked neurons, and whether
+    the canvas was complete (its maps sum exactly to what they decompose: the completeness flag, not ablation)."""
+    r, e = res["pearson"].numpy(), res["rel_error"].numpy()
+    ok = np.isfinite(r)
+
+    def q(x, fn):
+        return float(fn(x)) if x.size else float("nan")
+
+    return {"neurons": int(r.size), "constant": int((~ok).sum()), "pearson_median": q(r[ok], np.median),
+            "pearson_mean": q(r[ok], np.mean), "pearson_p10": q(r[ok], lambda x: np.percentile(x, 10)),
+            "rel_error_median": q(e, np.median), "rel_error_mean": q(e, np.mean), "maps_sum_exact": bool(exact)}
+
+
+def check_layer(ctx: AnalysisContext, layer: str, opts: A7Options, frames: list[int], traces: dict,
+                sample: torch.Tensor, labels: torch.Tensor | None) -> tuple[dict, dict, dict]:
+    """Per canvas mode: ablation check of the sampled neurons, total |C| per neuron, |C| inside the region."""
+    per_mode, scores, region = {}, {}, {}
+    for _, cmode in ctx.variants():
+        # the linear rule splits downstream biases over the neurons too: its ablation takes that share along
+        check = AblationCheck(ctx.model, layer, traces, sample, opts.batch, downstream_bias=cmode == "linear")
+        tot = NeuronTotals()
+        reducers = [check, tot] + ([GroupSums(labels, 2)] if labels is not None else [])
+        ctx.stream(layer, reducers, canvas_mode=cmode, frames=frames)
+        res = check.result()
+        per_mode[cmode] = {"summary": mode_summary(res, all(check.exact)), **res}
+        scores[f"contribution-{cmode}"] = sum(v.double() for v in tot.result().values()).reshape(-1)
+        if labels is not None:
+            region[f"contribution-{cmode}"] = sum(v[..., 1].double() for v in reducers[2].result().values())
+    return per_mode, scores, region
+
+
+def layer_curves(ctx: AnalysisContext, layer: str, scores: dict, region: dict, traces: dict, images: dict,
+                 fractions: np.ndarray, mask: torch.Tensor | None) -> dict[str, np.ndarray]:
+    """Deletion/insertion PSNR curves per ranking, and region-restricted deletion (PSNR change in/out)."""
+    out = {}
+    for name, s in scores.items():
+        order = torch.argsort(-s, stable=True)
+        both = torch.cat([removal_sets(order, fractions), removal_sets(order, fractions, insertion=True)], 0)
+        p = removal_psnr(ctx.model, layer, traces, images, both).numpy()
+        out[f"deletion/{name}"], out[f"insertion/{name}"] = p[:len(fractions)], p[len(fractions):]
+    if mask is not None:
+        K = next(iter(scores.values())).numel()
+        base = torch.zeros(1, K, dtype=torch.bool)
+        for name, s in {**region, "random": scores["random"]}.items():
+            sets = torch.cat([base, removal_sets(torch.argsort(-s, stable=True), fractions)], 0)
+            p = removal_psnr(ctx.model, layer, traces, images, sets, mask).numpy()
+            d = p[1:] - p[:1]
+            out[f"region_in/{name}"], out[f"region_out/{name}"] = d[:, 0], d[:, 1]
+    return out
+
+
+def finding(layer: str, modes: dict[str, dict]) -> str | None:
+    """Which rule predicts the ablations better on this layer, with the numbers (None with one mode)."""
+    if not {"paper", "linear"} <= set(modes):
+        return None
+    p, lin = modes["paper"], modes["linear"]
+    better = "linear" if lin["pearson_median"] > p["pearson_median"] else "paper"
+    return (f"{layer}: the {better} rule predicts ablations better — median Pearson {lin['pearson_median']:.3f} "
+            f"(linear) vs {p['pearson_median']:.3f} (paper), median relative error {lin['rel_error_median']:.3g} "
+            f"vs {p['rel_error_median']:.3g} over {p['neurons']} neurons")
+
+
+@register_analysis(AID, "Faithfulness: canvases vs ablations", options=A7Options)
+def run(ctx: AnalysisContext, opts: A7Options) -> AnalysisResult:
+    """A7 over ctx.layers and the canvas modes of ctx.mode (see the module docstring)."""
+    model = ctx.model
+    if model is None:
+        raise XincError("a7: needs the model (it removes neurons and reruns the network) ; run it on a model dir")
+    fractions = parse_fractions(opts.fractions)
+    H, W = model.config.height, model.config.width
+    box = region_box(opts.region, H, W)
+    mask = None
+    if box is not None:
+        mask = torch.zeros(H, W, dtype=torch.bool)
+        mask[box[0]:box[1], box[2]:box[3]] = True
+    frames = _spaced(list(ctx.frames), opts.frames)
+    traces = _traces(model, frames)
+    images = {f: ctx.image(f) for f in frames}
+    gen = torch.Generator().manual_seed(int(ctx.seed))
+    res = AnalysisResult(numbers={"frames": frames, "fractions": fractions.tolist(), "region_box": box,
+                                  "layers": {}}, arrays={"fractions": fractions})
+    rows, curve_rows = [], []
+    for layer in ctx.layers:
+        t0 = time.perf_counter()
+        K = num_neurons(model, layer)
+        sample = _sample(K, opts.neurons, gen)
+        per_mode, scores, region = check_layer(ctx, layer, opts, frames, traces, sample,
+                                               None if mask is None else mask.long())
+        t_check = time.perf_counter() - t0
+        scores.update({"magnitude": weight_l1(model, layer).double(), "random": torch.rand(K, generator=gen).double()})
+        curves = layer_curves(ctx, layer, scores, region, traces, images, fractions, mask)
+        rec = {m: v["summary"] for m, v in per_mode.items()}
+        rec.update(num_neurons=K, seconds_check=t_check, seconds_total=time.perf_counter() - t0,
+                   deletion_auc={n: auc(fractions, curves[f"deletion/{n}"]) for n in scores},
+                   insertion_auc={n: auc(fractions, curves[f"insertion/{n}"]) for n in scores})
+        if mask is not None:  # PSNR lost outside minus inside, averaged over the curve: > 0 = it targets the region
+            rec["region_selectivity_db"] = {n: auc(fractions, curves[f"region_out/{n}"] - curves[f"region_in/{n}"])
+                                            for n in [*region, "random"]}
+        res.numbers["layers"][layer] = rec
+        res.arrays[f"{layer}/neurons"] = sample.numpy()
+        for m, v in per_mode.items():
+            res.arrays[f"{layer}/pearson/{m}"] = v["pearson"].numpy()
+            res.arrays[f"{layer}/rel_error/{m}"] = v["rel_error"].numpy()
+            rows.append({"layer": layer, "mode": m, "num_neurons": K, **v["summary"]})
+        res.arrays.update({f"{layer}/{k}": v for k, v in curves.items()})
+        curve_rows += [{"layer": layer, "ranking": n, "deletion_auc_db": rec["deletion_auc"][n],
+                        "insertion_auc_db": rec["insertion_auc"][n],
+                        "region_selectivity_db": rec.get("region_selectivity_db", {}).get(n, "")} for n in scores]
+        line = finding(layer, rec)
+        if line:
+            res.summary.append(line)
+        best = min(rec["deletion_auc"], key=rec["deletion_auc"].get)
+        res.summary.append(f"{layer}: deleting by {best} hurts most (deletion AUC {rec['deletion_auc'][best]:.2f} dB; "
+                           + ", ".join(f"{n} {v:.2f}" for n, v in rec["deletion_auc"].items()) + ")")
+    res.tables = {"faithfulness": rows, "curves": curve_rows}
+    res.numbers.update(report_tables(res.numbers["layers"]))
+    return res
+
+
+def report_tables(layers: dict[str, dict]) -> dict[str, dict]:
+    """Flat per-mode and per-ranking tables of the per-layer records (what the report shows as grids)."""
+    keys = ("neurons", "pearson_median", "pearson_p10", "rel_error_median", "maps_sum_exact")
+    out: dict[str, dict] = {"faithfulness": {}, "deletion_auc_db": {}, "insertion_auc_db": {}, "seconds": {}}
+    for layer, rec in layers.items():
+        for mode in ("paper", "linear"):
+            if mode in rec:
+                out["faithfulness"][f"{layer} {mode}"] = {k: rec[mode][k] for k in keys}
+        out["deletion_auc_db"][layer] = rec["deletion_auc"]
+        out["insertion_auc_db"][layer] = rec["insertion_auc"]
+        out["seconds"][layer] = {"ablation check": rec["seconds_check"], "total": rec["seconds_total"]}
+        if "region_selectivity_db" in rec:
+            out.setdefault("region_selectivity_db", {})[layer] = rec["region_selectivity_db"]
+    return out
