@@ -3,11 +3,10 @@ analyses over the same layer compute each (layer, mode, frame) canvas once.
 
 A2 streams every layer four or five times (heat, shares, thresholds, counts) and A1-A6 stream the same layers
 again; recomputing the canvas per pass and per analysis was most of `xinc analyze`'s time on small models. The
-memo replays stored maps to later reducers in the same chunks. Canvases larger than the budget stream as before
-(nothing is stored); to make room, entries of
-other layers/modes that were cheaper to compute per byte are evicted (never entries of the layer being
-streamed, so a cyclic frame order cannot thrash, and never a costlier canvas for a cheaper one). Replayed results are bit-identical to streaming
-because the maps are the same tensors.
+memo replays stored maps to later reducers. Canvases larger than the budget stream as before (nothing is
+stored); to make room, entries of other layers/modes that were cheaper to compute per byte are evicted (never
+entries of the layer being streamed, so a cyclic frame order cannot thrash, and never a costlier canvas for a
+cheaper one). Replayed maps are the same tensors, so results equal streaming up to the reducers' chunking.
 """
 
 from __future__ import annotations
