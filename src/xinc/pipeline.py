@@ -459,6 +459,8 @@ def clip_steps(plan: Plan, *, dataset: str, root: Path, video: str, out: Path, s
                                                               *layer_args, "--seed", seed, "--device", device,
                                                               *a_args, *prog], deps=[train], gpu=True).id)
         done["runs"][kind] = str(adir)
+    done["media"] = media_steps(plan, out, models, video=video, seed=seed, device=device)
+    ids += done["media"]
     if compare and {"ffn", "nerv"} <= set(models):
         comp = out / "comparison.json"
         ids.append(plan.add("compare", video, comp, {"a": done["runs"]["ffn"], "b": done["runs"]["nerv"], "frame": j},
@@ -475,6 +477,33 @@ def clip_steps(plan: Plan, *, dataset: str, root: Path, video: str, out: Path, s
                             xinc_command(["report", out, "--out", html]), deps=list(ids)).id)
     done["steps"] = ids
     return done
+
+
+def media_steps(plan: Plan, out: Path, models: list[str], *, video: str, seed: int, device: str) -> list[str]:
+    """The NeRV's contribution videos (OUT/videos/nerv) and the explorer page of the clip's runs
+    (OUT/explorer.html), both cheap at the pipeline's sizes; returns the step ids."""
+    from xinc.explore import build_explorer
+
+    ids = []
+    if "nerv" in models:
+        mdir, vdir = out / "models" / "nerv", out / "videos" / "nerv"
+        ids.append(plan.add("video-nerv", video, vdir, {"model": str(mdir), "seed": seed},
+                            functools.partial(_write_video, mdir, vdir, seed, device),
+                            xinc_command(["video", mdir, "--out", vdir, "--seed", seed]),
+                            deps=[f"{video}/train-nerv"], gpu=True).id)
+    html = out / "explorer.html"
+    ids.append(plan.add("explore", video, html, {"runs": [str(out / k) for k in models]},
+                        functools.partial(build_explorer, out, html, title=f"xinc explorer — {out.name}"),
+                        xinc_command(["explore", out, "--out", html]),
+                        deps=[f"{video}/analyze-{k}" for k in models]).id)
+    return ids
+
+
+def _write_video(mdir: Path, vdir: Path, seed: int, device: str) -> None:
+    from xinc.video import VideoConfig, write_video_dir
+
+    write_video_dir(mdir, vdir, VideoConfig(seed=seed, progress=False), device=device, overwrite=True,
+                    command=xinc_command(["video", mdir, "--out", vdir]))
 
 
 def write_comparison(run_a: Path, run_b: Path, out: Path, seed: int = 0) -> dict[str, Any]:

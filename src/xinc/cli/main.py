@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "flow": ("xinc.cli.data:flow", "optical flow between consecutive frames (+ colour-wheel PNGs)"),
     "analyze": ("xinc.cli.analyze:run", "run the paper's analyses A1-A6 on a model and data"),
     "report": ("xinc.cli.report:run", "build one self-contained HTML report from an analyze run"),
+    "video": ("xinc.cli.video:run", "contribution videos of a NeRV/HNeRV model (MP4; WebP/GIF for slides)"),
+    "explore": ("xinc.cli.explore:run", "a self-contained HTML explorer of an analyze run (click pixels, neurons)"),
     "prune": ("xinc.cli.prune:run", "remove neurons by contribution, magnitude or at random; PSNR vs parameters"),
     "demo": ("xinc.cli.pipeline:demo", "the whole pipeline on generated data, end to end"),
     "run": ("xinc.cli.pipeline:run", "run train/canvas/analyze/report for many clips from a config"),
