@@ -348,12 +348,26 @@ def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], r
 
 
 def run(argv: list[str], prog: str) -> int:
-    """Entry point of `xinc analyze`."""
+    """Entry point of `xinc analyze`: parse the options dataclass, run `analyze`, print the findings."""
+    o = parse(AnalyzeOptions, argv, prog)
+    results = analyze(o, argv, prog)
+    run_ids = [k for k in results if k not in ("model", "data", "reconstruction", "canvas", "skipped")]
+    print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
+    for line in [s for aid in run_ids for s in results[aid].get("summary", [])[:3]]:
+        print(f"  {line}")
+    return 0
+
+
+def analyze(o: AnalyzeOptions, argv: list[str] | None = None, prog: str = "xinc analyze") -> dict[str, Any]:
+    """Run the analyses of `o` on its model and data into o.out; return what results.json holds.
+
+    Callable from Python and the pipeline with an AnalyzeOptions built in code (argv is only recorded).
+    """
     from xinc.analysis.registry import AnalysisContext, discover, normalize_mode, variants
     from xinc.canvas.memo import CanvasMemo
     from xinc.models.io import load_model, read_model_dir_config
 
-    o = parse(AnalyzeOptions, argv, prog)
+    argv = list(argv or [])
     validate_options(o)
     o.mode = normalize_mode(o.mode)
     found = discover()
@@ -395,9 +409,6 @@ def run(argv: list[str], prog: str) -> int:
         results.update(_analyse(ctx, run_ids, options, found, o.progress))
         results["canvas"] = _canvas_section(model, layers, ctx.canvas_log, modes)
         order = ["model", "data", "reconstruction", "canvas", "skipped", *run_ids]
-        write_json(stage / "results.json", {k: results[k] for k in order if k in results})
-    lines = [s for aid in run_ids for s in results[aid].get("summary", [])[:3]]
-    print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
-    for line in lines:
-        print(f"  {line}")
-    return 0
+        results = {k: results[k] for k in order if k in results}
+        write_json(stage / "results.json", results)
+    return results
