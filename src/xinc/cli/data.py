@@ -109,10 +109,10 @@ def _parse_src(src: str, size, crop):
 
 def _src_path(src: str) -> str:
     """The folder or file a flow source reads (DATASET:ROOT:VIDEO -> ROOT)."""
-    from xinc.data.panoptic import DATASETS
+    from xinc.data.datasets import dataset_names
 
     head, _, rest = src.partition(":")
-    return rest.rpartition(":")[0] or rest if head in DATASETS and rest else src
+    return rest.rpartition(":")[0] or rest if head in dataset_names() and rest else src
 
 
 def flow(argv: list[str], prog: str) -> int:
