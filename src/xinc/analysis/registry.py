@@ -98,6 +98,7 @@ class AnalysisContext:
     canvases: dict[str, Any] | None = None  # {canvas_mode: {layer: (T,K,H,W)}} or {layer: ...}: analyse given maps
     canvas_log: dict[str, dict[str, Any]] = field(default_factory=dict)  # {mode/layer: info + residuals seen}
     progress: Callable[[int], Any] | None = None  # called with the number of neuron maps streamed (tqdm.update)
+    memo: Any = None  # xinc.canvas.memo.CanvasMemo: canvases computed once across passes and analyses (None: off)
 
     def __post_init__(self) -> None:
         self.mode = DEPRECATED_MODES.get(self.mode, self.mode)
@@ -125,6 +126,9 @@ class AnalysisContext:
             rows = [self.frames.index(f) for f in frames]
             stream_tensors(maps[rows], reducers, frames=frames, layer=layer, chunk=self.chunk_neurons,
                            mode=canvas_mode)
+        elif self.memo is not None:
+            self.memo.stream(self.model, layer, frames, reducers, mode=canvas_mode, chunk_neurons=self.chunk_neurons,
+                             memory_budget_mb=self.memory_budget_mb, device=self.device, progress=self.progress)
         else:
             from xinc.canvas import stream_canvas
 
