@@ -25,7 +25,7 @@ def _write(path: Path, cfg: dict) -> str:
 
 def _stamps(out: Path) -> dict[str, int]:
     """mtime of every completion marker and of every step output it names."""
-    marks = sorted((out / ".steps").glob("*.json"))
+    marks = sorted((out / ".steps").rglob("*.json"))
     res = {str(m): m.stat().st_mtime_ns for m in marks}
     res.update({json.loads(m.read_text())["output"]: Path(json.loads(m.read_text())["output"]).stat().st_mtime_ns
                 for m in marks})

@@ -98,6 +98,7 @@ class AnalysisContext:
     canvases: dict[str, Any] | None = None  # {canvas_mode: {layer: (T,K,H,W)}} or {layer: ...}: analyse given maps
     canvas_log: dict[str, dict[str, Any]] = field(default_factory=dict)  # {mode/layer: info + residuals seen}
     progress: Callable[[int], Any] | None = None  # called with the number of neuron maps streamed (tqdm.update)
+    memo: Any = None  # xinc.canvas.memo.CanvasMemo: canvases computed once across passes and analyses (None: off)
     inputs: Any = None  # a foreign model's forward arguments: canvases from the generic engine (xinc.explain)
     canvas_options: dict[str, Any] = field(default_factory=dict)  # extra explain() keywords (output=, layout=)
 
@@ -136,6 +137,9 @@ class AnalysisContext:
                            chunk_neurons=self.chunk_neurons, memory_budget_mb=self.memory_budget_mb,
                            device=self.device, progress=self.progress,
                            **{k: v for k, v in self.canvas_options.items() if v is not None})
+        elif self.memo is not None:
+            self.memo.stream(self.model, layer, frames, reducers, mode=canvas_mode, chunk_neurons=self.chunk_neurons,
+                             memory_budget_mb=self.memory_budget_mb, device=self.device, progress=self.progress)
         else:
             from xinc.canvas import stream_canvas
 

@@ -80,6 +80,12 @@ class AnalyzeOptions:
     """neurons per canvas chunk (default: planned from --memory-budget-mb)"""
     memory_budget_mb: float | None = None
     """memory budget of one canvas chunk in MB"""
+    memo_mb: float = 1024.0
+    """canvases kept in memory across analysis passes and analyses, in MB (each canvas computed once; 0: off)"""
+    sample_frames: int | None = None
+    """analyse a seeded random subset of this many of the selected frames (heavy videos; see the cost estimate)"""
+    estimate_only: bool = False
+    """print the estimated canvas cost of this run and exit without analysing"""
     sample_neurons: int = 6
     """neurons sampled (seeded) for per-neuron plots (A3; same as --option a3.sample_neurons=N)"""
     option: tuple[str, ...] = ()
@@ -99,6 +105,9 @@ def validate_options(o: AnalyzeOptions, paths: bool = True) -> None:
     optional(positive_int, o.chunk_neurons, "--chunk-neurons")
     optional(finite_positive, o.memory_budget_mb, "--memory-budget-mb")
     optional(non_negative_int, o.frame, "--frame")
+    optional(positive_int, o.sample_frames, "--sample-frames")
+    if not (isinstance(o.memo_mb, int | float) and 0 <= o.memo_mb < float("inf")):
+        raise XincError(f"--memo-mb {o.memo_mb}: not a finite size in MB ; give >= 0 (0 turns the canvas memo off)")
     for flag, text in (("--layers", o.layers), ("--analyses", o.analyses)):
         if text is not None and not [x for x in text.split(",") if x.strip()]:
             raise XincError(f"{flag} {text!r}: names no item ; give a comma-separated list or leave it out")
@@ -356,6 +365,50 @@ def _analyse(ctx, run_ids: list[str], options: dict[str, Any], found: dict, prog
     return sections
 
 
+def _sample_frames(data: dict[str, Any], n: int | None, seed: int) -> dict[str, Any]:
+    """A seeded random subset of n of the selected frames (sorted), images aligned; flow dropped unless the
+    subset is still consecutive (A4 then estimates it)."""
+    if n is None:
+        return data
+    frames = data["frames"]
+    if n < 1:
+        raise XincError(f"--sample-frames {n}: must be a positive integer")
+    if n >= len(frames):
+        return data
+    pick = sorted(torch.randperm(len(frames), generator=torch.Generator().manual_seed(seed))[:n].tolist())
+    out = {**data, "frames": [frames[i] for i in pick], "images": data["images"][pick]}
+    consecutive = all(b == a + 1 for a, b in zip(out["frames"][:-1], out["frames"][1:]))
+    if data.get("flow") is not None:
+        out["flow"] = data["flow"][pick[:-1]] if consecutive and pick == list(range(pick[0], pick[-1] + 1)) else None
+    out["summary"] = {**data["summary"], "frames": out["frames"],
+                      "sampled": f"{n} of {len(frames)} frames, seeded (--seed {seed})"}
+    return out
+
+
+def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], run_ids: list[str], memo_mb: float,
+                device) -> tuple[float, list[str]]:
+    """(estimated seconds, lines saying so): each (layer, mode) canvas probe-timed on this machine and scaled to
+    the frames; canvases the memo holds are computed once, others once per pass (A2 streams up to 5 times)."""
+    from xinc.canvas.cost import estimate, format_seconds
+
+    passes = 5 if "a2" in run_ids else 2
+    total, lines = 0.0, []
+    budget = memo_mb * 2**20
+    for layer in layers:
+        for mode in modes:
+            c = estimate(model, layer, mode, frames[0], probe_seconds=0.1)
+            per_run = c.seconds_per_frame * len(frames)
+            once = c.bytes_per_frame * len(frames) <= budget
+            total += per_run * (1 if once else passes)
+            lines.append(f"  {layer:8s} {mode:6s} {c.neurons:7d} maps: {format_seconds(c.seconds_per_frame)} per frame"
+                         f" x {len(frames)} frame(s)" + ("" if once else f" x up to {passes} passes (over --memo-mb)"))
+    head = (f"xinc analyze: estimated canvas cost {format_seconds(total)} on {device} (probe-timed; the analyses' "
+            "own work comes on top)")
+    tips = ["  to cut it: --sample-frames N (seeded frame subset), --frames, --layers, --mode paper, --memo-mb, "
+            "or --device cuda on a GPU machine"]
+    return total, [head, *lines, *tips]
+
+
 def run(argv: list[str], prog: str) -> int:
     """Entry point of `xinc analyze`: parse the options dataclass, run `analyze`, print the findings."""
     o = parse(AnalyzeOptions, argv, prog)
@@ -373,6 +426,7 @@ def analyze(o: AnalyzeOptions, argv: list[str] | None = None, prog: str = "xinc 
     Callable from Python and the pipeline with an AnalyzeOptions built in code (argv is only recorded).
     """
     from xinc.analysis.registry import AnalysisContext, discover, normalize_mode, variants
+    from xinc.canvas.memo import CanvasMemo
     from xinc.models.io import load_model, read_model_dir_config
 
     argv = list(argv or [])
@@ -388,9 +442,15 @@ def analyze(o: AnalyzeOptions, argv: list[str] | None = None, prog: str = "xinc 
     model = load_model(o.model_dir, device)
     cfg = read_model_dir_config(o.model_dir)
     layers = _layers(o, model)
-    data = _load_data(o, model, cfg)
+    data = _sample_frames(_load_data(o, model, cfg), o.sample_frames, o.seed)
     run_ids, skipped = _runnable(ids, explicit, data, found)
     from xinc.analysis.registry import UNAVAILABLE
+
+    cost = _cost_lines(model, layers, [c for _, c in variants(o.mode)], data["frames"], run_ids, o.memo_mb, device)
+    if o.estimate_only or cost[0] > 30:
+        print("\n".join(cost[1]), file=sys.stderr, flush=True)
+    if o.estimate_only:
+        return 0
 
     resolved = {**to_jsonable(asdict(o)), "device": str(device), "layers": layers, "frames": data["frames"],
                 "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "argv": list(argv),
@@ -409,7 +469,7 @@ def analyze(o: AnalyzeOptions, argv: list[str] | None = None, prog: str = "xinc 
         ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),
                               mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
-                              memory_budget_mb=o.memory_budget_mb)
+                              memory_budget_mb=o.memory_budget_mb, memo=CanvasMemo(o.memo_mb))
         results.update(_analyse(ctx, run_ids, options, found, o.progress))
         results["canvas"] = _canvas_section(model, layers, ctx.canvas_log, modes)
         order = ["model", "data", "reconstruction", "canvas", "skipped", *run_ids]

@@ -131,6 +131,9 @@ def _dispatch(argv: list[str]) -> int:
         print(f"xinc {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
+    from xinc.threads import configure_threads
+
+    configure_threads()  # before any command imports torch: OMP_WAIT_POLICY=PASSIVE, threads = cores available
     if name not in COMMANDS:
         print(f"xinc: error: unknown command {name!r}; run `xinc --help` for the list", file=sys.stderr)
         return 2

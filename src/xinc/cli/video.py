@@ -44,7 +44,7 @@ class VideoOptions:
     fps: float = 10.0
     """frames per second of the videos"""
     panel_width: int | None = None
-    """width in pixels of each panel (default min(model width, 320))"""
+    """width in pixels of each panel (default: the model width up to 320; small models enlarged to 192)"""
     fluctuation: bool = True
     """also write flow.mp4 (source | flow | M_t); M_t streams every neuron of a layer twice per frame pair"""
     fluctuation_layers: str | None = None

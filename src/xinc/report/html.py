@@ -463,7 +463,8 @@ summary { cursor:pointer; color:var(--accent); font-size:14px; }
 p.tables { font-size:13px; }
 p.tables a { color:var(--accent); }
 footer { color:var(--dim); font-size:12px; text-align:center; padding:20px; }
-figure.hero img, figure.hero video { width:100%; max-width:1116px; }
+figure.hero img { width:100%; max-width:1116px; }
+figure.hero video { max-width:100%; height:auto; }
 section.analysis figure img { max-width:min(100%, 900px); }
 table.grid { font-size:12px; max-width:100%; }
 table.grid td, table.grid th { max-width:22em; overflow-wrap:anywhere; }

@@ -69,9 +69,10 @@ class VideoConfig:
 
 
 def panel_size(model, width: int | None) -> tuple[int, int]:
-    """(h, w) of one panel: the model's aspect at `width` pixels (even sizes)."""
+    """(h, w) of one panel: the model's aspect at `width` pixels (even sizes); by default the model's width up to
+    320, small models enlarged (nearest) to 192 pixels so that titles and colour bars stay legible."""
     H, W = int(model.config.height), int(model.config.width)
-    w = int(width or min(W, 320))
+    w = int(width or max(min(W, 320), min(192, 4 * W)))
     h = max(2, int(round(H * w / W)))
     return h + h % 2, w + w % 2
 
