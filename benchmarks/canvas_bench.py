@@ -33,11 +33,15 @@ import json
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+from xinc.threads import configure_threads
 
-from xinc.canvas import HeatMap, kernels, layer_info, stream_canvas
-from xinc.models import FFN, FFNConfig, NeRV, NeRVConfig
+configure_threads()  # before torch starts its OpenMP pool: xinc's thread policy is the default measured here
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from xinc.canvas import HeatMap, kernels, layer_info, stream_canvas  # noqa: E402
+from xinc.models import FFN, FFNConfig, NeRV, NeRVConfig  # noqa: E402
 
 # ------------------------------------------------------------------ memory / timing
 
@@ -210,7 +214,101 @@ def hnerv_640() -> NeRV:
     return m
 
 
+# ------------------------------------------------------------------ machine bounds
+
+
+def machine_peaks(device: torch.device) -> dict[str, float]:
+    """Measured in this run: float32 GEMM FLOP/s (the arithmetic ceiling the vector units reach) and copy
+    bandwidth in bytes/s (one read + one write of 64 MiB), fastest of a few tries."""
+    def best(fn, n=5):
+        out = []
+        for _ in range(n):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            out.append(time.perf_counter() - t0)
+        return min(out)
+
+    a = torch.randn(1024, 1024, device=device)
+    x, y = torch.empty(1 << 24, device=device), torch.empty(1 << 24, device=device)
+    x.normal_()
+    flops = 2 * 1024**3 / best(lambda: a @ a)
+    bw = 2 * x.numel() * 4 / best(lambda: y.copy_(x))
+    return {"flops": flops, "bandwidth": bw}
+
+
+def layer_work(model, layer: str, n_neurons: int) -> tuple[float, float]:
+    """(FLOPs, bytes) of one frame's heat map of `n_neurons` neurons, counted the way the fused engine path does
+    the rule: MLP 4 flops per neuron x pixel (multiply-add, activation, |.| and sum); conv head 2k^2 + 2 per kernel
+    x pixel; paper block: the neuron's coarse conv, then per stage the separable box filter (2 passes x 2 taps x
+    2 flops per pixel), the activation (8 flops, GELU) and at the end |.| and the sum. Bytes: the layer input read
+    once and the heat map written once (the least any implementation moves)."""
+    info = layer_info(model, layer)
+    P = info.height * info.width
+    if layer.startswith("layer"):
+        a = model.config.height * model.config.width * info.c_in * 4
+        return 4.0 * n_neurons * P, float(a + 4 * P)
+    if layer == "head":
+        k = model.head.kernel_size[0]
+        return (2.0 * k * k + 2) * n_neurons * P, float(model.head.in_channels * P * 4 + 4 * P)
+    bi = int(layer[5:]) - 1
+    blk = model.blocks[bi]
+    k = blk.conv.kernel_size[0]
+    up = 1
+    for b in model.blocks[bi:]:
+        up *= b.stride
+    h, w = info.height // up, info.width // up  # the block's input grid
+    nbytes = float(blk.conv.in_channels * h * w * 4 + 4 * P)
+    per = 2.0 * k * k * h * w
+    for b in model.blocks[bi:]:
+        h, w = h * b.stride, w * b.stride
+        per += (8 + 8) * h * w
+    return (per + 2 * P) * n_neurons, nbytes
+
+
+def bound_text(flops: float, nbytes: float, peaks: dict[str, float]) -> tuple[float, str]:
+    tf, tb = flops / peaks["flops"], nbytes / peaks["bandwidth"]
+    return max(tf, tb), "flop" if tf >= tb else "mem"
+
+
+def all_layers(model, device: torch.device, frame_embedding=None, label: str = "") -> list[dict]:
+    """Heat map + neuron totals of every layer of one frame on `device` (engine only, fused path): seconds, peak
+    RSS increase (CPU) or peak allocated (CUDA) per layer; the per-frame total is their sum."""
+    from xinc.canvas import NeuronTotals
+
+    rows = []
+    model = model.to(device)
+    with torch.no_grad():
+        tr = model.trace_embedding(frame_embedding.to(device)) if frame_embedding is not None else None
+    for layer in model.layer_names:
+        def run(layer=layer):
+            reds = [HeatMap(), NeuronTotals()]
+            stream_canvas(model, layer, [0], reds, trace=tr)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return reds
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _, t, c, mem = measure(run)
+        if device.type == "cuda":
+            mem = torch.cuda.max_memory_allocated(device)
+        n = layer_info(model, layer).num_neurons
+        rows.append({"case": f"{label} {layer}", "maps": n, "seconds": round(t, 3), "cpu_s": round(c, 3),
+                     "peak_mb": round(mem / 2**20, 1)})
+        print(f"{label} {layer:8s} {n:7d} maps  {t:8.2f}s wall {c:8.2f}s cpu  peak {mem / 2**20:8.0f} MiB",
+              flush=True)
+    print(f"{label} all layers, one frame: {sum(r['seconds'] for r in rows):.1f}s wall on {device}", flush=True)
+    return rows
+
+
 # ------------------------------------------------------------------ driver
+
+
+BOUNDS: dict[str, tuple[float, str]] = {}
 
 
 def run_case(name: str, loops: dict, engines: dict, n_maps: int, rows: list[dict]) -> None:
@@ -221,6 +319,8 @@ def run_case(name: str, loops: dict, engines: dict, n_maps: int, rows: list[dict
         refs = {tag: measure(fn, min_cpu=2.0) for tag, fn in loops.items()}  # short loops repeated too
         for suffix, (got, t_eng, c_eng, m_eng) in runs.items():
             row = {"case": name + suffix, "maps": n_maps}
+            if name in BOUNDS:
+                row.update(bound_s=BOUNDS[name][0], bound_by=BOUNDS[name][1])
             row.update(engine_s=round(t_eng, 3), engine_cpu_s=round(c_eng, 3),
                        engine_peak_mb=round(m_eng / 2**20, 1))
             for tag, (ref, t_loop, c_loop, m_loop) in refs.items():
@@ -233,7 +333,9 @@ def run_case(name: str, loops: dict, engines: dict, n_maps: int, rows: list[dict
                             f"{tag}_heat_rel_diff": float(f"{err:.2e}")})
             rows.append(row)
             parts = [f"{row['case']:44s} {n_maps:6d} maps  engine {row['engine_cpu_s']:7.3f}s cpu "
-                     f"({row['engine_peak_mb']:.0f} MiB)"]
+                     f"{row['engine_s']:7.3f}s wall ({row['engine_peak_mb']:.0f} MiB)"]
+            if "bound_s" in row:
+                parts.append(f"bound {row['bound_s']:.3f}s ({row['bound_by']}, wall x{t_eng / row['bound_s']:.1f})")
             for tag in loops:
                 parts.append(f"{tag} {row[tag + '_cpu_s']:7.2f}s x{row[tag + '_speedup']:6.1f} "
                              f"(wall x{row[tag + '_wall_speedup']:.1f}) "
@@ -249,7 +351,13 @@ STREAMED = " (maps streamed)"
 def main(argv: list[str] | None = None) -> int:  # noqa: C901
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="sample block1 and the 640x1280 layers (about a minute)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2; use 1 on a loaded machine)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: xinc's policy, the cores available, OMP_WAIT_POLICY=PASSIVE)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: cuda times the engine on the GPU (paper NeRV "
+                                                    "block1 and every layer of the 640x1280 decoder, per frame)")
+    ap.add_argument("--all-layers", default=None, metavar="MODEL_DIR|synthetic",
+                    help="time heat + totals of every layer of one frame of this model directory (e.g. an imported "
+                         "HNeRV) or of the synthetic 640x1280 decoder, then exit")
     ap.add_argument("--tidy", action="store_true", help="also time a tidier loop (strided routing, no masks)")
     ap.add_argument("--skip-640", action="store_true", help="skip the 640x1280 decoder")
     ap.add_argument("--only", default=None, help="comma-separated cases to run, e.g. 'ffn layer3,nerv block1' "
@@ -257,9 +365,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     ap.add_argument("--budget-mb", type=float, default=None, help="engine memory budget per chunk (default 256)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
+    device = torch.device(args.device)
     rows: list[dict] = []
-    print(f"torch {torch.__version__}, {args.threads} threads, quick={args.quick}", flush=True)
+    peaks = machine_peaks(device)
+    print(f"torch {torch.__version__}, {args.threads} threads, quick={args.quick}, device {device}; measured peaks: "
+          f"{peaks['flops'] / 1e9:.0f} GFLOP/s (float32 GEMM), {peaks['bandwidth'] / 1e9:.1f} GB/s (copy)", flush=True)
+    if args.all_layers or device.type == "cuda":
+        return gpu_or_all_layers(args, device)
 
     ffn = paper_ffn()
     with torch.no_grad():
@@ -282,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         if not wanted(f"ffn {layer}"):
             continue
         n = layer_info(ffn, layer).num_neurons
+        BOUNDS[f"ffn {layer}"] = bound_text(*layer_work(ffn, layer, n), peaks)
         engines = {sfx: lambda layer=layer, fused=fused: engine_heat(ffn, layer, tr, budget=args.budget_mb,
                                                                      fused=fused)
                    for sfx, fused in (("", True), (STREAMED, False))}
@@ -309,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
                 n_in = {"head": 28, "block5": 2}[layer] if not args.quick else {"head": 4, "block5": 1}[layer]
             nb = (0, n_in * info.c_out)
             tag = f"{label} {layer}" + ("" if n_in == info.c_in else f" ({n_in}/{info.c_in} c_in)")
+            BOUNDS[tag] = bound_text(*layer_work(model, layer, nb[1]), peaks)
             if layer == "head":
                 loops = {"loop": lambda model=model, tr=tr, n_in=n_in: loop_head(model, tr, n_in)}
             else:
@@ -340,6 +457,26 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summary": summary, "threads": args.threads,
                                          "quick": args.quick}, indent=2))
+    return 0
+
+
+def gpu_or_all_layers(args, device: torch.device) -> int:
+    """--device cuda: paper NeRV block1 and all layers of the 640x1280 decoder on the GPU; --all-layers: one model."""
+    rows = []
+    if args.all_layers not in (None, "synthetic"):
+        from xinc.models.io import load_model
+
+        model = load_model(args.all_layers, "cpu")
+        emb = model.embed([0])
+        rows += all_layers(model, device, emb, Path(args.all_layers).name)
+    else:
+        if device.type == "cuda":
+            nerv = paper_nerv().to(device)
+            rows += [r for r in all_layers(nerv, device, nerv.embed([0]), "nerv") if r["case"].endswith("block1")]
+        m = hnerv_640()
+        rows += all_layers(m, device, m.embeddings[:1], "640x1280")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "device": str(device), "threads": args.threads}, indent=2))
     return 0
 
 

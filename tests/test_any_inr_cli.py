@@ -118,3 +118,16 @@ def test_foreign_decoder_with_inputs_file_and_output_module(tmp_path, monkeypatc
     np.testing.assert_allclose(np.asarray(store["up"]["heat"][0]), cv.maps.abs().sum(0).numpy(), rtol=1e-4,
                                atol=1e-6)
     assert (tmp_path / "o" / "figures" / "stem_top.png").is_file()  # recomputed top neurons (no maps stored)
+
+
+def test_analyze_foreign_model_runs_label_free_analyses(tmp_path, monkeypatch):
+    source, py, _ = readme_example()
+    (tmp_path / "my_siren.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    subprocess.run([sys.executable, *shlex.split(py)[1:]], check=True, cwd=tmp_path)
+    argv = ["analyze", "--model", "my_siren:build", "--weights", "siren.safetensors", "--grid", "16x24",
+            "--layers", "out", "--analyses", "a1", "--mode", "linear", "--out", "run", "--progress", "False"]
+    assert main(argv) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["model"]["kind"] == "foreign" and "a1" in res
+    assert res["canvas"]["out"]["rule"] == "generic-linear" and res["canvas"]["out"]["exact"]

@@ -25,7 +25,7 @@ def _write(path: Path, cfg: dict) -> str:
 
 def _stamps(out: Path) -> dict[str, int]:
     """mtime of every completion marker and of every step output it names."""
-    marks = sorted((out / ".steps").glob("*.json"))
+    marks = sorted((out / ".steps").rglob("*.json"))
     res = {str(m): m.stat().st_mtime_ns for m in marks}
     res.update({json.loads(m.read_text())["output"]: Path(json.loads(m.read_text())["output"]).stat().st_mtime_ns
                 for m in marks})
@@ -46,9 +46,10 @@ def test_run_two_clips_then_skip(tmp_path, capsys):
             res = json.loads((out / clip / kind / "results.json").read_text())
             assert {"a1", "a2"} <= set(res)
         assert "<html" in (out / clip / "report.html").read_text()[:500].lower()
+        assert (out / clip / "explorer.html").is_file() and (out / clip / "videos" / "nerv" / "neurons.mp4").is_file()
     assert (out / "report.html").is_file()
     first = json.loads((out / "config.json").read_text())
-    assert len(first["steps_run"]) == 2 * 7 + 1 and first["steps_skipped"] == []
+    assert len(first["steps_run"]) == 2 * 9 + 1 and first["steps_skipped"] == []  # 9 per clip: + video, explore
     before = _stamps(out)
     assert main(["run", cfg]) == 0  # re-run: nothing executes, nothing is rewritten
     second = json.loads((out / "config.json").read_text())

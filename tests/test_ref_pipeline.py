@@ -153,7 +153,8 @@ def check_report_dom(html: Path, run_dir: Path) -> None:
 def test_run_rebuilds_exactly_the_changed_steps_and_reports_numbers(tmp_path):
     generate_synthetic(tmp_path / "data", "cityscapes-vps", seed=0, frames=5, size=(32, 64), videos=1, flo=False)
     first = run(tmp_path, steps=10, top=3)
-    kinds = {k: {n for n in first if k in n.rsplit("/", 1)[-1]} for k in ("train", "canvas", "analyze", "report")}
+    kinds = {k: {n for n in first if k in n.rsplit("/", 1)[-1]} for k in ("train", "canvas", "analyze", "explore",
+                                                                              "report")}
     assert all(len(v) == 1 for k, v in kinds.items() if k != "report") and len(kinds["report"]) >= 1, first
     assert set().union(*kinds.values()) == first, first  # one clip, one model: nothing else runs
     check_report_dom(tmp_path / "out" / "report.html", tmp_path / "out" / "0001" / "ffn")

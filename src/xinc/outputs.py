@@ -124,7 +124,11 @@ def check_path_out(out: PathLike, what: str = "--out") -> Path:
 def _refuse_special(out: Path, given: PathLike, what: str) -> None:
     cwd = Path.cwd().resolve()
     real = out.resolve()
-    if real == Path(real.anchor) or real == cwd or real in cwd.parents or real == Path.home().resolve():
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        home = None
+    if real == Path(real.anchor) or real == cwd or real in cwd.parents or real == home:
         raise XincError(f"{what} {given}: refusing to write over the current folder, one of its parents, the "
                         "home folder or / ; give a new sub-folder such as runs/out")
 

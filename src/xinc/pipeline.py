@@ -21,6 +21,7 @@ The demo (`xinc demo --out DIR`) is the same for one synthetic clip, flattened i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shlex
@@ -33,7 +34,7 @@ from typing import Any
 
 from xinc.data.datasets import discover as discover_datasets
 from xinc.errors import XincError
-from xinc.outputs import claimed_folder
+from xinc.outputs import check_output_dir, claimed_folder
 from xinc.utils import read_json, to_jsonable, write_json
 from xinc.validate import plain_name
 
@@ -164,6 +165,54 @@ def validate(cfg: PipelineConfig, where: str = "config") -> None:  # noqa: C901
         raise XincError(f"{where}: analyze_options must be {{analysis id: {{name: value}}}}")
     if not isinstance(cfg.layers, dict):
         raise XincError(f"{where}: layers must be {{model: \"layer,...\"}}, e.g. {{\"nerv\": \"block3,head\"}}")
+    if isinstance(cfg.videos, list):
+        for v in cfg.videos:
+            plain_name(v, f"{where}: videos: clip id")
+    check_values(cfg, where)
+
+
+def _dry_parse(cls, argv: list[str], what: str, where: str):
+    """Parse a step's options exactly as the step will (types, choices, unknown flags), without running it."""
+    from xinc.cli.common import parse
+
+    try:
+        return parse(cls, [str(a) for a in argv], f"xinc {what}")
+    except XincError as e:
+        raise XincError(f"{where}: {what}: {e}") from None
+
+
+def check_values(cfg: PipelineConfig, where: str = "config") -> None:
+    """Every step's option values checked before any data is generated or any step runs."""
+    from xinc.analysis.registry import discover, make_options
+    from xinc.cli import analyze, canvas, train
+    from xinc.data.synth import SynthConfig, _check
+    from xinc.train.ffn import validate_ffn_config
+    from xinc.train.nerv import validate_nerv_config
+
+    hw, probe = f"{cfg.size[0]}x{cfg.size[1]}", str(Path(cfg.out) / ".xinc-validate")  # the probe is never made
+    try:
+        if cfg.synthetic is not None:
+            s = cfg.synthetic
+            _check(SynthConfig(cfg.dataset, s.seed, s.frames, tuple(s.size or cfg.size), s.videos, s.pan, s.things))
+        if "ffn" in cfg.models:
+            o = _dry_parse(train.TrainFFNOptions, ["--image", "probe.png", "--out", probe, "--size", hw,
+                                                   *_opt_args(cfg.ffn)], "train ffn", where)
+            validate_ffn_config(train.ffn_config(o))
+        if "nerv" in cfg.models:
+            o = _dry_parse(train.TrainNeRVOptions, ["--dataset", cfg.dataset, "--root", "probe", "--video", "probe",
+                                                    "--out", probe, "--size", hw, *_opt_args(cfg.nerv)], "train nerv",
+                           where)
+            validate_nerv_config(train.nerv_config(o))
+        o = _dry_parse(canvas.CanvasOptions, ["probe", "--out", probe, *_opt_args(cfg.canvas)], "canvas", where)
+        canvas.validate_options(o, paths=False)
+        o = _dry_parse(analyze.AnalyzeOptions, ["probe", "--out", probe, *_opt_args(cfg.analyze)], "analyze", where)
+        analyze.validate_options(o, paths=False)
+        discover()
+        for aid, given in cfg.analyze_options.items():
+            make_options(aid, given)
+    except XincError as e:
+        msg = str(e)
+        raise XincError(msg if msg.startswith(where) else f"{where}: {msg}") from None
 
 
 # ----------------------------------------------------------------------------- steps
@@ -192,6 +241,62 @@ def call_xinc(args: list[str]) -> None:
         raise XincError(f"step failed (exit {rc}): {xinc_command(args)}")
 
 
+@dataclass
+class Step:
+    """One unit of pipeline work: `fn()` writes `output`. Completed when OUT/.steps/<clip>/<name>.json holds
+    `key` (a hash of the params and of every upstream step's key, fixed when the plan is made), so serial and
+    Ray runs skip exactly the same steps. `fn` must be picklable (module-level functions, partials)."""
+
+    name: str
+    clip: str | None
+    output: Path
+    params: dict[str, Any]
+    deps: list[str]
+    fn: Callable[[], Any]
+    command: str | None = None  # the shell command that reproduces it (recorded in config.json)
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    key: str = ""
+    confined: bool = True  # output must lie inside the pipeline folder (False: the user's synthetic data root)
+
+    @property
+    def id(self) -> str:
+        return self.name if self.clip is None else f"{self.clip}/{self.name}"
+
+
+class Plan:
+    """Builds the pipeline's steps in dependency order (each step's key chains its upstream keys)."""
+
+    def __init__(self, root: Path, device: str = "cpu") -> None:
+        self.root = Path(root)
+        self.steps: dict[str, Step] = {}
+        self.gpus = 1.0 if str(device).startswith("cuda") or (device == "auto" and _cuda()) else 0.0
+
+    def add(self, name: str, clip: str | None, output: Path, params: dict[str, Any], fn: Callable[[], Any],
+            command: str | None = None, deps: list[str] | None = None, gpu: bool = False,
+            confined: bool = True) -> Step:
+        deps = [d for d in (deps or []) if d in self.steps]
+        body = {"params": to_jsonable(params), "after": [[d, self.steps[d].key] for d in deps]}
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        st = Step(name, clip, Path(output), params, deps, fn, command, 1.0, self.gpus if gpu else 0.0, key, confined)
+        if st.id in self.steps:
+            raise XincError(f"pipeline: step {st.id} planned twice; clip ids must be unique")
+        self.steps[st.id] = st
+        return st
+
+    def xinc(self, name: str, clip: str | None, output: Path, args: list[str], deps: list[str] | None = None,
+             gpu: bool = False, confined: bool = True) -> Step:
+        """A step that is one `xinc` command writing `output` (run in-process through call_xinc)."""
+        args = [str(a) for a in args]
+        return self.add(name, clip, output, {"args": args}, functools.partial(_xinc_step, args, Path(output)),
+                        xinc_command(args), deps, gpu, confined)
+
+
+def _xinc_step(args: list[str], output: Path) -> None:
+    """Run the command; a stale output of ours (run_step checked its marker) is replaced by the command itself."""
+    call_xinc([*args, *(["--overwrite", "True"] if output.exists() else [])])
+
+
 def confine(root: Path, path: Path, what: str) -> Path:
     """`path` must lie inside the pipeline folder `root` (or be the dataset `root` given by the user)."""
     if not Path(path).resolve().is_relative_to(Path(root).resolve()):
@@ -199,69 +304,139 @@ def confine(root: Path, path: Path, what: str) -> Path:
     return Path(path)
 
 
-class Steps:
-    """Runs named steps once: skip when the output exists and the marker holds the same parameters."""
+def _cuda() -> bool:
+    try:
+        import torch
 
-    def __init__(self, root: Path, log: Callable[[str], None] | None = None, outside: tuple[Path, ...] = ()) -> None:
-        self.root = Path(root)
-        self.outside = tuple(Path(p) for p in outside)  # user-given outputs allowed outside root (synthetic root)
-        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-        self.commands: list[str] = []
-        self.ran: list[str] = []
-        self.skipped: list[str] = []
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - no torch CUDA runtime: a CPU plan
+        return False
 
-    def marker(self, name: str) -> Path:
-        return self.root / ".steps" / f"{name.replace('/', '__')}.json"
 
-    def stamp(self, names: list[str]) -> list[Any]:
-        """(key, finish time) of upstream steps: a rebuilt input makes every step after it rebuild too."""
-        out = []
-        for n in names:
-            try:
-                m = json.loads(self.marker(n).read_text())
-                out.append([n, m.get("key"), m.get("finished"), m.get("seconds")])
-            except (OSError, json.JSONDecodeError):
-                out.append([n, None])
-        return out
+def marker(root: Path, step: Step) -> Path:
+    """OUT/.steps/<clip>/<name>.json (pipeline-wide steps: OUT/.steps/<name>.json)."""
+    base = Path(root) / ".steps"
+    return (base if step.clip is None else base / step.clip) / f"{step.name}.json"
 
-    def run(self, name: str, output: Path, params: dict[str, Any], fn: Callable[[], Any],
-            command: str | None = None, after: list[str] | None = None) -> bool:
-        """Run `fn` unless `output` is complete for these params (and unchanged inputs `after`); True when it ran."""
-        if after:
-            params = {**params, "after": self.stamp(after)}
-        key = hashlib.sha256(json.dumps(to_jsonable(params), sort_keys=True).encode()).hexdigest()[:16]
-        mark = self.marker(name)
-        if command:
-            self.commands.append(command)
-        if output.exists() and mark.is_file():
-            try:
-                same = json.loads(mark.read_text()).get("key") == key
-            except (OSError, json.JSONDecodeError):
-                same = False
-            if same:
-                self.log(f"[xinc] {name}: done before, skipped ({output})")
-                self.skipped.append(name)
-                return False
-        if Path(output) not in self.outside:
-            confine(self.root, output, name)
-        if output.exists() and not mark.is_file():  # never a folder/file that no step of ours wrote
-            raise XincError(f"{output}: exists but no earlier pipeline step wrote it ; move it away or choose "
-                            "another `out`/`root`")
-        self.log(f"[xinc] {name}: {command or 'running'}")
-        t0 = time.time()
-        fn()
-        write_json(mark, {"key": key, "step": name, "output": str(output), "params": to_jsonable(params),
-                          "command": command, "seconds": round(time.time() - t0, 2),
-                          "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        self.ran.append(name)
-        return True
 
-    def xinc(self, name: str, output: Path, args: list[str], after: list[str] | None = None) -> bool:
-        """A step that is one `xinc` command writing `output`."""
-        def call() -> None:  # a stale output of ours (Steps.run checked its marker) is replaced by the command
-            call_xinc([*args, *(["--overwrite", "True"] if output.exists() else [])])
+def is_done(root: Path, step: Step) -> bool:
+    """The step's output exists and its marker holds the same key."""
+    mark = marker(root, step)
+    if not (step.output.exists() and mark.is_file()):
+        return False
+    try:
+        return json.loads(mark.read_text()).get("key") == step.key
+    except (OSError, json.JSONDecodeError):
+        return False
 
-        return self.run(name, output, {"args": [str(a) for a in args]}, call, xinc_command(args), after)
+
+def run_step(root: Path, step: Step, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one step unless it is done; write its marker. Returns {"id", "ran", "seconds"}. Same code for every
+    backend (the Ray backend calls it inside a task)."""
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    if is_done(root, step):
+        log(f"[xinc] {step.id}: done before, skipped ({step.output})")
+        return {"id": step.id, "ran": False, "seconds": 0.0}
+    if step.confined:
+        confine(root, step.output, step.id)
+    if step.output.exists() and not marker(root, step).is_file():  # never a folder/file no step of ours wrote
+        raise XincError(f"{step.output}: exists but no earlier pipeline step wrote it ; move it away or choose "
+                        "another `out`/`root`")
+    log(f"[xinc] {step.id}: {step.command or 'running'}")
+    t0 = time.time()
+    step.fn()
+    seconds = round(time.time() - t0, 2)
+    write_json(marker(root, step), {"key": step.key, "step": step.id, "output": str(step.output),
+                                    "params": to_jsonable(step.params), "command": step.command, "seconds": seconds,
+                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return {"id": step.id, "ran": True, "seconds": seconds}
+
+
+def _bar(total: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="pipeline steps", unit="step", disable=not progress, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def run_serial(root: Path, steps: list[Step], progress: bool = True) -> list[dict[str, Any]]:
+    """Run steps one after another in plan (dependency) order."""
+    out = []
+    with _bar(len(steps), progress) as bar:
+        for st in steps:
+            out.append(run_step(root, st))
+            bar.update(1)
+    return out
+
+
+def run_ray(root: Path, steps: list[Step], *, address: str | None = None, max_retries: int = 2,
+            progress: bool = True) -> list[dict[str, Any]]:
+    """One Ray task per step (each clip's steps depend on their upstream tasks' results, so Ray runs them in
+    dependency order and independent clips in parallel). Tasks declare num_cpus/num_gpus; a failed task is
+    retried max_retries times; completed steps are skipped by the same markers as the serial backend."""
+    try:
+        import ray
+    except ImportError:
+        raise XincError("--backend ray: Ray is not installed; pip install 'xinc[ray]' (or use --backend serial)") \
+            from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(_ray_step)
+        refs: dict[str, Any] = {}
+        for st in steps:
+            opts = {"num_cpus": st.num_cpus, "num_gpus": st.num_gpus, "max_retries": max_retries,
+                    "retry_exceptions": True}
+            refs[st.id] = task.options(**opts).remote(str(root), st, *[refs[d] for d in st.deps if d in refs])
+        results: dict[Any, dict[str, Any]] = {}
+        failed: list[BaseException] = []
+        pending = list(refs.values())
+        with _bar(len(steps), progress) as bar:
+            while pending:  # after a failure the other clips still finish (their work is kept for a re-run)
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        results[ref] = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:
+                        failed.append(e)
+                bar.update(len(done))
+        if failed:
+            cause = failed[0].as_instanceof_cause()
+            if isinstance(cause, XincError):
+                raise XincError(str(cause)) from None
+            raise failed[0]
+        return [results[refs[st.id]] for st in steps]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_step(root: str, step: Step, *upstream) -> dict[str, Any]:
+    """Body of a Ray task: the upstream results only order the tasks. Adds the worker's peak RSS so far."""
+    import resource
+
+    from xinc.threads import configure_threads
+
+    configure_threads()
+    res = run_step(Path(root), step)
+    res["worker_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    return res
+
+
+def execute(root: Path, steps: list[Step], backend: str = "serial", *, address: str | None = None,
+            max_retries: int = 2, progress: bool = True) -> tuple[list[str], list[str]]:
+    """Run the steps with a backend; returns (ids run, ids skipped) in plan order."""
+    if backend == "serial":
+        res = run_serial(root, steps, progress)
+    elif backend == "ray":
+        res = run_ray(root, steps, address=address, max_retries=max_retries, progress=progress)
+        peaks = {r["id"]: r["worker_peak_rss_mb"] for r in res if r["ran"]}
+        if peaks:
+            write_json(Path(root) / "ray_workers.json", {"worker_peak_rss_mb": peaks})
+    else:
+        raise XincError(f"backend {backend!r}: choose serial or ray")
+    return [r["id"] for r in res if r["ran"]], [r["id"] for r in res if not r["ran"]]
 
 
 def _opt_args(options: dict[str, Any]) -> list[str]:
@@ -287,12 +462,12 @@ def _analyze_option_args(options: dict[str, dict[str, Any]]) -> list[str]:
 # ----------------------------------------------------------------------------- one clip
 
 
-def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path, size: list[int], seed: int,
+def clip_steps(plan: Plan, *, dataset: str, root: Path, video: str, out: Path, size: list[int], seed: int,
                device: str, models: list[str], ffn: dict[str, Any], nerv: dict[str, Any], canvas: dict[str, Any],
                analyze: dict[str, Any], analyze_options: dict[str, dict[str, Any]], compare: bool, report: bool,
-               progress: bool, prefix: str | None = "", layers: dict[str, str] | None = None,
-               after: list[str] | None = None) -> dict[str, Any]:
-    """Train, canvas, analyze (and compare, report) the models of one clip into `out`."""
+               progress: bool, layers: dict[str, str] | None = None, after: list[str] | None = None,
+               title: str | None = None) -> dict[str, Any]:
+    """Plan train, canvas, analyze (and compare, report) of the models of one clip into `out` (nothing runs)."""
     from xinc.data.panoptic import load_panoptic_clip
 
     hw = f"{size[0]}x{size[1]}"
@@ -308,8 +483,8 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
     a_args = _opt_args({k: v for k, v in analyze.items()}) + _analyze_option_args(options)
     data_args = ["--dataset", dataset, "--root", str(root), "--video", video]
     done: dict[str, Any] = {"video": video, "ffn_frame": j, "runs": {}}
-    tag = f"{prefix}{video}/" if prefix is not None else ""
     upstream = list(after or [])
+    ids = []
     for kind in models:
         mdir, cdir, adir = out / "models" / kind, out / "canvas" / kind, out / kind
         if kind == "ffn":
@@ -323,34 +498,60 @@ def clip_steps(steps: Steps, *, dataset: str, root: Path, video: str, out: Path,
             targs = ["train", "nerv", "--dataset", dataset, "--root", root, "--video", video, "--out", mdir,
                      "--size", hw, "--seed", seed, "--device", device, *_opt_args(nerv), *prog]
             frame_args, cframes = [], str(j)
-        steps.xinc(f"{tag}train-{kind}", mdir, targs, after=upstream)
-        steps.xinc(f"{tag}canvas-{kind}", cdir, ["canvas", mdir, "--out", cdir, "--frames", cframes, "--device",
-                                                 device, *_opt_args(canvas), *prog], after=[f"{tag}train-{kind}"])
+        train = plan.xinc(f"train-{kind}", video, mdir, targs, deps=upstream, gpu=True).id
+        ids.append(plan.xinc(f"canvas-{kind}", video, cdir, ["canvas", mdir, "--out", cdir, "--frames", cframes,
+                                                             "--device", device, *_opt_args(canvas), *prog],
+                             deps=[train], gpu=True).id)
         layer_args = ["--layers", layers[kind]] if layers and layers.get(kind) else []
-        steps.xinc(f"{tag}analyze-{kind}", adir, ["analyze", mdir, "--out", adir, *data_args, *frame_args, *layer_args,
-                                                  "--seed", seed, "--device", device, *a_args, *prog],
-                   after=[f"{tag}train-{kind}"])
+        ids.append(plan.xinc(f"analyze-{kind}", video, adir, ["analyze", mdir, "--out", adir, *data_args, *frame_args,
+                                                              *layer_args, "--seed", seed, "--device", device,
+                                                              *a_args, *prog], deps=[train], gpu=True).id)
         done["runs"][kind] = str(adir)
+    done["media"] = media_steps(plan, out, models, video=video, seed=seed, device=device)
+    ids += done["media"]
     if compare and {"ffn", "nerv"} <= set(models):
         comp = out / "comparison.json"
-        steps.run(f"{tag}compare", comp, {"a": done["runs"]["ffn"], "b": done["runs"]["nerv"], "frame": j},
-                  lambda: write_comparison(out / "ffn", out / "nerv", comp, seed), "python: xinc.pipeline."
-                  f"write_comparison({out / 'ffn'}, {out / 'nerv'})", after=[f"{tag}analyze-{k}" for k in models])
+        ids.append(plan.add("compare", video, comp, {"a": done["runs"]["ffn"], "b": done["runs"]["nerv"], "frame": j},
+                            functools.partial(write_comparison, out / "ffn", out / "nerv", comp, seed),
+                            f"python: xinc.pipeline.write_comparison({out / 'ffn'}, {out / 'nerv'})",
+                            deps=[f"{video}/analyze-{k}" for k in models]).id)
     if report:
         from xinc.report.html import build_report
 
         html = out / "report.html"
-        inputs = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")]
-        if compare and {"ffn", "nerv"} <= set(models):
-            inputs.append(f"{tag}compare")
-        steps.run(f"{tag}report", html, {"runs": done["runs"]},
-                  lambda: build_report(out, html, title=f"xinc report — {dataset} clip {video}"),
-                  xinc_command(["report", out, "--out", html]), after=inputs)
-        done["steps"] = [*inputs, f"{tag}report"]
-        done["report"] = str(html)
-    else:
-        done["steps"] = [f"{tag}{s}-{k}" for k in models for s in ("canvas", "analyze")]
+        ids.append(plan.add("report", video, html, {"runs": done["runs"]},
+                            functools.partial(build_report, out, html,
+                                              title=title or f"xinc report — {dataset} clip {video}"),
+                            xinc_command(["report", out, "--out", html]), deps=list(ids)).id)
+    done["steps"] = ids
     return done
+
+
+def media_steps(plan: Plan, out: Path, models: list[str], *, video: str, seed: int, device: str) -> list[str]:
+    """The NeRV's contribution videos (OUT/videos/nerv) and the explorer page of the clip's runs
+    (OUT/explorer.html), both cheap at the pipeline's sizes; returns the step ids."""
+    from xinc.explore import build_explorer
+
+    ids = []
+    if "nerv" in models:
+        mdir, vdir = out / "models" / "nerv", out / "videos" / "nerv"
+        ids.append(plan.add("video-nerv", video, vdir, {"model": str(mdir), "seed": seed},
+                            functools.partial(_write_video, mdir, vdir, seed, device),
+                            xinc_command(["video", mdir, "--out", vdir, "--seed", seed]),
+                            deps=[f"{video}/train-nerv"], gpu=True).id)
+    html = out / "explorer.html"
+    ids.append(plan.add("explore", video, html, {"runs": [str(out / k) for k in models]},
+                        functools.partial(build_explorer, out, html, title=f"xinc explorer — {out.name}"),
+                        xinc_command(["explore", out, "--out", html]),
+                        deps=[f"{video}/analyze-{k}" for k in models]).id)
+    return ids
+
+
+def _write_video(mdir: Path, vdir: Path, seed: int, device: str) -> None:
+    from xinc.video import VideoConfig, write_video_dir
+
+    write_video_dir(mdir, vdir, VideoConfig(seed=seed, progress=False), device=device, overwrite=True,
+                    command=xinc_command(["video", mdir, "--out", vdir]))
 
 
 def write_comparison(run_a: Path, run_b: Path, out: Path, seed: int = 0) -> dict[str, Any]:
@@ -370,27 +571,45 @@ def write_comparison(run_a: Path, run_b: Path, out: Path, seed: int = 0) -> dict
 # ----------------------------------------------------------------------------- xinc run
 
 
-def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the whole pipeline for every clip of the config; returns a summary (also OUT/config.json)."""
+def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None, backend: str = "serial",
+                 address: str | None = None, max_retries: int = 2) -> dict[str, Any]:
+    """Run the whole pipeline for every clip of the config with a backend ("serial" or "ray": one task per clip
+    and step, in dependency order); returns a summary (also OUT/config.json). Re-runs skip completed steps."""
     validate(cfg)
+    if backend not in ("serial", "ray"):
+        raise XincError(f"--backend {backend!r}: choose serial or ray")
     out = Path(cfg.out)
     root = Path(cfg.root) if cfg.root else out / "data"
+    if cfg.synthetic is not None and cfg.root:  # generated data never goes over a folder xinc did not write
+        check_output_dir(root, overwrite=True, what="root")
+    if cfg.synthetic is None:  # the clip ids of a given dataset are checked before anything is written
+        from xinc.data.panoptic import list_videos
+
+        if not root.is_dir():
+            raise XincError(f"{root}: dataset root not found; fix `root` in the config (or use `synthetic`)")
+        for v in list_videos(cfg.dataset, root) if cfg.videos == "all" else cfg.videos:
+            plain_name(v, f"{root}: clip id")
     with claimed_folder(out, inputs=[] if cfg.synthetic else [root], kind="run", what="out"):
-        return _run_pipeline(cfg, out, root, argv)
+        return _run_pipeline(cfg, out, root, argv, backend, address, max_retries)
 
 
-def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, argv: list[str] | None) -> dict[str, Any]:
+def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, argv: list[str] | None, backend: str,
+                  address: str | None, max_retries: int) -> dict[str, Any]:
     from xinc.data.panoptic import list_videos
 
-    steps = Steps(out, outside=(root,))
-    if cfg.synthetic is not None:
+    ran, skipped = [], []
+    if cfg.synthetic is not None:  # the data the clips are planned from: generated first, in this process
         s = cfg.synthetic
         size = s.size or cfg.size
         args = ["synth", "--out", root, "--format", cfg.dataset, "--seed", s.seed, "--frames", s.frames,
                 "--size", f"{size[0]}x{size[1]}", "--videos", s.videos, "--pan", s.pan, "--flo", "False"]
         if s.things is not None:
             args += ["--things", s.things]
-        steps.xinc("synth", root, args)
+        pre = Plan(out, cfg.device)
+        pre.xinc("synth", None, root, args, confined=False)
+        r, k = execute(out, list(pre.steps.values()), "serial", progress=False)
+        ran, skipped = ran + r, skipped + k
+        synth_key = pre.steps["synth"].key
     elif not root.is_dir():
         raise XincError(f"{root}: dataset root not found; fix `root` in the config (or use `synthetic`)")
     known = list_videos(cfg.dataset, root)
@@ -402,28 +621,41 @@ def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, argv: list[str] | 
     missing = [v for v in videos if v not in known]
     if missing:
         raise XincError(f"{root}: clip {missing[0]!r} not in the {cfg.dataset} dataset; known: {', '.join(known)}")
+    plan = Plan(out, cfg.device)
+    if cfg.synthetic is not None:  # clips depend on the generated data's key (a regenerated dataset rebuilds)
+        plan.add("data", None, root, {"synth": synth_key}, _nothing, confined=False)
     clips = {}
-    for i, video in enumerate(videos):
-        steps.log(f"[xinc] clip {i + 1}/{len(videos)}: {video}")
+    for video in videos:
         clips[video] = clip_steps(
-            steps, dataset=cfg.dataset, root=root, video=video, out=out / video, size=cfg.size,
+            plan, dataset=cfg.dataset, root=root, video=video, out=out / video, size=cfg.size,
             seed=cfg.seed, device=cfg.device, models=cfg.models, ffn=cfg.ffn, nerv=cfg.nerv, canvas=cfg.canvas,
             analyze=cfg.analyze, analyze_options=cfg.analyze_options, compare=cfg.compare, report=cfg.report,
-            progress=cfg.progress, prefix="", layers=cfg.layers, after=["synth"] if cfg.synthetic else None)
-    resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "commands": steps.commands,
-                "command": "xinc run " + shlex.join(argv or []), "steps_run": steps.ran, "steps_skipped": steps.skipped,
-                "clips": clips}
-    write_json(out / "config.json", resolved)  # before the report, which shows its commands
+            progress=cfg.progress and backend == "serial", layers=cfg.layers,
+            after=["data"] if cfg.synthetic is not None else None)
     if cfg.report:
         from xinc.report.html import build_report
 
         html = out / "report.html"
-        steps.run("report", html, {"videos": videos},
-                  lambda: build_report(out, html, title=f"xinc report — {cfg.dataset}, {len(videos)} clip(s)"),
-                  xinc_command(["report", out, "--out", html]), after=[s for c in clips.values() for s in c["steps"]])
-        resolved.update(steps_run=steps.ran, steps_skipped=steps.skipped, report=str(html))
+        plan.add("report", None, html, {"videos": videos},
+                 functools.partial(build_report, out, html,
+                                   title=f"xinc report — {cfg.dataset}, {len(videos)} clip(s)"),
+                 xinc_command(["report", out, "--out", html]), deps=[s for c in clips.values() for s in c["steps"]])
+    steps = [st for st in plan.steps.values() if st.name != "data"]
+    resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "backend": backend,
+                "commands": [st.command for st in steps if st.command],
+                "command": "xinc run " + shlex.join(argv or []), "steps_run": ran, "steps_skipped": skipped,
+                "clips": clips}
+    write_json(out / "config.json", resolved)  # before the steps: the report shows its commands
+    r, k = execute(out, steps, backend, address=address, max_retries=max_retries, progress=cfg.progress)
+    resolved.update(steps_run=ran + r, steps_skipped=skipped + k)
+    if cfg.report:
+        resolved["report"] = str(out / "report.html")
     write_json(out / "config.json", resolved)
     return resolved
+
+
+def _nothing() -> None:
+    """The data step of a plan: its key carries the generated dataset's key to every clip (run beforehand)."""
 
 
 # ----------------------------------------------------------------------------- xinc demo
@@ -445,7 +677,7 @@ class DemoConfig:
         """Every setting of the demo run, sizes and step counts included."""
         q = self.quick
         size = list(self.size or ([32, 64] if q else [64, 128]))
-        frames = int(self.frames or 10)
+        frames = 10 if self.frames is None else int(self.frames)
         ffn = {"steps": 100, "width": 32, "eval_every": 50} if q else {"steps": 1000, "width": 104}
         nerv = ({"epochs": 30, "strides": [2, 2, 2], "fc_dim": 8, "lower_width": 6, "eval_every": 30} if q else
                 {"epochs": 300, "strides": [4, 2, 2], "fc_dim": 24, "lower_width": 8, "eval_every": 50})
@@ -465,28 +697,36 @@ def run_demo(cfg: DemoConfig, *, argv: list[str] | None = None) -> dict[str, Any
     """Synthetic Cityscapes-VPS clip -> FFN (first annotated frame) + NeRV (clip) -> canvases -> A1-A6 -> report."""
     r = cfg.resolved()
     out = Path(r["out"])
+    validate(PipelineConfig(out=r["out"], dataset=r["dataset"], synthetic=SyntheticSpec(
+        videos=1, frames=r["synthetic"]["frames"], seed=r["seed"]), size=r["size"], ffn=r["ffn"], nerv=r["nerv"],
+        canvas=r["canvas"], analyze=r["analyze"], analyze_options=r["analyze_options"], layers=r["layers"]),
+        "xinc demo")
     with claimed_folder(out, kind="demo", what="--out"):
         return _run_demo(cfg, r, out, argv)
 
 
 def _run_demo(cfg: DemoConfig, r: dict[str, Any], out: Path, argv: list[str] | None) -> dict[str, Any]:
-    steps = Steps(out)
     t0 = time.time()
     data = out / "data"
     size = r["size"]
-    steps.xinc("synth", data, ["synth", "--out", data, "--format", r["dataset"], "--seed", r["seed"], "--frames",
-                               r["synthetic"]["frames"], "--size", f"{size[0]}x{size[1]}", "--videos", "1",
-                               "--flo", "False"])
-    done = clip_steps(steps, dataset=r["dataset"], root=data, video="0001", out=out, size=size, seed=r["seed"],
+    plan = Plan(out, r["device"])
+    plan.xinc("synth", None, data, ["synth", "--out", data, "--format", r["dataset"], "--seed", r["seed"], "--frames",
+                                     r["synthetic"]["frames"], "--size", f"{size[0]}x{size[1]}", "--videos", "1",
+                                     "--flo", "False"])
+    ran, skipped = execute(out, list(plan.steps.values()), "serial", progress=False)
+    done = clip_steps(plan, dataset=r["dataset"], root=data, video="0001", out=out, size=size, seed=r["seed"],
                       device=r["device"], models=list(MODELS), ffn=r["ffn"], nerv=r["nerv"], canvas=r["canvas"],
                       analyze=r["analyze"], analyze_options=r["analyze_options"], compare=True, report=False,
-                      progress=cfg.progress, prefix=None, layers=r["layers"])
+                      progress=cfg.progress, layers=r["layers"], after=["synth"])
+    steps = [st for st in plan.steps.values() if st.name != "synth"]
+    r2, k2 = execute(out, steps, "serial", progress=False)
     from xinc.report.html import build_report
 
     html = out / "report.html"
-    resolved = {"demo": r, "command": "xinc demo " + shlex.join(argv or []), "commands": steps.commands
-                + [xinc_command(["report", out, "--out", html])], "steps_run": steps.ran,
-                "steps_skipped": steps.skipped, "runs": done["runs"], "ffn_frame": done["ffn_frame"]}
+    resolved = {"demo": r, "command": "xinc demo " + shlex.join(argv or []),
+                "commands": [st.command for st in plan.steps.values() if st.command]
+                + [xinc_command(["report", out, "--out", html])], "steps_run": ran + r2,
+                "steps_skipped": skipped + k2, "runs": done["runs"], "ffn_frame": done["ffn_frame"]}
     write_json(out / "config.json", resolved)
     build_report(out, html, title="xinc demo — synthetic Cityscapes-VPS clip, FFN and NeRV")
     resolved["report"] = str(html)

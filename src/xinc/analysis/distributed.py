@@ -183,9 +183,12 @@ def _pixel_hist(a: torch.Tensor, bins: _LogBins, mass, count, sel: torch.Tensor 
         idx = idx.clamp_(0, B - 1)
     flat = (pix * B + idx)[keep]
     w = a[keep].to(torch.float64)
-    m = torch.bincount(flat, weights=w, minlength=P * B)
-    c = torch.bincount(flat, minlength=P * B).to(torch.float64)
-    return (m, c) if mass is None else (mass + m, count + c)
+    if mass is None:  # allocated once per frame; later chunks add in place (no (P * B,) temporaries per chunk)
+        mass = torch.zeros(P * B, dtype=torch.float64, device=a.device)
+        count = torch.zeros(P * B, dtype=torch.float64, device=a.device)
+    mass.index_add_(0, flat, w)
+    count.index_add_(0, flat, torch.ones_like(w))
+    return mass, count
 
 
 def _crossing_bins(mass: torch.Tensor, count: torch.Tensor, target: torch.Tensor, above=None):

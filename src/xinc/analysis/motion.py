@@ -108,6 +108,13 @@ def _given_chunks(maps: torch.Tensor, chunk: int | None) -> Iterator[tuple[int, 
 def context_change_map(ctx: AnalysisContext, layer: str, frame_prev: int, frame_next: int,
                        canvas_mode: str) -> torch.Tensor:
     """change_map for an analysis context: the model's canvases, or ctx.canvases when given."""
+    if ctx.canvases is None and getattr(ctx, "memo", None) is not None:  # canvases shared with other analyses
+        kw: dict[str, Any] = dict(mode=canvas_mode, chunk_neurons=ctx.chunk_neurons,
+                                  memory_budget_mb=None if ctx.memory_budget_mb is None else ctx.memory_budget_mb / 2,
+                                  device=ctx.device)
+        return accumulate_change(ctx.memo.chunks(ctx.model, layer, frame_prev, **kw),
+                                 ctx.memo.chunks(ctx.model, layer, frame_next, **kw), layer,
+                                 getattr(ctx, "progress", None))
     if ctx.canvases is None:
         return change_map(ctx.model, layer, frame_prev, frame_next, mode=canvas_mode, chunk_neurons=ctx.chunk_neurons,
                           memory_budget_mb=ctx.memory_budget_mb, device=ctx.device,

@@ -114,10 +114,9 @@ def things_stuff(norm: np.ndarray, cells: list[Cell]) -> dict[str, Any]:
 
 def sample_neurons(values: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Seeded sample of n neurons among those with any contribution (sorted indices)."""
-    alive = np.flatnonzero(values.max(1) > 0)
-    gen = torch.Generator().manual_seed(int(seed))
-    pick = torch.randperm(len(alive), generator=gen)[: min(n, len(alive))].numpy()
-    return np.sort(alive[pick])
+    from xinc.canvas.sampling import sample_neurons as shared_sampler
+
+    return np.asarray(shared_sampler(values.shape[0], n, seed, alive=values.max(1) > 0), dtype=np.int64)
 
 
 def objects_from_canvases(maps: torch.Tensor, ids: list, segments: list, frames: list[int] | None = None,

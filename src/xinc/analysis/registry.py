@@ -98,6 +98,9 @@ class AnalysisContext:
     canvases: dict[str, Any] | None = None  # {canvas_mode: {layer: (T,K,H,W)}} or {layer: ...}: analyse given maps
     canvas_log: dict[str, dict[str, Any]] = field(default_factory=dict)  # {mode/layer: info + residuals seen}
     progress: Callable[[int], Any] | None = None  # called with the number of neuron maps streamed (tqdm.update)
+    memo: Any = None  # xinc.canvas.memo.CanvasMemo: canvases computed once across passes and analyses (None: off)
+    inputs: Any = None  # a foreign model's forward arguments: canvases from the generic engine (xinc.explain)
+    canvas_options: dict[str, Any] = field(default_factory=dict)  # extra explain() keywords (output=, layout=)
 
     def __post_init__(self) -> None:
         self.mode = DEPRECATED_MODES.get(self.mode, self.mode)
@@ -125,6 +128,18 @@ class AnalysisContext:
             rows = [self.frames.index(f) for f in frames]
             stream_tensors(maps[rows], reducers, frames=frames, layer=layer, chunk=self.chunk_neurons,
                            mode=canvas_mode)
+        elif self.inputs is not None:  # a foreign model: one traced point (frame 0)
+            from xinc.canvas import explain_stream
+
+            if frames != [0]:
+                raise XincError(f"frames {frames}: a foreign model is analysed at one traced point (frame 0)")
+            explain_stream(self.model, self.inputs, layer, reducers, canvas_mode, engine="generic",
+                           chunk_neurons=self.chunk_neurons, memory_budget_mb=self.memory_budget_mb,
+                           device=self.device, progress=self.progress,
+                           **{k: v for k, v in self.canvas_options.items() if v is not None})
+        elif self.memo is not None:
+            self.memo.stream(self.model, layer, frames, reducers, mode=canvas_mode, chunk_neurons=self.chunk_neurons,
+                             memory_budget_mb=self.memory_budget_mb, device=self.device, progress=self.progress)
         else:
             from xinc.canvas import stream_canvas
 

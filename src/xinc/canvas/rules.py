@@ -566,6 +566,12 @@ class MLPRule(Rule):
         yield start, stop, out, part  # one range: the tiles run over pixels, every neuron at once
 
 
+def _rows_mm(J: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """(P, o, m) @ (m, n) as one (P*o, m) x (m, n) GEMM (a batched matmul of tiny matrices is far slower)."""
+    P, o, m = J.shape
+    return (J.reshape(P * o, m) @ W).view(P, o, W.shape[1])
+
+
 @register_rule("mlp:linear")
 class MLPLinearRule(MLPRule):
     """Corrected rule: propagate each c_i (the m-vector a_i W[:,i] + b/n) to the output logits through the
@@ -587,7 +593,6 @@ class MLPLinearRule(MLPRule):
                            "downstream biases split over the neurons)")
         self.info.identity = "pre-activation sum per unit (sum_i c_ij = z_j)"
         self.info.gap_of = "output logits" + (" per channel" if per_channel else " summed over channels")
-        self.widest = max(lin.out_features for lin in model.layers[self.index:])
 
     def prepare(self, trace: Trace) -> None:
         super().prepare(trace)
@@ -595,15 +600,32 @@ class MLPLinearRule(MLPRule):
         self.slopes = [activation_slope(lambda x, q=q: self.model.activation(q, x), trace.pre[f"layer{q + 1}"])
                        for q in range(self.index, L - 1)]  # slope after layer q, (P, m_q)
         self.out_true = trace.pre[f"layer{L}"]  # (P, out)
+        self.G, self.gamma = self.tangent_factors()
+
+    def tangent_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G (P, out, n), gamma (P, out)) with map_i(p) = a_i(p) G(p)[:, i] + gamma(p): the tangent network is
+        linear in c_i = a_i W[:, i] + b/n, so one backward sweep of per-pixel Jacobians J(p) = d out / d z_layer
+        (P x out x m, a few matrix products) replaces n forward passes; gamma = J b/n + the downstream biases / n
+        carried to the output (the same for every neuron)."""
+        layers, P = self.model.layers, self.a.shape[0]
+        J = None  # d out / d z_q, walking back to this layer; None = identity (q = the last layer)
+        beta = None
+        for q in range(len(layers) - 1, self.index, -1):
+            bq = layers[q].bias / self.n  # layer q's bias share, carried to the output
+            bq = bq.expand(P, -1) if J is None else torch.einsum("pom,m->po", J, bq)
+            beta = bq if beta is None else beta + bq
+            Jw = layers[q].weight.expand(P, -1, -1) if J is None else _rows_mm(J, layers[q].weight)
+            J = Jw * self.slopes[q - 1 - self.index][:, None, :]
+        if J is None:
+            return self.W.expand(P, -1, -1), (self.b / self.n).expand(P, -1)
+        gamma = torch.einsum("pom,m->po", J, self.b / self.n)
+        return _rows_mm(J, self.W), (gamma if beta is None else gamma + beta)
 
     def compute(self, start: int, stop: int):
         H, W = self.info.height, self.info.width
-        a = self.a[:, start:stop].t()
-        c = a[:, None, :] * self.W[:, start:stop].t()[:, :, None] + (self.b / self.n)[None, :, None]  # (c, m, P)
-        for q, slope in zip(range(self.index + 1, len(self.model.layers)), self.slopes):
-            lin = self.model.layers[q]
-            c = torch.einsum("jm,cmp->cjp", lin.weight, c * slope.t()[None]) + (lin.bias / self.n)[None, :, None]
-        part = (a.t() @ self.W[:, start:stop].t()).t() + (stop - start) * (self.b / self.n)[:, None]  # (m, P)
+        a = self.a[:, start:stop]  # (P, c)
+        c = (a[:, None, :] * self.G[:, :, start:stop]).permute(2, 1, 0) + self.gamma.t()[None]  # (c, out, P)
+        part = (a @ self.W[:, start:stop].t()).t() + (stop - start) * (self.b / self.n)[:, None]  # (m, P)
         if self.per_channel:
             return c.reshape(c.shape[0], -1, H, W), part
         return c.sum(1).reshape(-1, H, W), part
@@ -620,7 +642,7 @@ class MLPLinearRule(MLPRule):
         return frozenset()
 
     def bytes_per_neuron(self) -> int:
-        return int(self.info.height * self.info.width * self.widest * 4 * 3)
+        return int(self.info.height * self.info.width * max(self.m, self.model.layers[-1].out_features) * 4 * 3)
 
 
 # --------------------------------------------------------------------------------------------- conv head

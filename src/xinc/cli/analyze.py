@@ -35,10 +35,21 @@ class AnalyzeOptions:
     A4 motion, A5 selectivity, A6 clusters) on a model directory; write figures (PNG+PDF), tables (CSV) and
     results.json. All canvases are streamed in neuron chunks (a few GB of RAM for any layer)."""
 
-    model_dir: tyro.conf.Positional[Path]
-    """model directory from `xinc train` or `xinc import`"""
     out: Path
     """output run directory (replaced atomically)"""
+    model_dir: tyro.conf.Positional[Path | None] = None
+    """model directory from `xinc train` or `xinc import` (or --model for any PyTorch model)"""
+    model: str | None = None
+    """a foreign model instead of MODEL_DIR: package.module:factory returning the torch.nn.Module (its code runs;
+    analysed on its own output as the image, one frame)"""
+    weights: Path | None = None
+    """safetensors state dict loaded into --model (strict)"""
+    grid: str | None = None
+    """HxW: feed --model an (H, W, 2) coordinate grid, each axis linspace(-1, 1)"""
+    inputs: Path | None = None
+    """safetensors file of --model's forward arguments (input0, input1, ... or one tensor)"""
+    output: str | None = None
+    """--model: module path whose output the canvases decompose (default the model's output)"""
     analyses: str | None = None
     """comma-separated analysis ids (a1..a6) or 'all' (default: all; those whose data is missing are
     skipped with a reason; ids named here fail instead)"""
@@ -69,6 +80,12 @@ class AnalyzeOptions:
     """neurons per canvas chunk (default: planned from --memory-budget-mb)"""
     memory_budget_mb: float | None = None
     """memory budget of one canvas chunk in MB"""
+    memo_mb: float = 1024.0
+    """canvases kept in memory across analysis passes and analyses, in MB (each canvas computed once; 0: off)"""
+    sample_frames: int | None = None
+    """analyse a seeded random subset of this many of the selected frames (heavy videos; see the cost estimate)"""
+    estimate_only: bool = False
+    """print the estimated canvas cost of this run and exit without analysing"""
     sample_neurons: int = 6
     """neurons sampled (seeded) for per-neuron plots (A3; same as --option a3.sample_neurons=N)"""
     option: tuple[str, ...] = ()
@@ -88,10 +105,21 @@ def validate_options(o: AnalyzeOptions, paths: bool = True) -> None:
     optional(positive_int, o.chunk_neurons, "--chunk-neurons")
     optional(finite_positive, o.memory_budget_mb, "--memory-budget-mb")
     optional(non_negative_int, o.frame, "--frame")
+    optional(positive_int, o.sample_frames, "--sample-frames")
+    if not (isinstance(o.memo_mb, int | float) and 0 <= o.memo_mb < float("inf")):
+        raise XincError(f"--memo-mb {o.memo_mb}: not a finite size in MB ; give >= 0 (0 turns the canvas memo off)")
     for flag, text in (("--layers", o.layers), ("--analyses", o.analyses)):
         if text is not None and not [x for x in text.split(",") if x.strip()]:
             raise XincError(f"{flag} {text!r}: names no item ; give a comma-separated list or leave it out")
-    if paths:
+    if paths and (o.model_dir is None) == (o.model is None):
+        raise XincError("model: give exactly one of MODEL_DIR (an xinc model directory) or --model "
+                        "package.module:factory (a foreign torch.nn.Module)")
+    if paths and o.model is not None:
+        for path, flag in ((o.weights, "--weights"), (o.inputs, "--inputs")):
+            if path is not None:
+                path_in(path, flag, kind="file")
+        path_out(o.out, inputs=[p for p in (o.weights, o.inputs) if p is not None], overwrite=o.overwrite)
+    elif paths:
         path_in(o.model_dir, "MODEL_DIR", kind="dir")
         if o.data is not None:
             path_in(o.data, "--data")
@@ -203,6 +231,8 @@ def _canvas_section(model, layers: list[str], log: dict[str, dict[str, Any]], mo
         per = {}
         for m in modes:
             entry = log.get(f"{m}/{layer}")
+            if (not entry or "rule" not in entry) and not protocol.is_canvas_model(model):
+                continue  # a foreign model's layer no analysis streamed: nothing measured to report
             if not entry or "rule" not in entry:
                 info = layer_info(model, layer, mode=m)
                 entry = {"exact": bool(info.exact), "rule": info.rule, "num_neurons": int(info.num_neurons),
@@ -246,6 +276,47 @@ def _skip_reason(a, data: dict[str, Any]) -> str | None:
     if a.needs_flow and data.get("flow") is None and len(data["frames"]) < 2:
         return "needs optical flow between two or more frames"
     return None
+
+
+def _run_foreign(o: AnalyzeOptions, ids: list[str], explicit: bool, options: dict, found: dict, device,
+                 argv: list[str], prog: str) -> dict[str, Any]:
+    """`xinc analyze --model module:factory`: the analyses that need no labels or video, on the model's own
+    output (one frame) with canvases from the generic engine (xinc.explain)."""
+    from xinc.analysis.registry import AnalysisContext, variants
+    from xinc.canvas.generic import arrange, resolve_layout
+    from xinc.cli.foreign import ForeignSource
+    from xinc.validate import names_list
+
+    source = ForeignSource(device, o)
+    layers = names_list(o.layers, "--layers", source.names) or source.names
+    with torch.no_grad():
+        out = source.model(*[x.to(device) if isinstance(x, torch.Tensor) else x for x in source.inputs])
+    img = arrange(out[None], resolve_layout(out, "auto", None), None)[0].float().cpu()
+    if img.shape[0] != 3:
+        raise XincError(f"--model: output has {img.shape[0]} channels ; the analyses compare canvases with an RGB "
+                        "image")
+    data = {"frames": [0], "images": img.clamp(0, 1)[None], "panoptic": None, "flow": None,
+            "summary": {"kind": "model output", "frames": [0], "size": list(img.shape[-2:])}}
+    run_ids, skipped = _runnable(ids, explicit, data, found)
+    resolved = {**to_jsonable(asdict(o)), "device": str(device), "layers": layers, "frames": [0],
+                "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "argv": list(argv),
+                "command": " ".join([prog, *argv])}
+    results: dict[str, Any] = {"model": {**source.model_cfg, "layers": source.names,
+                                         "params": int(sum(p.numel() for p in source.model.parameters()))},
+                               "data": data["summary"], "skipped": skipped}
+    with owned_output(o.out, inputs=[p for p in (o.weights, o.inputs) if p is not None], overwrite=o.overwrite,
+                      kind="analyze") as stage:
+        write_json(stage / "config.json", resolved)
+        ctx = AnalysisContext(model=source.model, model_dir=None, layers=layers, frames=[0], images=data["images"],
+                              out=stage, mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
+                              memory_budget_mb=o.memory_budget_mb, inputs=source.inputs,
+                              canvas_options={"output": o.output})
+        results.update(_analyse(ctx, run_ids, options, found, o.progress))
+        results["canvas"] = _canvas_section(source.model, layers, ctx.canvas_log, [c for _, c in variants(o.mode)])
+        order = ["model", "data", "canvas", "skipped", *run_ids]
+        results = {k: results[k] for k in order if k in results}
+        write_json(stage / "results.json", results)
+    return results
 
 
 def _layers(o: AnalyzeOptions, model) -> list[str]:
@@ -294,12 +365,71 @@ def _analyse(ctx, run_ids: list[str], options: dict[str, Any], found: dict, prog
     return sections
 
 
+def _sample_frames(data: dict[str, Any], n: int | None, seed: int) -> dict[str, Any]:
+    """A seeded random subset of n of the selected frames (sorted), images aligned; flow dropped unless the
+    subset is still consecutive (A4 then estimates it)."""
+    if n is None:
+        return data
+    frames = data["frames"]
+    if n < 1:
+        raise XincError(f"--sample-frames {n}: must be a positive integer")
+    if n >= len(frames):
+        return data
+    pick = sorted(torch.randperm(len(frames), generator=torch.Generator().manual_seed(seed))[:n].tolist())
+    out = {**data, "frames": [frames[i] for i in pick], "images": data["images"][pick]}
+    consecutive = all(b == a + 1 for a, b in zip(out["frames"][:-1], out["frames"][1:]))
+    if data.get("flow") is not None:
+        out["flow"] = data["flow"][pick[:-1]] if consecutive and pick == list(range(pick[0], pick[-1] + 1)) else None
+    out["summary"] = {**data["summary"], "frames": out["frames"],
+                      "sampled": f"{n} of {len(frames)} frames, seeded (--seed {seed})"}
+    return out
+
+
+def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], run_ids: list[str], memo_mb: float,
+                device) -> tuple[float, list[str]]:
+    """(estimated seconds, lines saying so): each (layer, mode) canvas probe-timed on this machine and scaled to
+    the frames; canvases the memo holds are computed once, others once per pass (A2 streams up to 5 times)."""
+    from xinc.canvas.cost import estimate, format_seconds
+
+    passes = 5 if "a2" in run_ids else 2
+    total, lines = 0.0, []
+    budget = memo_mb * 2**20
+    for layer in layers:
+        for mode in modes:
+            c = estimate(model, layer, mode, frames[0], probe_seconds=0.1)
+            per_run = c.seconds_per_frame * len(frames)
+            once = c.bytes_per_frame * len(frames) <= budget
+            total += per_run * (1 if once else passes)
+            lines.append(f"  {layer:8s} {mode:6s} {c.neurons:7d} maps: {format_seconds(c.seconds_per_frame)} per frame"
+                         f" x {len(frames)} frame(s)" + ("" if once else f" x up to {passes} passes (over --memo-mb)"))
+    head = (f"xinc analyze: estimated canvas cost {format_seconds(total)} on {device} (probe-timed; the analyses' "
+            "own work comes on top)")
+    tips = ["  to cut it: --sample-frames N (seeded frame subset), --frames, --layers, --mode paper, --memo-mb, "
+            "or --device cuda on a GPU machine"]
+    return total, [head, *lines, *tips]
+
+
 def run(argv: list[str], prog: str) -> int:
-    """Entry point of `xinc analyze`."""
+    """Entry point of `xinc analyze`: parse the options dataclass, run `analyze`, print the findings."""
+    o = parse(AnalyzeOptions, argv, prog)
+    results = analyze(o, argv, prog)
+    run_ids = [k for k in results if k not in ("model", "data", "reconstruction", "canvas", "skipped")]
+    print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
+    for line in [s for aid in run_ids for s in results[aid].get("summary", [])[:3]]:
+        print(f"  {line}")
+    return 0
+
+
+def analyze(o: AnalyzeOptions, argv: list[str] | None = None, prog: str = "xinc analyze") -> dict[str, Any]:
+    """Run the analyses of `o` on its model and data into o.out; return what results.json holds.
+
+    Callable from Python and the pipeline with an AnalyzeOptions built in code (argv is only recorded).
+    """
     from xinc.analysis.registry import AnalysisContext, discover, normalize_mode, variants
+    from xinc.canvas.memo import CanvasMemo
     from xinc.models.io import load_model, read_model_dir_config
 
-    o = parse(AnalyzeOptions, argv, prog)
+    argv = list(argv or [])
     validate_options(o)
     o.mode = normalize_mode(o.mode)
     found = discover()
@@ -307,12 +437,20 @@ def run(argv: list[str], prog: str) -> int:
     options = _options(o)
     device = resolve_device(o.device)
     seed_everything(o.seed)
+    if o.model is not None:
+        return _run_foreign(o, ids, explicit, options, found, device, argv, prog)
     model = load_model(o.model_dir, device)
     cfg = read_model_dir_config(o.model_dir)
     layers = _layers(o, model)
-    data = _load_data(o, model, cfg)
+    data = _sample_frames(_load_data(o, model, cfg), o.sample_frames, o.seed)
     run_ids, skipped = _runnable(ids, explicit, data, found)
     from xinc.analysis.registry import UNAVAILABLE
+
+    cost = _cost_lines(model, layers, [c for _, c in variants(o.mode)], data["frames"], run_ids, o.memo_mb, device)
+    if o.estimate_only or cost[0] > 30:
+        print("\n".join(cost[1]), file=sys.stderr, flush=True)
+    if o.estimate_only:
+        return 0
 
     resolved = {**to_jsonable(asdict(o)), "device": str(device), "layers": layers, "frames": data["frames"],
                 "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "argv": list(argv),
@@ -331,13 +469,10 @@ def run(argv: list[str], prog: str) -> int:
         ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),
                               mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
-                              memory_budget_mb=o.memory_budget_mb)
+                              memory_budget_mb=o.memory_budget_mb, memo=CanvasMemo(o.memo_mb))
         results.update(_analyse(ctx, run_ids, options, found, o.progress))
         results["canvas"] = _canvas_section(model, layers, ctx.canvas_log, modes)
         order = ["model", "data", "reconstruction", "canvas", "skipped", *run_ids]
-        write_json(stage / "results.json", {k: results[k] for k in order if k in results})
-    lines = [s for aid in run_ids for s in results[aid].get("summary", [])[:3]]
-    print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
-    for line in lines:
-        print(f"  {line}")
-    return 0
+        results = {k: results[k] for k in order if k in results}
+        write_json(stage / "results.json", results)
+    return results

@@ -142,13 +142,15 @@ def _grids(root, stage: Path, layers: list[str], top: int, source) -> dict[str, 
     return out
 
 
-def _validate(opts: CanvasOptions) -> None:
-    """Every option checked before the model is loaded."""
+def validate_options(opts: CanvasOptions, paths: bool = True) -> None:
+    """Every option checked before the model is loaded (paths=False: the numbers only, e.g. for `xinc run`)."""
     positive_int(opts.top, "--top")
     optional(positive_int, opts.chunk_neurons, "--chunk-neurons")
     optional(finite_positive, opts.memory_budget_mb, "--memory-budget-mb")
     if opts.layers is not None and not [s for s in opts.layers.split(",") if s.strip()]:
         raise XincError(f"--layers {opts.layers!r}: names no layer ; give e.g. layer1,layer2 or leave it out for all")
+    if not paths:
+        return
     if opts.model_dir is not None:
         path_in(opts.model_dir, "MODEL_DIR", kind="dir")
     for path, flag in ((opts.weights, "--weights"), (opts.inputs, "--inputs")):
@@ -171,7 +173,7 @@ def run(argv: list[str], prog: str) -> int:
 
     opts = parse(CanvasOptions, argv, prog)
     out = opts.out
-    _validate(opts)
+    validate_options(opts)
     device = resolve_device(opts.device)
     source = open_source(opts, device, stream_canvas)
     model_cfg = source.model_cfg

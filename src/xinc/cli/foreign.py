@@ -161,8 +161,8 @@ class ForeignSource:
 
     def _kw(self) -> dict[str, Any]:
         o = self.opts
-        return dict(per_channel=o.per_channel, output=o.output, generic=o.generic, chunk_neurons=o.chunk_neurons,
-                    memory_budget_mb=o.memory_budget_mb)
+        return dict(per_channel=getattr(o, "per_channel", False), output=o.output, generic=getattr(o, "generic", False),
+                    chunk_neurons=o.chunk_neurons, memory_budget_mb=o.memory_budget_mb)
 
     def info(self, layer: str) -> LayerInfo:
         from xinc.canvas.explainer import generic_run

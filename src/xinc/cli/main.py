@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str | dict[str, str], str]] = {
     "flow": ("xinc.cli.data:flow", "optical flow between consecutive frames (+ colour-wheel PNGs)"),
     "analyze": ("xinc.cli.analyze:run", "run the paper's analyses A1-A6 on a model and data"),
     "report": ("xinc.cli.report:run", "build one self-contained HTML report from an analyze run"),
+    "video": ("xinc.cli.video:run", "contribution videos of a NeRV/HNeRV model (MP4; WebP/GIF for slides)"),
+    "explore": ("xinc.cli.explore:run", "a self-contained HTML explorer of an analyze run (click pixels, neurons)"),
     "prune": ("xinc.cli.prune:run", "remove neurons by contribution, magnitude or at random; PSNR vs parameters"),
     "demo": ("xinc.cli.pipeline:demo", "the whole pipeline on generated data, end to end"),
     "run": ("xinc.cli.pipeline:run", "run train/canvas/analyze/report for many clips from a config"),
@@ -129,6 +131,9 @@ def _dispatch(argv: list[str]) -> int:
         print(f"xinc {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
+    from xinc.threads import configure_threads
+
+    configure_threads()  # before any command imports torch: OMP_WAIT_POLICY=PASSIVE, threads = cores available
     if name not in COMMANDS:
         print(f"xinc: error: unknown command {name!r}; run `xinc --help` for the list", file=sys.stderr)
         return 2

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
 from xinc.cli.common import parse
+from xinc.errors import XincError
 
 
 def expand_bare_flags(argv: list[str], names: tuple[str, ...]) -> list[str]:
@@ -75,6 +77,12 @@ class RunOptions:
     """pipeline config file (.json or .toml)"""
     out: Path | None = None
     """override the config's output folder"""
+    backend: Literal["serial", "ray"] = "serial"
+    """serial: one step after another; ray: one Ray task per clip and step (pip install 'xinc[ray]')"""
+    address: str | None = None
+    """Ray only: an existing cluster's address (default: a local Ray started for this run)"""
+    max_retries: int = 2
+    """Ray only: times a failed task is retried"""
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -85,7 +93,11 @@ def run(argv: list[str], prog: str) -> int:
     cfg = load_config(o.config)
     if o.out is not None:
         cfg.out = str(o.out)
-    res = run_pipeline(cfg, argv=argv)
+    if o.max_retries < 0:
+        raise XincError(f"--max-retries {o.max_retries}: must be >= 0")
+    if o.address is not None and o.backend != "ray":
+        raise XincError("--address: only with --backend ray")
+    res = run_pipeline(cfg, argv=argv, backend=o.backend, address=o.address, max_retries=o.max_retries)
     print(f"pipeline finished: {len(res['videos'])} clip(s), {len(res['steps_run'])} steps run, "
           f"{len(res['steps_skipped'])} skipped")
     if res.get("report"):

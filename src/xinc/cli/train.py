@@ -115,18 +115,24 @@ class TrainFFNOptions:
     """Show a progress bar on stderr (--no-progress to hide)."""
 
 
-def _train_ffn(argv: list[str], prog: str) -> int:
-    from xinc.train.ffn import TrainFFNConfig, train_ffn
+def ffn_config(o: TrainFFNOptions):
+    """The library's TrainFFNConfig for parsed CLI options."""
+    from xinc.train.ffn import TrainFFNConfig
 
-    o = _parse(TrainFFNOptions, argv, prog)
-    cfg = TrainFFNConfig(
+    return TrainFFNConfig(
         image=o.image, out=o.out, size=parse_hw(o.size, "--size"), crop=_hw(o.crop, "--crop"), hidden=o.width,
         layers=o.depth, encoding=o.encoding, sigma=o.sigma, num_features=o.num_features, activation=o.activation,
         w0=o.w0, w0_initial=o.w0_initial, steps=o.steps, lr=o.lr, seed=o.seed, device=o.device,
         eval_every=o.eval_every, log_every=o.log_every, resume=o.resume, progress=o.progress,
         overwrite=o.overwrite,
     )
-    res = train_ffn(cfg, command=_command(prog, argv))
+
+
+def _train_ffn(argv: list[str], prog: str) -> int:
+    from xinc.train.ffn import train_ffn
+
+    o = _parse(TrainFFNOptions, argv, prog)
+    res = train_ffn(ffn_config(o), command=_command(prog, argv))
     m = res.metrics
     print(f"{res.out_dir}: best PSNR {m['best_psnr']:.2f} dB at step {m['best_step']} "
           f"(8-bit weights {m['psnr_8bit_weights']:.2f} dB), {m['num_params']:,} parameters, "
@@ -214,14 +220,21 @@ class TrainNeRVOptions:
     """Show a progress bar on stderr (--no-progress to hide)."""
 
 
-def _train_nerv(argv: list[str], prog: str) -> int:
-    from xinc.train.nerv import TrainNeRVConfig, train_nerv
+def nerv_config(o: TrainNeRVOptions):
+    """The library's TrainNeRVConfig for parsed CLI options."""
+    from xinc.train.nerv import TrainNeRVConfig
 
-    o = _parse(TrainNeRVOptions, argv, prog)
     names = {f.name for f in fields(TrainNeRVConfig)}
     kw = {k: getattr(o, k) for k in names if hasattr(o, k)}
     kw.update(size=parse_hw(o.size, "--size"), crop=_hw(o.crop, "--crop"))
-    res = train_nerv(TrainNeRVConfig(**kw), command=_command(prog, argv))
+    return TrainNeRVConfig(**kw)
+
+
+def _train_nerv(argv: list[str], prog: str) -> int:
+    from xinc.train.nerv import train_nerv
+
+    o = _parse(TrainNeRVOptions, argv, prog)
+    res = train_nerv(nerv_config(o), command=_command(prog, argv))
     m = res.metrics
     print(f"{res.out_dir}: best PSNR {m['best_psnr']:.2f} dB at epoch {m['best_epoch']} "
           f"(8-bit weights {m['psnr_8bit_weights']:.2f} dB), {m['num_params']:,} parameters, "

@@ -21,17 +21,48 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif")
 
 
+def image_to_rgb(im: Image.Image, path: Path) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1] from any supported PIL mode: 8-bit modes via RGB (alpha dropped),
+    16-bit grayscale (I;16*, and I holding 16-bit values) scaled by 1/65535; float or other modes refused."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im).astype(np.float64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise XincError(f"{path}: {mode} image with values outside 0..65535 ; save it as 8- or 16-bit PNG")
+        gray = (arr / 65535.0).astype(np.float32)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if mode in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "La", "RGBa"):
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    raise XincError(f"{path}: image mode {mode} is not supported (float or unusual pixels) ; save it as an 8- or "
+                    "16-bit PNG")
+
+
 def read_image(path: str | Path) -> torch.Tensor:
-    """RGB image as float32 (3, H, W) in [0, 1]."""
+    """RGB image as float32 (3, H, W) in [0, 1] (16-bit grayscale scaled, not clipped)."""
     path = Path(path)
     if not path.is_file():
         raise XincError(f"{path}: image file not found")
     try:
         with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise XincError(f"{path}: cannot read as an image ({e.__class__.__name__}); give a PNG or JPEG") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
+            arr = image_to_rgb(im, path)
+    except Image.DecompressionBombError as e:
+        raise XincError(f"{path}: image is too large to decode safely ({e}) ; resize it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise XincError(f"{path}: cannot read as an image ({e.__class__.__name__}: {e}) ; give a PNG or JPEG, or "
+                        "remove the file from the folder") from None
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header, with one-line errors for unreadable or oversized images."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Image.DecompressionBombError as e:
+        raise XincError(f"{path}: image is too large to decode safely ({e}) ; resize it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise XincError(f"{path}: cannot read as an image ({e.__class__.__name__}) ; remove it from the folder or "
+                        "replace it") from None
 
 
 def list_frame_files(folder: str | Path) -> list[Path]:
@@ -51,11 +82,13 @@ def read_video(path: str | Path, max_frames: int | None = None) -> torch.Tensor:
     frames = []
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise XincError(f"{path}: the file has no video stream ; give a video file or a frame folder")
             for frame in container.decode(video=0):
                 frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
                 if max_frames is not None and len(frames) >= max_frames:
                     break
-    except (av.error.FFmpegError, OSError, ValueError) as e:
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as e:
         raise XincError(f"{path}: cannot decode as a video ({e}); give an mp4/mkv/... file or a frame folder") from None
     if not frames:
         raise XincError(f"{path}: the video holds no frames")
@@ -144,8 +177,4 @@ def _select(n: int, frames: Sequence[int] | int | None, src: Path) -> list[int]:
 
 
 def _same_size(files: list[Path], idx: list[int]) -> bool:
-    sizes = set()
-    for i in idx:
-        with Image.open(files[i]) as im:
-            sizes.add(im.size)
-    return len(sizes) == 1
+    return len({image_size(files[i]) for i in idx}) == 1

@@ -237,7 +237,7 @@ def _read_panoptic_png(path: Path, native: tuple[int, int]) -> np.ndarray:
         try:
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
             raise XincError(f"{path}: cannot read the panoptic PNG ({e.__class__.__name__})") from None
     if arr.shape[:2] != tuple(native):
         raise XincError(f"{path}: mask is {arr.shape[0]}x{arr.shape[1]} but its frame is {native[0]}x{native[1]}; "
@@ -274,7 +274,7 @@ def _image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size[1], im.size[0]
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise XincError(f"{path}: cannot read as an image ({e.__class__.__name__})") from None
 
 

@@ -370,7 +370,7 @@ def _analysis_section(run: Path, rid: str, aid: str, res: dict[str, Any] | None,
         parts.append(figure_html(png, f.get("caption", ""), f"{rid}-{aid}-fig{i}"))
     nums = numbers_block(res)
     if nums:
-        parts.append(f"<details class=\"numbers\" open><summary>Key numbers</summary>{nums}</details>")
+        parts.append(f"<details class=\"numbers\"><summary>Key numbers</summary>{nums}</details>")
     parts.append(tables_html(run, aid))
     parts.append("</section>")
     return "".join(parts)
@@ -463,6 +463,11 @@ summary { cursor:pointer; color:var(--accent); font-size:14px; }
 p.tables { font-size:13px; }
 p.tables a { color:var(--accent); }
 footer { color:var(--dim); font-size:12px; text-align:center; padding:20px; }
+figure.hero img { width:100%; max-width:1116px; }
+figure.hero video { max-width:100%; height:auto; }
+section.analysis figure img { max-width:min(100%, 900px); }
+table.grid { font-size:12px; max-width:100%; }
+table.grid td, table.grid th { max-width:22em; overflow-wrap:anywhere; }
 """
 
 # Records image decode status into #xinc-status (read by tests through the DOM); no effect on the page.
@@ -480,6 +485,8 @@ STATUS_JS = """
     s.setAttribute('data-loaded', String(ok.length));
     s.setAttribute('data-broken', JSON.stringify(bad));
     s.setAttribute('data-errors', JSON.stringify(errors));
+    var vids = Array.prototype.slice.call(document.querySelectorAll('video'));
+    s.setAttribute('data-videos', String(vids.length));
     s.setAttribute('data-done', '1');
   }
   window.addEventListener('load', record);
@@ -512,6 +519,15 @@ def build_report(run_dir: str | Path, out: str | Path, *, title: str | None = No
         toc.append(f'<div><a href="#{rid}"><b>{esc(name)}</b></a> {links}</div>')
         if findings:
             overview.append(f"<li><b>{esc(name)}</b><ul>" + "".join(f"<li>{f}</li>" for f in findings) + "</ul></li>")
+    from xinc.report.overview import overview_section
+
+    try:
+        overview_html = overview_section(top, runs, {r: f"{label[r]}" for r in runs}, figure_html)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as e:
+        raise XincError(f"{top}: malformed results.json or videos.json ({type(e).__name__}: {e}) ; regenerate "
+                        "them with `xinc analyze` / `xinc video`") from None
+    if overview_html:
+        toc.insert(0, '<div><a href="#overview"><b>Overview: hero figures and videos</b></a></div>')
     try:
         comparison = _comparison(top) if multi else ""
     except (AttributeError, TypeError, KeyError, ValueError, IndexError) as e:
@@ -543,6 +559,7 @@ def build_report(run_dir: str | Path, out: str | Path, *, title: str | None = No
 {esc(__version__)} from {esc(top)}.</p></header>
 <main>
 <nav class="toc">{"".join(toc)}</nav>
+{overview_html}
 {('<h2>Key findings</h2><ul class="overview">' + "".join(overview) + "</ul>") if overview else ""}
 {"".join(sections)}
 {comparison}

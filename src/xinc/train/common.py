@@ -65,10 +65,10 @@ def check_hw(value: Sequence[int] | None, flag: str) -> tuple[int, int] | None:
 def check_out(out: str | Path | None) -> Path:
     """The output folder must be named and must not be an existing file."""
     if not out:
-        raise XincError("--out: an output folder is required")
+        raise XincError("--out: an output folder is required ; give --out PATH")
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise XincError(f"{out}: exists and is not a folder; choose another --out")
+        raise XincError(f"--out {out}: exists and is a file ; choose another path")
     return out
 
 

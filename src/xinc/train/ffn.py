@@ -34,7 +34,7 @@ from xinc.train.common import (
 from xinc.train.metrics import bits_per_pixel, psnr_8bit, psnr_float
 from xinc.train.quant import num_params, quantize_model
 from xinc.utils import resolve_device, seed_everything, to_jsonable
-from xinc.validate import path_out
+from xinc.validate import alloc, path_out
 
 
 @dataclass
@@ -79,6 +79,9 @@ def validate_ffn_config(cfg: TrainFFNConfig) -> None:
     check_choice(cfg.encoding, "--encoding", ("fourier", "none"))
     check_hw(cfg.size, "--size")
     check_hw(cfg.crop, "--crop")
+    feats = cfg.num_features or cfg.hidden  # full-image steps: features + every layer's activations, x3 (grad, Adam)
+    alloc(12.0 * cfg.size[0] * cfg.size[1] * (2 * feats + cfg.hidden * cfg.layers), f"--size {cfg.size[0]}x"
+          f"{cfg.size[1]} with --width {cfg.hidden}", "choose a smaller --size or --width")
 
 
 def ffn_data_record(cfg: TrainFFNConfig, from_tensor: bool) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from xinc.train.common import (
 from xinc.train.metrics import bits_per_pixel
 from xinc.train.quant import num_params, quantize_model
 from xinc.utils import resolve_device, seed_everything, to_jsonable
-from xinc.validate import path_out
+from xinc.validate import alloc, path_out
 
 
 @dataclass
@@ -99,6 +99,9 @@ def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None
     check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
     check_hw(cfg.size, "--size")
     check_hw(cfg.crop, "--crop")
+    # a batch's full-resolution activations (at least lower_width channels + RGB), kept for backward
+    alloc(24.0 * cfg.batch * cfg.size[0] * cfg.size[1] * (3 + cfg.lower_width), f"--size {cfg.size[0]}x"
+          f"{cfg.size[1]} with --batch {cfg.batch}", "choose a smaller --size or --batch")
     _check_source(cfg, need_source)
 
 

@@ -75,6 +75,10 @@ class Conv2d(Kind):
             s = s.vals.unsqueeze(-3)  # channels summed = the neuron's own channel
         elif isinstance(s, OneHot):
             s = s.dense()
-        kh, kw = op.module.kernel_size
-        box = s.new_full((1, 1, kh, kw), 1.0 / (kh * kw))
-        return self._conv(op, s.sum(-3, keepdim=True), box, 1)
+        conv, s = op.module, s.sum(-3, keepdim=True)
+        (kh, kw), (ph, pw) = conv.kernel_size, conv.padding if not isinstance(conv.padding, str) else (-1, -1)
+        if conv.padding_mode == "zeros" and conv.dilation == (1, 1) and 0 <= ph <= kh // 2 and 0 <= pw <= kw // 2:
+            # the zero-padded mean filter as an average pool (count_include_pad): no im2col workspace
+            return batched(lambda x: F.avg_pool2d(x, (kh, kw), conv.stride, (ph, pw), count_include_pad=True),
+                           s, op.out.dim(), 4)
+        return self._conv(op, s, s.new_full((1, 1, kh, kw), 1.0 / (kh * kw)), 1)

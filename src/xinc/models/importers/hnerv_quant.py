@@ -17,6 +17,7 @@ from xinc.models.importers import original
 from xinc.models.importers.common import data_record, write_imported
 from xinc.models.importers.evaluate import video_psnr
 from xinc.models.importers.safe_pickle import load_checkpoint, sha256_file
+from xinc.models.io import check_finite_state
 from xinc.models.nerv import NeRV, nerv_param_count
 
 # HNeRV's released bunny videos: 1280x720 frames centre-cropped to rows 40..679 (crop_list 640_1280)
@@ -83,6 +84,7 @@ def import_hnerv_quant_checkpoint(ckpt_path: str | Path, out: str | Path, flags:
                                   overwrite: bool = False) -> dict[str, Any]:
     """Write an xinc model directory for the HNeRV checkpoint; with `gt`, also measure PSNR."""
     model, mapped, record = build_hnerv_import(ckpt_path, flags, frames)
+    check_finite_state(mapped, str(ckpt_path))  # before any PSNR is measured on NaN weights
     if gt is not None:
         record["reproduced"] = video_psnr(model.eval(), gt, crop=record["data"]["crop"], eps=0.0)
         record["data"] = {**record["data"], **data_record(gt, record["data"]["crop"], record["data"]["size"],

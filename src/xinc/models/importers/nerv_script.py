@@ -10,6 +10,7 @@ from xinc.models.importers import original
 from xinc.models.importers.common import data_record, write_imported
 from xinc.models.importers.evaluate import video_psnr
 from xinc.models.importers.safe_pickle import load_checkpoint, sha256_file
+from xinc.models.io import check_finite_state
 from xinc.models.nerv import NeRV
 from xinc.utils import read_json
 
@@ -81,6 +82,7 @@ def import_nerv_checkpoint(ckpt_path: str | Path, out: str | Path, flags: dict[s
                            gt: str | Path | None = None, *, overwrite: bool = False) -> dict[str, Any]:
     """Write an xinc model directory for an original-script checkpoint; with `gt`, also measure PSNR."""
     model, mapped, record = build_nerv_import(ckpt_path, flags, config_json, frames)
+    check_finite_state(mapped, str(ckpt_path))  # before any PSNR is measured on NaN weights
     if gt is not None:
         d = record["data"]
         record["reproduced"] = video_psnr(model.eval(), gt, crop=d["crop"], eps=1e-9)

@@ -152,9 +152,10 @@ def _numpy_global(name: str):
 class RestrictedUnpickler(pickle.Unpickler):
     """pickle.Unpickler that resolves only allow-listed globals and reads storages from a torch zip."""
 
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, source: str):
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, source: str, budget: int | None = None):
         super().__init__(file, encoding="utf-8")
         self.archive, self.prefix, self.source = archive, prefix, source
+        self.budget, self.used = budget, 0  # bytes the storages may declare in all (None: no limit)
         self._storages: dict[str, torch.Tensor] = {}
         self.classes_seen: set[str] = set()
 
@@ -187,6 +188,24 @@ class RestrictedUnpickler(pickle.Unpickler):
             f"weights with torch.save(model.state_dict()) if you trust the file"
         )
 
+    def _check_declared(self, key: str, numel: Any, itemsize: int, stype: str) -> None:
+        """Check a storage's declared sizes (pickle numel and zip header) against the budget before reading it."""
+        if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
+            raise XincError(f"{self.source}: storage {key} declares {numel!r:.40} elements ; not a torch checkpoint")
+        name = f"{self.prefix}data/{key}"
+        try:
+            declared = self.archive.getinfo(name).file_size
+        except KeyError:
+            raise XincError(f"{self.source}: storage {key} is missing from the archive (truncated?)") from None
+        if stype != "UntypedStorage" and declared != numel * itemsize:
+            raise XincError(f"{self.source}: storage {key} declares {declared} bytes but {numel}x{itemsize} in the "
+                            "pickle ; the file is corrupt or crafted")
+        self.used += declared
+        if self.budget is not None and self.used > self.budget:
+            raise XincError(f"{self.source}: storages declare {self.used / 2**20:.0f} MiB uncompressed, more than this "
+                            f"file can plausibly hold ({self.budget / 2**20:.0f} MiB) ; refusing a possible "
+                            "decompression bomb")
+
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
             raise XincError(f"{self.source}: unexpected persistent id {pid!r:.80}; not a torch zip checkpoint")
@@ -195,16 +214,30 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise XincError(f"{self.source}: storage record with unknown type {stype!r:.80}")
         key = str(key)
         if key not in self._storages:
+            dtype = stype.dtype
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            self._check_declared(key, numel, itemsize, stype.name)
             try:
                 raw = self.archive.read(f"{self.prefix}data/{key}")
             except KeyError:
                 raise XincError(f"{self.source}: storage {key} is missing from the archive (truncated?)") from None
-            dtype = stype.dtype
-            itemsize = torch.empty((), dtype=dtype).element_size()
             if len(raw) != int(numel) * itemsize and stype.name != "UntypedStorage":
                 raise XincError(f"{self.source}: storage {key} holds {len(raw)} bytes, expected {numel}x{itemsize}")
             self._storages[key] = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
         return self._storages[key]
+
+
+def _declared_budget(path: Path) -> int:
+    """Bytes a checkpoint's storages may inflate to: 16x the file plus 256 MiB (real weights barely compress)."""
+    return 16 * path.stat().st_size + 256 * 2**20
+
+
+def _check_zip_entry(zf: zipfile.ZipFile, name: str, budget: int, source: str) -> None:
+    """Refuse an archive member that declares more bytes than the budget, before inflating it."""
+    size = zf.getinfo(name).file_size
+    if size > budget:
+        raise XincError(f"{source}: {name} declares {size / 2**20:.0f} MiB uncompressed, more than this file can "
+                        f"plausibly hold ({budget / 2**20:.0f} MiB) ; refusing a possible decompression bomb")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -234,8 +267,10 @@ def load_checkpoint(path: str | Path) -> Any:
             prefix = pkl[0][: -len("data.pkl")]
             if f"{prefix}byteorder" in names and zf.read(f"{prefix}byteorder").strip() != b"little":
                 raise XincError(f"{path}: big-endian checkpoint; only little-endian files are supported")
+            budget = _declared_budget(path)
+            _check_zip_entry(zf, pkl[0], budget, str(path))
             with zf.open(pkl[0]) as f:
-                obj = RestrictedUnpickler(f, zf, prefix, str(path)).load()
+                obj = RestrictedUnpickler(f, zf, prefix, str(path), budget).load()
     except XincError:
         raise
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError, AttributeError,

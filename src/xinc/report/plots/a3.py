@@ -29,8 +29,10 @@ def _segments_figure(variant: str, cmode: str, section: dict, rows: list[dict], 
     palette = category_palette(sorted(set(names)) + [UNLABELLED, OTHER],
                                {UNLABELLED: (0.55, 0.55, 0.55), OTHER: (0.0, 0.0, 0.0)})
     used = set()
+    single = len({int(x["frame"]) for x in rows}) <= 1  # one image (FFN): bars per segment, no time axis
+    what = "in the frame" if single else "over frames"
     fig, axes = new_figure(len(layers), max(1, n_show), panel=(2.6, 1.9),
-                           title=f"A3 normalised mean |C| per segment over frames — {variant} ({cmode} canvas)")
+                           title=f"A3 normalised mean |C| per segment {what} — {variant} ({cmode} canvas)")
     for r, layer in enumerate(layers):
         sample = section[layer].get("sampled_neurons", [])
         for j in range(max(1, n_show)):
@@ -40,13 +42,16 @@ def _segments_figure(variant: str, cmode: str, section: dict, rows: list[dict], 
                 continue
             k = sample[j]
             mine = [x for x in rows if x["layer"] == layer and int(x["neuron"]) == k]
+            ax.set_title(f"{layer}: neuron {k}")
+            if single:
+                used |= _bars(ax, _tracks(mine), palette, label=j == 0)
+                continue
             for (kind, _, name), pts in _tracks(mine).items():
                 x, y = zip(*pts)
                 ax.plot(x, y, STYLES.get(kind, "-"), marker="o", ms=2.5, lw=1, color=palette[name], alpha=0.85)
                 used.add(name)
             frames = sorted({int(x["frame"]) for x in mine})
             ax.set_ylim(-0.05, 1.05)
-            ax.set_title(f"{layer}: neuron {k}")
             if len(frames) > 1:
                 ax.set_xticks(frames)
             ax.set_xlabel("frame")
@@ -57,6 +62,20 @@ def _segments_figure(variant: str, cmode: str, section: dict, rows: list[dict], 
                     styles={UNLABELLED: "--", OTHER: ":"})
     fig.tight_layout()
     return fig
+
+
+def _bars(ax, tracks: dict[tuple, list[tuple[int, float]]], palette: dict, label: bool) -> set[str]:
+    """One frame: a horizontal bar per segment (strongest on top), coloured by category."""
+    items = sorted(((pts[0][1], name, kind) for (kind, _, name), pts in tracks.items()), reverse=True)
+    ax.barh(range(len(items)), [v for v, _, _ in items], color=[palette[n] for _, n, _ in items],
+            hatch=None, edgecolor=["0.3" if kind in STYLES else "none" for _, _, kind in items])
+    ax.invert_yaxis()
+    ax.set_yticks([])
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("normalised mean |C|")
+    if label:
+        ax.set_ylabel("segments")
+    return {n for _, n, _ in items}
 
 
 def _ts_figure(variant: str, cmode: str, per_layer: dict[str, dict[str, Any]]):
@@ -93,10 +112,13 @@ def plot(result: AnalysisResult, out: Path) -> list[FigureRef]:
         rows = [r for r in cells if r["variant"] == variant]
         names = [r["category"] for r in cats if r["variant"] == variant and r["kind"] == "segment"]
         if n_show > 0:
+            one = len({int(r["frame"]) for r in rows}) <= 1
+            how = ("inside each segment of the one frame (a bar per segment, strongest first; outlined = unlabelled "
+                   "area or the original's union 'other')" if one else "inside each segment across frames "
+                   "(dashed = unlabelled area, dotted = the original's union 'other')")
             figs.append(save_figure(_segments_figure(variant, cmode, section, rows, names, n_show), out, AID,
                                     f"segments_over_time_{variant}", f"Seeded sample of {n_show} neurons per layer: "
-                                    "normalised mean |C| inside each segment across frames, coloured by category "
-                                    f"({variant}; dashed = unlabelled area, dotted = the original's union 'other')."))
+                                    f"normalised mean |C| {how}, coloured by category ({variant})."))
         per_layer = {la: sub_arrays(result.arrays, f"{variant}/{la}") for la in section}
         figs.append(save_figure(_ts_figure(variant, cmode, per_layer), out, AID, f"things_stuff_{variant}",
                                 f"Per-neuron mean normalised |C| over thing, stuff and unlabelled cells ({variant})."))

@@ -39,7 +39,8 @@ def _agreement_figure(result: AnalysisResult, layers: list[str]):
         for layer in layers:
             for mode, vals in sub_arrays(result.arrays, f"{layer}/{key}").items():
                 v = np.asarray(vals, dtype=np.float64)
-                data.append(v[np.isfinite(v)])
+                v = v[np.isfinite(v)]
+                data.append(np.maximum(v, 1e-9) if key == "rel_error" else v)  # exact maps: 0 on a log axis
                 ticks.append(f"{layer}\n{mode}")
         if data:
             ax.boxplot([d if d.size else np.array([np.nan]) for d in data], showfliers=False)
@@ -48,7 +49,7 @@ def _agreement_figure(result: AnalysisResult, layers: list[str]):
             ax.set_xticks(np.arange(1, len(ticks) + 1))
             ax.set_xticklabels(ticks, fontsize=6)
         if key == "rel_error":
-            ax.set_yscale("symlog", linthresh=1e-3)
+            ax.set_yscale("log")
         ax.set_ylabel(label)
     fig.tight_layout()
     return fig

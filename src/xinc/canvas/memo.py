@@ -1,0 +1,184 @@
+"""Canvas memo: whole canvases kept in memory (within a byte budget) so that multi-pass analyses and several
+analyses over the same layer compute each (layer, mode, frame) canvas once.
+
+A2 streams every layer four or five times (heat, shares, thresholds, counts) and A1-A6 stream the same layers
+again; recomputing the canvas per pass and per analysis was most of `xinc analyze`'s time on small models. The
+memo replays stored maps to later reducers. Canvases larger than the budget stream as before (nothing is
+stored); to make room, entries of other layers/modes that were cheaper to compute per byte are evicted (never
+entries of the layer being streamed, so a cyclic frame order cannot thrash, and never a costlier canvas for a
+cheaper one). Replayed maps are the same tensors, so results equal streaming up to the reducers' chunking.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from xinc.canvas.engine import check_model, iter_canvas, layer_info, make_rule, num_frames, on_device, plan_chunk
+from xinc.canvas.reduce import Reducer, fused_kind
+
+DEFAULT_MEMO_MB = float(os.environ.get("XINC_CANVAS_MEMO_MB", "1024"))
+
+
+class CanvasMemo:
+    """Canvases of one model kept in memory up to `budget_mb` (0 turns the memo off)."""
+
+    def __init__(self, budget_mb: float | None = None) -> None:
+        self.budget = int(float(DEFAULT_MEMO_MB if budget_mb is None else budget_mb) * 2**20)
+        self.used = 0
+        self._store: OrderedDict[tuple, tuple[torch.Tensor, object, dict]] = OrderedDict()
+        self._cost: dict[tuple, float] = {}  # seconds the entry took to compute, per byte (eviction order)
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def nbytes(info) -> int:
+        """Bytes of one frame's canvas of a layer (float32)."""
+        return int(info.num_neurons) * int(info.height) * int(info.width) * int(info.channels or 1) * 4
+
+    def _admit(self, key: tuple, store: torch.Tensor, info, residual: dict, seconds: float) -> bool:
+        """Keep a computed canvas if room can be made by evicting entries of other layers/modes that were cheaper
+        to compute per byte (cheapest first, so a costly linear-mode canvas outlives cheap paper ones)."""
+        need = store.numel() * store.element_size()
+        density = seconds / max(need, 1)
+        victims, free = [], self.budget - self.used
+        for k in sorted((k for k in self._store if k[:-1] != key[:-1]), key=lambda k: self._cost.get(k, 0.0)):
+            if free >= need or self._cost.get(k, 0.0) > density:
+                break
+            victims.append(k)
+            free += self._store[k][0].numel() * self._store[k][0].element_size()
+        if free < need:
+            return False
+        for k in victims:
+            maps, _, _ = self._store.pop(k)
+            self._cost.pop(k, None)
+            self.used -= maps.numel() * maps.element_size()
+        info.residual = dict(residual)
+        self._store[key], self._cost[key] = (store, info, residual), density
+        self.used += need
+        return True
+
+    def clear(self) -> None:
+        self._store.clear()
+        self._cost.clear()
+        self.used = 0
+
+    def stream(self, model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],
+               *, mode: str = "paper", chunk_neurons: int | None = None, memory_budget_mb: float | None = None,
+               device=None, progress=None) -> dict[int, dict[str, float]]:
+        """Like xinc.canvas.stream_canvas (maps, not fused reductions): replay stored canvases, store new ones that
+        fit. Reducers the rule can fuse (heat, totals) on a canvas not stored yet take the engine's fused path
+        (cheaper than forming maps) and store nothing. Returns {frame: residual}."""
+        from xinc.canvas import stream_canvas
+
+        reducers = [reducers] if isinstance(reducers, Reducer) else list(reducers)
+        check_model(model)
+        model = on_device(model, device)
+        frames = list(range(num_frames(model))) if frames is None else [frames] if isinstance(frames, int) else frames
+        info = layer_info(model, layer, mode=mode)
+        size = self.nbytes(info)
+        group = (id(model), layer, mode)
+        kinds = [fused_kind(r) for r in reducers]
+        fused = bool(reducers) and None not in kinds and frozenset(kinds) <= make_rule(model, layer, mode).fusable()
+        out: dict[int, dict[str, float]] = {}
+        for f in (int(f) for f in frames):
+            key = (*group, f)
+            if key in self._store:
+                self.hits += 1
+                self._store.move_to_end(key)
+                out[f] = self._replay(self._store[key], f, reducers, chunk_neurons, progress)
+            elif not fused and size <= self.budget:
+                self.misses += 1
+                out[f] = self._compute(model, layer, f, mode, reducers, chunk_neurons, memory_budget_mb, progress,
+                                       key)
+            else:
+                self.misses += 1
+                out.update(stream_canvas(model, layer, [f], reducers, mode=mode, chunk_neurons=chunk_neurons,
+                                         memory_budget_mb=memory_budget_mb, progress=progress))
+        return out
+
+    def chunks(self, model, layer: str, frame: int, *, mode: str = "paper", chunk_neurons: int | None = None,
+               memory_budget_mb: float | None = None, device=None):
+        """Like xinc.canvas.iter_canvas: yield (start, maps) of one frame, replayed when stored (in the chunks the
+        engine would use, so two frames iterated in lockstep stay aligned), else computed and stored when it
+        fits. Returns the residual dict as the generator's value."""
+        check_model(model)
+        model = on_device(model, device)
+        info = layer_info(model, layer, mode=mode)
+        key = (id(model), layer, mode, int(frame))
+        dev = next(model.parameters()).device
+        step = plan_chunk(make_rule(model, layer, mode), chunk_neurons, memory_budget_mb, dev)
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            maps, _, residual = self._store[key]
+            for s in range(0, maps.shape[0], step):
+                yield s, maps[s:s + step]
+            return dict(residual)
+        self.misses += 1
+        keep = self.nbytes(info) <= self.budget
+        store, residual = None, {}
+        t0 = time.perf_counter()
+        it = iter_canvas(model, layer, frame, mode=mode, chunk_neurons=chunk_neurons, memory_budget_mb=memory_budget_mb)
+        while True:
+            try:
+                start, maps = next(it)
+            except StopIteration as stop:
+                residual = dict(stop.value or {})
+                break
+            if keep:
+                if store is None:
+                    store = maps.new_empty((info.num_neurons, *maps.shape[1:]))
+                store[start:start + maps.shape[0]] = maps
+            yield start, maps
+        if store is not None:
+            self._admit(key, store, info, residual, time.perf_counter() - t0)
+        return residual
+
+    def _compute(self, model, layer, f, mode, reducers, chunk, budget, progress, key) -> dict[str, float]:
+        """Stream one frame from the engine into the reducers and into a (K, ...) tensor offered to the memo."""
+        it = iter_canvas(model, layer, f, mode=mode, chunk_neurons=chunk, memory_budget_mb=budget)
+        store = info = None
+        t0 = time.perf_counter()
+        while True:
+            try:
+                start, maps = next(it)
+            except StopIteration as stop:
+                residual = dict(stop.value or {})
+                break
+            if store is None:
+                info = layer_info(model, layer, mode=mode)
+                store = maps.new_empty((info.num_neurons, *maps.shape[1:]))
+                for red in reducers:
+                    red.begin_frame(info, f)
+            store[start:start + maps.shape[0]] = maps
+            for red in reducers:
+                red.update(start, maps)
+            if progress is not None:
+                progress(maps.shape[0])
+        seconds = time.perf_counter() - t0
+        info.residual = dict(residual)
+        for red in reducers:
+            red.end_frame()
+        self._admit(key, store, info, residual, seconds)
+        return residual
+
+    @staticmethod
+    def _replay(entry, f: int, reducers, chunk: int | None, progress) -> dict[str, float]:
+        maps, info, residual = entry
+        info.residual = dict(residual)
+        step = int(chunk) if chunk else max(1, (32 << 20) // max(1, maps[0].numel() * 4))  # ~32 MiB chunks
+        for red in reducers:
+            red.begin_frame(info, f)
+        for s in range(0, maps.shape[0], step):
+            part = maps[s:s + step]
+            for red in reducers:
+                red.update(s, part)
+            if progress is not None:
+                progress(part.shape[0])
+        for red in reducers:
+            red.end_frame()
+        return dict(residual)

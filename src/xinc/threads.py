@@ -1,0 +1,58 @@
+"""Thread settings that help on an idle machine and never hurt on a busy one.
+
+OpenMP workers (torch's intra-op pool) spin-wait between parallel regions by default; on a machine whose cores
+are busy with other processes a spinning worker steals the cycles the working thread needs and eager PyTorch
+slows several-fold (measured 4-20x on a loaded 2-core machine; benchmarks/threads_bench.py). xinc therefore:
+- sets OMP_WAIT_POLICY=PASSIVE (idle workers sleep) unless the user set it, before torch is imported;
+- uses as many torch threads as cores this process may run on (sched_getaffinity, capped by torch's own
+  default, which counts physical cores), or XINC_THREADS when set;
+- keeps its numba kernels single-threaded (no parallel=True): they run between torch calls, never inside a
+  torch parallel region, so the two thread pools are never nested or oversubscribed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def cores_available() -> int:
+    """CPU cores this process may run on (its affinity mask; os.cpu_count where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def set_wait_policy(env=os.environ) -> bool:
+    """OMP_WAIT_POLICY=PASSIVE unless already set; True when set here. Effective only before torch's OpenMP
+    runtime starts (import time), so the CLI calls it first thing."""
+    if "OMP_WAIT_POLICY" in env:
+        return False
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
+def threads_wanted(default: int) -> int:
+    """XINC_THREADS when set (a positive integer), else min(torch's default, cores available)."""
+    raw = os.environ.get("XINC_THREADS", "").strip()
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+        print(f"xinc: warning: XINC_THREADS={raw!r} is not a positive integer; ignored", file=sys.stderr)
+    return max(1, min(int(default), cores_available()))
+
+
+def configure_threads() -> dict[str, object]:
+    """Apply xinc's thread policy (call before anything imports torch); returns what was chosen."""
+    policy_set = set_wait_policy()
+    import torch
+
+    n = threads_wanted(torch.get_num_threads())
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return {"threads": n, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "policy_set_by_xinc": policy_set}

@@ -1,0 +1,6 @@
+"""Contribution videos: data (`xinc.video.data`) is computed apart from drawing (`xinc.video.draw`) and
+encoding (`xinc.video.encode`); `make_videos` writes them all."""
+
+from xinc.video.videos import VideoConfig, make_videos, write_video_dir
+
+__all__ = ["VideoConfig", "make_videos", "write_video_dir"]
