@@ -480,3 +480,16 @@ def test_in_place_activations():
 
     with pytest.raises(XincError, match="in place"):
         explain(seeded(Alias()), x, layer="c")
+
+
+def test_canvas_neuron_lookup_follows_pairs_for_grouped_convs():
+    """Canvas.neuron(c_in, c_out) finds the row whose pairs entry is (c_in, c_out), depthwise convs included."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, groups=4),
+                          nn.ReLU(), nn.Conv2d(4, 3, 1))
+    cv = xinc.explain(model, torch.randn(1, 2, 6, 8), layer="2", mode="linear")
+    for k in range(cv.num_neurons):
+        c_in, c_out = (int(v) for v in cv.pairs[k])
+        assert cv.neuron(c_in, c_out) == k
+    with pytest.raises(XincError):
+        cv.neuron(0, 1)  # a depthwise conv has no (0, 1) slice

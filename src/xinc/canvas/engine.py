@@ -334,7 +334,13 @@ class Canvas:
         return int(self.maps.shape[0])
 
     def neuron(self, c_in: int, c_out: int = 0) -> int:
-        """Flat neuron index of (c_in, c_out) under this canvas's convention."""
+        """Flat neuron index of (c_in, c_out): looked up in `pairs` where the canvas has them (grouped convs
+        of the generic engine), else under the rule's flat convention."""
+        if self.pairs is not None and bool((self.pairs[:, 1] >= 0).any()):
+            hit = ((self.pairs[:, 0] == int(c_in)) & (self.pairs[:, 1] == int(c_out))).nonzero()
+            if hit.numel() == 0:
+                raise XincError(f"neuron ({c_in}, {c_out}): not a neuron of layer {self.layer!r}; see canvas.pairs")
+            return int(hit[0, 0])
         if self.info.neuron_index.startswith("k = c_in*"):
             return int(c_in) * int(self.c_out) + int(c_out)
         return int(c_in)
