@@ -300,15 +300,20 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
                 if progress is not None:
                     progress(stop - start)
         else:
-            for start, maps in run.chunks():
-                for red in reducers:
-                    red.update(start, maps)
-                if progress is not None:
-                    progress(maps.shape[0])
+            feed_chunks(run.chunks(), reducers, progress)
         for red in reducers:
             red.end_frame()
         residuals[run.frame] = dict(run.residual)
     return residuals
+
+
+def feed_chunks(chunks: Iterable[tuple[int, torch.Tensor]], reducers: list[Reducer], progress=None) -> None:
+    """Hand every (start, maps) chunk to every reducer in order, counting the maps on `progress`."""
+    for start, maps in chunks:
+        for red in reducers:
+            red.update(start, maps)
+        if progress is not None:
+            progress(maps.shape[0])
 
 
 @dataclass

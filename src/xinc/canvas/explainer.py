@@ -13,7 +13,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from xinc.canvas.engine import Canvas, CanvasRun, compute_canvas, on_device, plan_chunk, stream_canvas
+from xinc.canvas.engine import (
+    Canvas,
+    CanvasRun,
+    compute_canvas,
+    feed_chunks,
+    on_device,
+    plan_chunk,
+    stream_canvas,
+)
 from xinc.canvas.generic import GenericRule
 from xinc.canvas.graph import plan_layer
 from xinc.canvas.reduce import Reducer
@@ -126,11 +134,7 @@ def explain_stream(model: nn.Module, inputs: Any, layer: str, reducers: Reducer 
     run = generic_run(model, inputs, layer, mode, **kw)
     for red in reducers:
         red.begin_frame(run.info, run.frame)
-    for start, maps in run.chunks():
-        for red in reducers:
-            red.update(start, maps)
-        if progress is not None:
-            progress(maps.shape[0])
+    feed_chunks(run.chunks(), reducers, progress)
     for red in reducers:
         red.end_frame()
     return dict(run.residual)
