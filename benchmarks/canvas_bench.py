@@ -46,7 +46,8 @@ from xinc.models import FFN, FFNConfig, NeRV, NeRVConfig  # noqa: E402
 # ------------------------------------------------------------------ memory / timing
 
 
-def _status() -> dict[str, int]:
+def memory_status() -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of this process in bytes, from /proc/self/status."""
     out = {}
     with open("/proc/self/status") as f:
         for line in f:
@@ -76,11 +77,11 @@ def measure(fn, min_cpu: float = 0.0, max_repeats: int = 300):
             f.write("5")
     except OSError:
         pass
-    base = _status()["VmRSS"]
+    base = memory_status()["VmRSS"]
     t0, c0 = time.perf_counter(), time.process_time()
     res = fn()
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
-    peak = _status()["VmHWM"] - base
+    peak = memory_status()["VmHWM"] - base
     spent = dc
     for _ in range(max_repeats - 1):
         if spent >= min_cpu:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from canvas_bench import memory_status  # same folder: the benchmarks run as scripts
 from xinc.canvas import HeatMap, explain_stream, stream_canvas
 from xinc.canvas.engine import trace_frame
 from xinc.models import FFN, FFNConfig, NeRV, NeRVConfig
@@ -120,16 +121,6 @@ def ffn_rows(mode: str, repeats: int, only: set[str] | None = None) -> list[dict
     return rows
 
 
-def _rss() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, val = line.split(":", 1)
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(val.split()[0]) * 1024
-    return out
-
-
 def _memory_child(mode: str, budget: float, neurons: int, q) -> None:
     """In a fresh process: peak RSS of streaming `neurons` neurons of the 640x1280 decoder's last block."""
     torch.set_num_threads(torch.get_num_threads())
@@ -144,13 +135,13 @@ def _memory_child(mode: str, budget: float, neurons: int, q) -> None:
     dec = Decoder(nerv).eval()
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
         f.write("5")
-    before = _rss()["VmRSS"]
+    before = memory_status()["VmRSS"]
     t0 = time.perf_counter()
     red = HeatMap()
     explain_stream(dec, x, "blocks.4.conv", red, mode, engine="generic", memory_budget_mb=budget,
                    neurons=(0, neurons))
     q.put(dict(case=f"640x1280 block5 {mode} generic, {neurons} of {33 * 112} neurons", budget_mb=budget,
-               seconds=time.perf_counter() - t0, peak_above_start_mb=(_rss()["VmHWM"] - before) / 2**20))
+               seconds=time.perf_counter() - t0, peak_above_start_mb=(memory_status()["VmHWM"] - before) / 2**20))
 
 
 def memory_rows(budget: float, neurons: int) -> list[dict]:
