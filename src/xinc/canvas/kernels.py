@@ -122,7 +122,7 @@ def mlp_reduce(a: torch.Tensor, start: int, stop: int, s: torch.Tensor, beta: fl
 # ------------------------------------------------------------------ paper block rule: one filter stage per neuron
 
 
-def _line_source(src, s0, dst, d0, n, ds, cs, cnt, reduce, heat, gap):
+def _line_source(src, s0, dst, d0, n, ds, cs, cnt, reduce, heat, gap):  # noqa: C901 - one compiled kernel
     """y[i] = sum_q cs[q] src[s0 + i - ds[q]] for i in range(n) (every tap valid there): written to dst[d0 + i], or
     with reduce heat[d0 + i] += |y|, gap[d0 + i] += y and sum |y| returned (float32). One loop, taps in registers
     (1-3 taps; more accumulate in dst first)."""
@@ -219,7 +219,7 @@ def _pass_source(src, dst, h, w, d, c, cnt, along_w, reduce, heat, gap, sd, sc):
     return total
 
 
-def _stage_source(x, r, hd, hc, hn, vd, vc, vn, hsel, vsel, reduce, out, heat, gap, tot):
+def _stage_source(x, r, hd, hc, hn, vd, vc, vn, hsel, vsel, reduce, out, heat, gap, tot):  # noqa: C901
     """One separable stage y_j = box_k(up_r or route_r(x_j)) for maps x (n, h, w), as 1-D taps per output phase:
     y[r m + t] = sum_q c[t, q] x[m - d[t, q]] (zero padding), along w with tap table hsel[j], then along h with
     vsel[j]. reduce=False writes y into out (n, r h, r w); reduce=True never writes y: heat += |y_j|, gap += y_j
