@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import tyro
 
+from xinc.analysis.estimates import METHOD, add_frame_estimates, estimate_line, mean_estimate
 from xinc.cli.common import parse
 from xinc.data.datasets import dataset_names, get_dataset
 from xinc.errors import XincError
@@ -381,8 +382,26 @@ def _sample_frames(data: dict[str, Any], n: int | None, seed: int) -> dict[str, 
     if data.get("flow") is not None:
         out["flow"] = data["flow"][pick[:-1]] if consecutive and pick == list(range(pick[0], pick[-1] + 1)) else None
     out["summary"] = {**data["summary"], "frames": out["frames"],
-                      "sampled": f"{n} of {len(frames)} frames, seeded (--seed {seed})"}
+                      "sampled": f"{n} of {len(frames)} frames, seeded (--seed {seed})",
+                      "sampling": {"frames": out["frames"], "n": n, "of": len(frames), "population": list(frames),
+                                   "seed": seed, "method": METHOD}}
     return out
+
+
+def _frame_estimates(results: dict[str, Any], run_ids: list[str]) -> list[str]:
+    """With sampled frames: the mean of every per-frame statistic with its standard error and 95 % interval
+    (finite-population correction; xinc.analysis.estimates) added in place; returns the summary lines."""
+    samp = results["data"].get("sampling")
+    if not samp:
+        return []
+    N = samp["of"]
+    rec = results["reconstruction"]
+    rec["estimate"] = {k: mean_estimate(rec[k], N) for k in ("psnr_8bit", "psnr_float")}
+    added = sum(add_frame_estimates(results[aid], N) for aid in run_ids if aid in results)
+    samp["estimates"] = added + 1
+    return [f"frames sampled: {samp['n']} of {N} (seed {samp['seed']}); per-frame means carry SE and 95% intervals "
+            f"({added + 1} statistics groups in results.json, key 'estimate')",
+            estimate_line("mean PSNR (8-bit)", rec["estimate"]["psnr_8bit"], " dB")]
 
 
 def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], run_ids: list[str], memo_mb: float,
@@ -416,6 +435,8 @@ def run(argv: list[str], prog: str) -> int:
     run_ids = [k for k in results if k not in ("model", "data", "reconstruction", "canvas", "skipped")]
     print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
     for line in [s for aid in run_ids for s in results[aid].get("summary", [])[:3]]:
+        print(f"  {line}")
+    for line in results["data"].get("sampling", {}).get("summary", []):
         print(f"  {line}")
     return 0
 
@@ -474,5 +495,8 @@ def analyze(o: AnalyzeOptions, argv: list[str] | None = None, prog: str = "xinc 
         results["canvas"] = _canvas_section(model, layers, ctx.canvas_log, modes)
         order = ["model", "data", "reconstruction", "canvas", "skipped", *run_ids]
         results = {k: results[k] for k in order if k in results}
+        lines = _frame_estimates(results, run_ids)
+        if lines:
+            results["data"]["sampling"]["summary"] = lines
         write_json(stage / "results.json", results)
     return results
