@@ -330,25 +330,91 @@ def is_done(root: Path, step: Step) -> bool:
         return False
 
 
+MARKER_FORMAT = 2  # markers of the Steps class before issue 20 have no "format" (see adopt_legacy)
+
+
+def _legacy_record(root: Path, step_id: str) -> dict[str, Any] | None:
+    """The previous release's marker of a step id: OUT/.steps/<clip>__<name>.json (pipeline), <name>.json (the
+    demo's clip steps and pipeline-wide steps); a new-format marker there yields the legacy record it kept."""
+    base = Path(root) / ".steps"
+    for name in dict.fromkeys([step_id.replace("/", "__"), step_id.split("/")[-1]]):
+        try:
+            rec = json.loads((base / f"{name}.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        rec = rec.get("legacy") if "format" in rec else rec
+        if isinstance(rec, dict) and rec.get("step") in (step_id, name):
+            return rec
+    return None
+
+
+def adopt_legacy(root: Path, step: Step) -> bool:
+    """A step completed by the previous release counts as done: its old marker names the same output and the
+    same parameters, every upstream step it recorded still holds the key it recorded, and every upstream step
+    of the plan finished before it (none rebuilt since). Then the step's marker is written in today's format
+    (keeping the old record), so later runs need no migration. Old marker files are never removed."""
+    old = None
+    for sid in (step.id, step.name):
+        rec = _legacy_record(root, sid)
+        if rec and rec.get("output") == str(step.output) and step.output.exists():
+            old = rec
+            break
+    if old is None or not isinstance(old.get("params"), dict):
+        return False
+    params = {k: v for k, v in old["params"].items() if k != "after"}
+    if params != to_jsonable(step.params):
+        return False
+    for entry in old["params"].get("after", []):
+        up = _legacy_record(root, str(entry[0]))
+        if up is None or up.get("key") != entry[1]:
+            return False
+    for dep in step.deps:
+        try:
+            mark = json.loads(marker(root, _dep_step(step, dep)).read_text())
+        except OSError:
+            continue  # a step that is never executed (the plan's "data" key carrier): the recorded keys decide
+        except json.JSONDecodeError:
+            return False
+        if str(mark.get("finished", "")) > str(old.get("finished", "")) and "legacy" not in mark:
+            return False  # rebuilt after this step's output was made
+    _write_marker(root, step, old.get("seconds", 0.0), legacy=old)
+    return True
+
+
+def _dep_step(step: Step, dep: str) -> Step:
+    """A stand-in Step for an upstream id (only its clip and name are used, to find its marker)."""
+    clip, _, name = dep.rpartition("/")
+    return Step(name, clip or None, step.output, {}, [], _nothing)
+
+
+def _write_marker(root: Path, step: Step, seconds: float, legacy: dict[str, Any] | None = None) -> None:
+    rec = {"format": MARKER_FORMAT, "key": step.key, "step": step.id, "output": str(step.output),
+           "params": to_jsonable(step.params), "command": step.command, "seconds": seconds,
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if legacy is not None:
+        rec["legacy"] = legacy
+    write_json(marker(root, step), rec)
+
+
 def run_step(root: Path, step: Step, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run one step unless it is done; write its marker. Returns {"id", "ran", "seconds"}. Same code for every
     backend (the Ray backend calls it inside a task)."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    if is_done(root, step):
+    if is_done(root, step) or adopt_legacy(root, step):
         log(f"[xinc] {step.id}: done before, skipped ({step.output})")
         return {"id": step.id, "ran": False, "seconds": 0.0}
     if step.confined:
         confine(root, step.output, step.id)
-    if step.output.exists() and not marker(root, step).is_file():  # never a folder/file no step of ours wrote
+    ours = marker(root, step).is_file() or any(
+        (rec := _legacy_record(root, sid)) and rec.get("output") == str(step.output) for sid in (step.id, step.name))
+    if step.output.exists() and not ours:  # never a folder/file no step of ours wrote
         raise XincError(f"{step.output}: exists but no earlier pipeline step wrote it ; move it away or choose "
                         "another `out`/`root`")
     log(f"[xinc] {step.id}: {step.command or 'running'}")
     t0 = time.time()
     step.fn()
     seconds = round(time.time() - t0, 2)
-    write_json(marker(root, step), {"key": step.key, "step": step.id, "output": str(step.output),
-                                    "params": to_jsonable(step.params), "command": step.command, "seconds": seconds,
-                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    _write_marker(root, step, seconds)
     return {"id": step.id, "ran": True, "seconds": seconds}
 
 
