@@ -133,3 +133,46 @@ def test_cli_errors_exit_2(model_dirs, tmp_path, capsys):
         assert not (tmp_path / name).exists() and not (tmp_path / f"{name}.partial").exists()
     with pytest.raises(XincError, match="not a canvas store"):
         open_store(tmp_path)
+
+
+def test_cli_resumes_after_sigkill(model_dirs, tmp_path, monkeypatch):
+    """A run killed (SIGKILL, no clean-up) after its first frame: the re-run takes over the stale lock, keeps the
+    finished frame and computes only the others; the result equals an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, nerv, _ = model_dirs
+    out = tmp_path / "killed"
+    argv = ["canvas", str(root / "nerv"), "--layers", "block3", "--out", str(out), "--progress", "False"]
+    slow = ("import sys, time; import xinc.cli.canvas as c; real = c.stream_canvas\n"
+            "def slow(m, layer, frames, *a, **k):\n"
+            "    if frames[0] > 0: time.sleep(60)  # frame 0 finishes at once, the kill lands during frame 1\n"
+            "    return real(m, layer, frames, *a, **k)\n"
+            "c.stream_canvas = slow\nfrom xinc.cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", slow, *argv], env=dict(os.environ))
+    layer_meta = tmp_path / "killed.partial" / "canvas.zarr" / "block3" / "zarr.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            try:
+                if json.loads(layer_meta.read_text())["attributes"].get("frames_done"):
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert not out.exists() and (tmp_path / "killed.lock").exists()  # killed: stage and stale lock left behind
+    calls = []
+    real = cli_canvas.stream_canvas
+    monkeypatch.setattr(cli_canvas, "stream_canvas", lambda *a, **kw: (calls.append(a[2][0]), real(*a, **kw))[1])
+    assert main(argv) == 0
+    assert calls == [1, 2]
+    for f in range(3):
+        ref = compute_canvas(nerv, "block3", f).maps
+        torch.testing.assert_close(read_canvas(out, "block3", f).maps, ref, rtol=1e-5, atol=1e-7)
