@@ -195,7 +195,7 @@ def grid_table(rows: dict[str, dict[str, Any]], first: str = "") -> str:
     head = f"<tr><th>{esc(first)}</th>" + "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in cols) + "</tr>"
     body = "".join("<tr><th>" + esc(name) + "</th>" + "".join(
         f'<td class="num">{esc(fmt(r.get(c)))}</td>' for c in cols) + "</tr>" for name, r in flat.items())
-    return f'<div class="scroll"><table class="grid">{head}{body}</table></div>'
+    return f'<table class="grid">{head}{body}</table>'
 
 
 def numbers_block(res: dict[str, Any]) -> str:
@@ -449,7 +449,7 @@ def _all_exact(info: Any) -> bool:
 def glance_table(runs: list[Path], labels: dict[Path, tuple[str, str]]) -> str:
     """One row per run (label, anchor): the model, its size, frames, reconstruction PSNR and its canvas layers
     (starred when approximate in some canvas mode)."""
-    head = ("<tr><th>run</th><th>model</th><th>parameters</th><th>size</th><th>frames</th>"
+    head = ("<tr><th>run</th><th>model</th><th>parameters</th><th>size</th><th>frames analysed</th>"
             "<th>PSNR (8-bit)</th><th>canvas layers</th></tr>")
     rows = []
     for run in runs:
@@ -459,8 +459,9 @@ def glance_table(runs: list[Path], labels: dict[Path, tuple[str, str]]) -> str:
         frames = d.get("frames") or r.get("frames") or []
         layers = [f"{la}{'' if _all_exact(v) else '*'}" for la, v in (res.get("canvas") or {}).items()]
         psnr = r.get("mean_psnr_8bit")
+        n = len(frames) if isinstance(frames, list) else frames
         cells = [m.get("kind", "?"), fmt(m.get("params")), f"{mc.get('height')}×{mc.get('width')}",
-                 len(frames) if isinstance(frames, list) else frames,
+                 f"{n} of {mc['num_frames']}" if mc.get("num_frames") else n,
                  f"{fmt(psnr)} dB" if psnr is not None else "—", ", ".join(layers) or "—"]
         name, rid = labels[run]
         rows.append(f'<tr><th><a href="#{esc(rid)}">{esc(name)}</a></th>'
@@ -492,7 +493,8 @@ table.kv th { text-align:left; font-weight:500; color:var(--dim); padding:2px 14
 table.kv td { padding:2px 0; overflow-wrap:anywhere; }
 table.grid { font-size:12px; }
 table.grid th, table.grid td { border:1px solid var(--line); padding:3px 6px; text-align:left; vertical-align:top;
-                               overflow-wrap:anywhere; }
+                               overflow-wrap:break-word; }
+table.grid td.long { overflow-wrap:anywhere; }
 table.grid tr:first-child th, table.psnr tr:nth-child(odd) th { background:var(--soft); font-weight:600; }
 table.grid tr:nth-child(even) td { background:#fafbfc; }
 table.glance { font-size:13px; }
@@ -502,7 +504,8 @@ td.num { font-variant-numeric: tabular-nums; }
 .two > div { flex:1 1 420px; min-width:0; }
 figure { margin:14px 0 20px; }
 figure img { max-width:100%; height:auto; border:1px solid var(--line); background:#fff; }
-figure.hero img, figure.hero video { width:100%; max-width:1116px; height:auto; }
+figure.hero img { width:100%; height:auto; }
+figure.hero video { max-width:100%; height:auto; display:block; }
 figcaption { font-size:13px; color:var(--dim); margin-top:4px; max-width:1000px; }
 ul.findings { background:#eef4fb; border-left:4px solid var(--accent); padding:8px 12px 8px 30px; margin:8px 0;
               font-size:14px; }
