@@ -176,3 +176,16 @@ def test_cli_parses_the_library_config():
     assert (nerv.crop, nerv.strides, nerv.kernel_sizes) == ((320, 640), [5, 4], [1, 3])
     with pytest.raises(XincError, match="--size"):
         parse_config(TrainFFNConfig, ["--size", "big"], "xinc train ffn")
+
+
+def test_ffn_with_crop_resumes(tmp_path):
+    """The recorded crop compares equal to the one read back from config.json (resume used to be refused)."""
+    cfg = dict(out=str(tmp_path / "o"), size=(8, 8), crop=(16, 16), hidden=8, steps=4, eval_every=2, device="cpu",
+               progress=False)
+
+    def stop(step, rec):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_ffn(TrainFFNConfig(**cfg), target=pattern(1, 8, 8)[0], callback=stop)
+    assert train_ffn(TrainFFNConfig(resume=True, **cfg), target=pattern(1, 8, 8)[0]).metrics["resumed"]
