@@ -35,9 +35,9 @@ class TrainFFNConfig:
     Example: xinc train ffn --image frame.png --out runs/ffn
     """
 
-    image: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
+    image: Annotated[str | None, tyro.conf.arg(metavar="PATH", help_behavior_hint="(required)")] = None
     """Image file to learn (PNG, JPEG, ...); from Python, or pass `target=` to train_ffn."""
-    out: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
+    out: Annotated[str | None, tyro.conf.arg(metavar="PATH", help_behavior_hint="(required)")] = None
     """Output folder (staged in OUT.partial, renamed to OUT when the run finishes)."""
     size: HW = (128, 256)
     """HxW the image is resized to (bicubic)."""

@@ -39,9 +39,9 @@ class TrainNeRVConfig:
               xinc train nerv --dataset vipseg --root VIPSeg_720P --video 12_n-ytHkMceew --out runs/v
     """
 
-    video: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
+    video: Annotated[str | None, tyro.conf.arg(metavar="PATH", help_behavior_hint="(required)")] = None
     """Frame folder or video file (mp4, ...); with --dataset, the clip id."""
-    out: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
+    out: Annotated[str | None, tyro.conf.arg(metavar="PATH", help_behavior_hint="(required)")] = None
     """Output folder (staged in OUT.partial, renamed to OUT when the run finishes)."""
     dataset: str | None = None
     """cityscapes-vps | vipseg: train on all frames of clip --video under --root."""

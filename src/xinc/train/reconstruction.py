@@ -28,7 +28,7 @@ class ReconstructConfig:
 
     model_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="MODEL_DIR")]
     """Model directory from `xinc train` or `xinc import`."""
-    out: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
+    out: Annotated[str | None, tyro.conf.arg(metavar="PATH", help_behavior_hint="(required)")] = None
     """Output folder of the PNGs (replaced atomically)."""
     frames: str | None = None
     """Frame indices, e.g. 0,11,22 or 0-5 (default: all)."""
