@@ -417,6 +417,11 @@ def run(ctx: AnalysisContext, opts: A7Options) -> AnalysisResult:
         line = finding(layer, rec)
         if line:
             res.summary.append(line)
+        if masks is not None:
+            sel = rec["region_selectivity_db"]
+            top = max(sel, key=sel.get)
+            res.summary.append(f"{layer}: inside {region['label']}, removing by {top} costs {sel[top]:.2f} dB more "
+                               "PSNR inside than outside (" + ", ".join(f"{n} {v:.2f}" for n, v in sel.items()) + ")")
         best = min(rec["deletion_auc"], key=rec["deletion_auc"].get)
         res.summary.append(f"{layer}: deleting by {best} hurts most (deletion AUC {rec['deletion_auc'][best]:.2f} dB; "
                            + ", ".join(f"{n} {v:.2f}" for n, v in rec["deletion_auc"].items()) + ")")
@@ -432,7 +437,7 @@ def report_tables(layers: dict[str, dict]) -> dict[str, dict]:
     for layer, rec in layers.items():
         for mode in ("paper", "linear"):
             if mode in rec:
-                out["faithfulness"][f"{layer} {mode}"] = {k: rec[mode][k] for k in keys}
+                out["faithfulness"][f"{layer} {mode}"] = {"of": rec["num_neurons"], **{k: rec[mode][k] for k in keys}}
         out["deletion_auc_db"][layer] = rec["deletion_auc"]
         out["insertion_auc_db"][layer] = rec["insertion_auc"]
         out["seconds"][layer] = {"ablation check": rec["seconds_check"], "total": rec["seconds_total"]}
