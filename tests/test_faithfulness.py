@@ -54,6 +54,7 @@ def test_a7_on_ffn_exact_layer_scores_perfect_and_results_saved(tmp_path):
     assert res.arrays["layer2/deletion/magnitude"][0] == pytest.approx(res.arrays["layer2/insertion/magnitude"][-1])
     assert res.arrays["layer2/region_in/random"].shape == (4,) and res.arrays["layer2/region_in/random"][0] == 0
     assert any("predicts ablations better" in s for s in res.summary)
+    assert any(s.startswith("layer3: both rules predict ablations equally") for s in res.summary)  # exact: a tie
     back = load_result(tmp_path, "a7")
     assert back.numbers["layers"]["layer3"]["paper"]["maps_sum_exact"]
     assert (tmp_path / "tables" / "a7_faithfulness.csv").is_file()

@@ -364,10 +364,16 @@ def finding(layer: str, modes: dict[str, dict]) -> str | None:
     if not {"paper", "linear"} <= set(modes):
         return None
     p, lin = modes["paper"], modes["linear"]
-    better = "linear" if lin["pearson_median"] > p["pearson_median"] else "paper"
-    return (f"{layer}: the {better} rule predicts ablations better — median Pearson {lin['pearson_median']:.3f} "
-            f"(linear) vs {p['pearson_median']:.3f} (paper), median relative error {lin['rel_error_median']:.3g} "
-            f"vs {p['rel_error_median']:.3g} over {p['neurons']} neurons")
+    numbers = (f"median Pearson {lin['pearson_median']:.3f} (linear) vs {p['pearson_median']:.3f} (paper), median "
+               f"relative error {lin['rel_error_median']:.3g} vs {p['rel_error_median']:.3g} over {p['neurons']} "
+               "neurons")
+    tie = abs(lin["pearson_median"] - p["pearson_median"]) < 1e-3 and \
+        abs(lin["rel_error_median"] - p["rel_error_median"]) <= 1e-3 * max(p["rel_error_median"], 1e-3)
+    if tie:  # the same maps (exact layers: the head, the FFN's last layer)
+        return f"{layer}: both rules predict ablations equally well — {numbers}"
+    better = "linear" if (lin["pearson_median"], -lin["rel_error_median"]) > (p["pearson_median"],
+                                                                             -p["rel_error_median"]) else "paper"
+    return f"{layer}: the {better} rule predicts ablations better — {numbers}"
 
 
 @register_analysis(AID, "Faithfulness: canvases vs ablations", options=A7Options)
