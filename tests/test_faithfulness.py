@@ -125,6 +125,16 @@ def test_region_spec_and_sample_runs():
             A7Options(region=bad)
     with pytest.raises(XincError):
         A7Options(rank_modes="paper,exact")
+    from xinc.analysis.faithfulness import largest_segment
+    from xinc.data.panoptic import Segment
+
+    def seg(i, area):
+        return Segment(i, 1, "x", True, area, (0, 0, 1, 1))
+
+    # id 1 is largest in frame 0 but absent from frame 1; id 3 covers all of frame 1: id 2 is the one
+    labels = {0: (None, [seg(1, 50), seg(2, 10), seg(3, 5)]), 1: (None, [seg(2, 20), seg(3, 100)])}
+    assert largest_segment(labels, [0, 1], 10, 10) == 2 and largest_segment(labels, [0], 10, 10) == 1
+    assert largest_segment({0: (None, [seg(3, 100)])}, [0], 10, 10) is None
     assert sample_runs(torch.tensor([0, 1, 2, 5, 7, 8])) == [(0, 3), (5, 6), (7, 9)]
     assert sample_runs(torch.tensor([], dtype=torch.long)) == []
 

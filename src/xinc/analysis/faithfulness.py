@@ -104,15 +104,14 @@ def region_box(spec: str, H: int, W: int) -> tuple[int, int, int, int] | None:
     return y0, y1, x0, x1
 
 
-def _largest_segment(labels: dict, frames: list[int]) -> int:
-    """Track id with the largest area summed over the frames (ties: the smallest id)."""
+def largest_segment(labels: dict, frames: list[int], H: int, W: int) -> int | None:
+    """Track id present (not everywhere) in every frame with the largest area summed over them (ties: the
+    smallest id), or None when no segment is."""
     area: dict[int, int] = {}
-    for f in frames:
-        for seg in labels[f][1]:
-            area[seg.id] = area.get(seg.id, 0) + int(seg.area)
-    if not area:
-        raise XincError(f"a7.region largest: frames {frames} hold no labelled segment ; use a pixel box")
-    return min(area, key=lambda k: (-area[k], k))
+    for j, f in enumerate(frames):
+        here = {seg.id: int(seg.area) for seg in labels[f][1] if 0 < int(seg.area) < H * W}
+        area = {k: v + here[k] for k, v in area.items() if k in here} if j else here
+    return min(area, key=lambda k: (-area[k], k)) if area else None
 
 
 def _segment_masks(kind: str, arg, labels: dict, frames: list[int]) -> tuple[dict[int, torch.Tensor], str]:
@@ -141,7 +140,8 @@ def region_masks(ctx: AnalysisContext, spec: str, frames: list[int], H: int, W: 
     kind, arg = region_spec(spec)
     labels = labelled_frames(ctx) if ctx.panoptic is not None else {}
     if kind == "auto":
-        kind = "largest" if frames and all(f in labels for f in frames) else "box"
+        labelled = bool(frames) and all(f in labels for f in frames)
+        kind = "largest" if labelled and largest_segment(labels, frames, H, W) is not None else "box"
     if kind == "none":
         return None, {"kind": "none"}
     if kind == "box":
@@ -155,7 +155,10 @@ def region_masks(ctx: AnalysisContext, spec: str, frames: list[int], H: int, W: 
         raise XincError(f"a7.region {spec}: frames {missing} have no panoptic labels ; give --dataset/--root/--video "
                         "and annotated --frames, or a pixel box y0,y1,x0,x1")
     if kind == "largest":
-        kind, arg = "segment", _largest_segment(labels, frames)
+        kind, arg = "segment", largest_segment(labels, frames, H, W)
+        if arg is None:
+            raise XincError(f"a7.region {spec}: no segment is present in every A7 frame {frames} ; pick fewer "
+                            "--frames, a segment:ID or a pixel box")
     masks, label = _segment_masks(kind, arg, labels, frames)
     for f, m in masks.items():
         n = int(m.sum())
