@@ -432,6 +432,8 @@ def run(argv: list[str], prog: str) -> int:
     """Entry point of `xinc analyze`: parse the options dataclass, run `analyze`, print the findings."""
     o = parse(AnalyzeOptions, argv, prog)
     results = analyze(o, argv, prog)
+    if o.estimate_only:  # the estimate went to stderr; nothing was written
+        return 0
     run_ids = [k for k in results if k not in ("model", "data", "reconstruction", "canvas", "skipped")]
     print(f"wrote {len(run_ids)} analyses ({', '.join(run_ids) or 'none'}) to {o.out}")
     for line in [s for aid in run_ids for s in results[aid].get("summary", [])[:3]]:
@@ -471,7 +473,7 @@ def analyze(o: AnalyzeOptions, argv: list[str] | None = None, prog: str = "xinc 
     if o.estimate_only or cost[0] > 30:
         print("\n".join(cost[1]), file=sys.stderr, flush=True)
     if o.estimate_only:
-        return 0
+        return {}
 
     resolved = {**to_jsonable(asdict(o)), "device": str(device), "layers": layers, "frames": data["frames"],
                 "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "argv": list(argv),
