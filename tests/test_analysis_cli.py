@@ -54,7 +54,8 @@ def test_ffn_plain_image_skips_labels(ffn_dir, capsys):
     assert {"exact", "rule", "num_neurons", "residual"} <= set(r["canvas"]["layer1"])
     assert r["canvas"]["layer3"]["num_neurons"] == 8
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["argv"][0] == str(ffn_dir / "model") and cfg["options"]["a5"]["null"] == 1
+    assert cfg["model_dir"] == str(ffn_dir / "model") and cfg["options"]["a5"]["null"] == 1
+    assert cfg["command"].startswith(f"xinc analyze {ffn_dir / 'model'}")
     for section in ("a1", "a2", "a5"):
         for f in r[section]["figures"]:
             assert (out / f["path"]).is_file() and (out / f["path"]).with_suffix(".pdf").is_file()

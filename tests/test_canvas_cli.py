@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import xinc.cli.canvas as cli_canvas
+import xinc.canvas.write as cli_canvas
 from test_canvas import tiny_ffn, tiny_nerv
 from xinc.canvas import compute_canvas
 from xinc.canvas.store import open_store, read_canvas
