@@ -113,25 +113,46 @@ def _basic(tp: Any, value: Any) -> Any:
     return value
 
 
+def option_names(cls: type) -> dict[str, str]:
+    """{field name: option name} of a config dataclass (a field renamed with `tyro.conf.arg(name=...)` is known
+    by its option name, e.g. `hidden` -> `width`)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(cls):
+        name = f.name
+        for meta in getattr(hints.get(f.name), "__metadata__", ()):
+            if getattr(meta, "name", None) and type(meta).__module__.startswith("tyro"):
+                name = meta.name
+        out[f.name] = name
+    return out
+
+
 def with_options(base: T, options: dict[str, Any] | None, where: str, *, fixed: set[str] = frozenset()) -> T:
-    """`base` with the fields named in `options` replaced (typed with `coerce`; unknown keys and keys in `fixed`,
-    which the caller sets itself, are one-line errors). The dataclass's own checks run again on the result."""
-    if options is None:
+    """`base` with the fields named in `options` replaced (keys: option names as on the command line, in snake
+    case, or field names; values typed with `coerce`). Unknown keys and keys in `fixed`, which the caller sets
+    itself, are one-line errors. The dataclass's own checks run again on the result."""
+    if not options:
         return base
     if not isinstance(options, dict):
         raise XincError(f"{where}: expected a table of options, got {options!r}")
     cls = type(base)
     hints = typing.get_type_hints(cls, include_extras=True)
-    known = {f.name for f in dataclasses.fields(cls) if f.init} - set(fixed)
-    bad = sorted(set(options) - known)
+    init = {f.name for f in dataclasses.fields(cls) if f.init}
+    names = {opt.replace("-", "_"): fld for fld, opt in option_names(cls).items() if fld in init}
+    accepted = {**{f: f for f in init}, **names}
+    accepted = {k: v for k, v in accepted.items() if k not in fixed and v not in fixed}
+    bad = sorted(str(k) for k in options if k not in accepted)
     if bad:
-        raise XincError(f"{where}: unknown option {bad[0]!r} ; known: {', '.join(sorted(known))}")
-    return dataclasses.replace(base, **{k: coerce(f"{where}: {k}", hints[k], v) for k, v in options.items()})
+        raise XincError(f"{where}: unknown option {bad[0]!r} ; known: {', '.join(sorted(names.keys() - fixed))}")
+    return dataclasses.replace(base, **{accepted[k]: coerce(f"{where}: {k}", hints[accepted[k]], v)
+                                        for k, v in options.items()})
 
 
 def command_line(prog: str, cfg: Any, positional: tuple[str, ...] = ()) -> str:
-    """The shell command that reproduces `cfg` (fields that differ from their defaults, as `--name value`)."""
-    words = [str(getattr(cfg, name)) for name in positional if getattr(cfg, name) is not None]
+    """The shell command that reproduces `cfg` (fields that differ from their defaults, as `--name value`; booleans
+    as `--name` / `--no-name`); `positional` names the fields written bare first (those `cfg` has)."""
+    words = [str(getattr(cfg, name)) for name in positional if getattr(cfg, name, None) is not None]
+    flags = option_names(type(cfg))
     for f in dataclasses.fields(cfg):
         if f.name in positional or not f.init:
             continue
@@ -140,9 +161,12 @@ def command_line(prog: str, cfg: Any, positional: tuple[str, ...] = ()) -> str:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
         if value == default or value is None:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        words += [flag, *map(str, value)] if isinstance(value, list | tuple) else [flag, str(value)]
+        flag = "--" + flags[f.name].replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, *map(str, value)] if isinstance(value, list | tuple) else [flag, str(value)]
     return " ".join([prog, *(shlex.quote(w) for w in words)])
 
 
-__all__ = ["as_json", "coerce", "with_options", "command_line"]
+__all__ = ["as_json", "coerce", "option_names", "with_options", "command_line"]

@@ -158,11 +158,14 @@ def _select(o: AnalyzeConfig, registered: dict) -> tuple[list[str], bool]:
     return list(dict.fromkeys(ids)), True
 
 
-def _options(o: AnalyzeConfig) -> dict[str, Any]:
-    """Per-analysis options from --option (typed and checked now, before any work starts)."""
+def _options(o: AnalyzeConfig, extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per-analysis options from `extra` ({aid: {name: value}}) and --option (which wins), typed and checked now,
+    before any work starts."""
     from xinc.analysis.registry import make_options, parse_option_items
 
-    options: dict[str, Any] = parse_option_items(o.option)
+    options: dict[str, Any] = {aid: dict(kv) for aid, kv in (extra or {}).items()}
+    for aid, kv in parse_option_items(o.option).items():
+        options.setdefault(aid, {}).update(kv)
     options.setdefault("a3", {}).setdefault("sample_neurons", o.sample_neurons)
     return {aid: make_options(aid, given) for aid, given in options.items()}
 
@@ -307,13 +310,15 @@ def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], r
     return total, [head, *lines, *tips]
 
 
-def analyze(o: AnalyzeConfig, *, command: str | None = None, draw: Callable | None | str = "report") -> dict[str, Any]:
+def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, dict[str, Any]] | None = None,
+            draw: Callable | None | str = "report") -> dict[str, Any]:
     """Run the analyses of `o` on its model and data into o.out (results.json, data/, tables/, figures/,
     config.json); return what results.json holds (with `estimate_only`: {"estimate": lines}, nothing written).
 
-    `draw(aid, result, out)` makes each analysis' figures: by default `xinc.report.plots.draw` (the registered
-    plots); None writes data only (figures can be drawn later from the saved run). `command` is recorded in
-    config.json (default: the equivalent `xinc analyze` command line).
+    `options` ({aid: {name: value}}) are per-analysis options given as data (e.g. a pipeline's table); the
+    items of `o.option` override them. `draw(aid, result, out)` makes each analysis' figures: by default
+    `xinc.report.plots.draw` (the registered plots); None writes data only (figures can be drawn later from the
+    saved run). `command` is recorded in config.json (default: the equivalent `xinc analyze` command line).
     """
     from xinc.analysis.registry import AnalysisContext, discover, normalize_mode, variants
     from xinc.canvas.memo import CanvasMemo
@@ -326,7 +331,7 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, draw: Callable | No
         from xinc.report.plots import draw
     found = discover()
     ids, explicit = _select(o, found)
-    options = _options(o)
+    options = _options(o, options)
     device = resolve_device(o.device)
     seed_everything(o.seed)
     if o.model is not None:
