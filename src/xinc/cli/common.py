@@ -16,7 +16,7 @@ import tyro
 from xinc.errors import XincError
 
 T = TypeVar("T")
-_BOX = re.compile(r"[\u2500-\u257f]+")
+_BOX = re.compile(r"[\u2500-\u257f]+|-{3,}|^\s*[|+]|[|+]\s*$")  # box drawing, also its ASCII form
 
 
 def bool_fields(cls: type) -> tuple[str, ...]:
