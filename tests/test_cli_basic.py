@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+from xinc.cli.common import parse
 from xinc.cli.main import main
-from xinc.cli.train import _expand_flags
+from xinc.cli.train import TrainFFNOptions
 from xinc.utils import partial_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,10 +64,12 @@ def test_help_texts_explain_options(capsys):
         assert flag in text
 
 
-def test_bare_flags():
-    assert _expand_flags(["--resume", "--no-progress", "--x", "1"]) == ["--resume", "True", "--progress", "False",
-                                                                         "--x", "1"]
-    assert _expand_flags(["--resume", "False"]) == ["--resume", "False"]
+def test_bare_flags(capsys):
+    o = parse(TrainFFNOptions, ["--image", "a.png", "--out", "o", "--resume", "--no-progress"], "xinc train ffn")
+    assert o.resume and not o.progress and not o.overwrite
+    old = parse(TrainFFNOptions, ["--image", "a.png", "--out", "o", "--resume", "False", "--overwrite", "True"],
+                "xinc train ffn")  # the spelling before issue 16, deprecated
+    assert not old.resume and old.overwrite and "deprecated" in capsys.readouterr().err
 
 
 def test_train_ffn_and_reconstruct(tmp_path, capsys):

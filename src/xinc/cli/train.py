@@ -17,30 +17,10 @@ from xinc.errors import XincError
 from xinc.models import protocol
 from xinc.utils import parse_hw
 
-# bool options that may be given bare (`--resume`), as `--resume True/False`, or negated (`--no-progress`)
-BARE_FLAGS = ("resume", "progress", "overwrite")
-
-
-def _expand_flags(argv: list[str], names: tuple[str, ...] = BARE_FLAGS) -> list[str]:
-    """Turn bare `--resume` into `--resume True` and `--no-progress` into `--progress False`."""
-    out: list[str] = []
-    for i, tok in enumerate(argv):
-        name = tok[2:] if tok.startswith("--") else None
-        if name in names:
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            out.append(tok)
-            if nxt is None or nxt.startswith("-") or nxt.lower() not in ("true", "false"):
-                out.append("True")
-        elif name and name.startswith("no-") and name[3:] in names:
-            out += [f"--{name[3:]}", "False"]
-        else:
-            out.append(tok)
-    return out
-
 
 def _parse(cls, argv: list[str], prog: str):
-    """Parse options; --help and usage errors end the command with tyro's exit code."""
-    return parse(cls, _expand_flags(argv), prog)
+    """Parse options (tyro's booleans: --resume, --no-progress); usage errors are one line."""
+    return parse(cls, argv, prog)
 
 
 def _command(prog: str, argv: list[str]) -> str:

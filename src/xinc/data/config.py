@@ -11,7 +11,8 @@ import numpy as np
 import tyro
 
 from xinc.config import as_json, command_line
-from xinc.data.synth import FORMATS, SynthConfig, check_config, generate_synthetic
+from xinc.data import synth
+from xinc.data.synth import FORMATS, SynthConfig, check_config
 from xinc.errors import XincError
 from xinc.outputs import owned_output
 from xinc.utils import parse_hw, write_json
@@ -63,8 +64,8 @@ def write_synthetic(cfg: SynthDatasetConfig) -> dict:
     """Generate the dataset `cfg` describes into cfg.out (atomically); returns its resolved config."""
     path_out(cfg.out, overwrite=cfg.overwrite)
     g = cfg.generator()
-    return generate_synthetic(cfg.out, g.format, g.seed, g.frames, g.size, g.videos, g.pan, g.things, g.flo, g.void,
-                              overwrite=cfg.overwrite)
+    return synth.generate_synthetic(cfg.out, g.format, g.seed, g.frames, g.size, g.videos, g.pan, g.things, g.flo,
+                                    g.void, overwrite=cfg.overwrite)
 
 
 @dataclass
