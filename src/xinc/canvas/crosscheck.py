@@ -124,3 +124,4 @@ def grad_x_activation(model, layer: str, frame: int = 0, *, crop: tuple[int, int
         nout = vals.shape[1] // (hc * wc)
         return vals.reshape(K, hc * wc, nout).transpose(1, 2).reshape(K, nout, hc, wc)
     return vals.reshape(K, hc, wc)
+

@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from xinc.canvas import kernels
+from xinc.canvas import adjoint, kernels
 from xinc.canvas.reduce import LayerInfo
 from xinc.errors import XincError
 from xinc.models.trace import Trace
@@ -908,22 +908,28 @@ class ConvBlockLinearRule(_BlockBase):
     """Corrected rule: propagate each routed R_{i,o} to the head logits with the real downstream convs and
     the activation's local slope at the true forward pass (downstream biases split over the K neurons).
     Sum over neurons = the tangent network's logits; residual vs the true logits = the linearisation error.
-    Maps are summed over RGB, or (K, 3, H, W) with per_channel.
+    Maps are summed over RGB, or (K, 3, H, W) with per_channel. Computed in adjoint form (xinc.canvas.adjoint):
+    one per-pixel Jacobian on the receptive window per frame, then a small product per neuron and cell.
     """
 
     name = "conv-block-linear"
     notes = "linearised propagation (true downstream weights, local activation slopes)"
+    jacobian_budget: ClassVar[dict[str, int]] = {"cpu": 4 << 30, "cuda": 16 << 30}  # bytes of J per frame, else
+    # the per-neuron forward form (same numbers, K passes through the downstream convs)
 
     def __init__(self, model, layer: str, mode: str, per_channel: bool) -> None:
         super().__init__(model, layer, mode, per_channel)
         self.info.exact = model.config.act == "relu"
         self.info.channels = 3 if per_channel else None
         self.info.gap_of = "head logits" + (" per channel" if per_channel else " summed over RGB")
-        # the widest downstream activation, in units of one output-size (H, W) map
-        self.widest = max([3.0] + [blk.conv.out_channels / blk.stride**2 for blk in model.blocks[self.index + 1:]])
 
     def bytes_per_neuron(self) -> int:
-        return int(self.info.height * self.info.width * self.widest * 4 * 3)
+        # the batched product's output and the maps, per output channel
+        return int(self.info.height * self.info.width * (self.info.channels or 1) * 4 * 3)
+
+    def jacobian_bytes(self) -> int:
+        """Bytes of the per-frame pixel Jacobian prepare() builds (held while the frame is streamed)."""
+        return adjoint.jacobian_bytes(self.model, self.index, self.per_channel)
 
     def prepare(self, trace: Trace) -> None:
         super().prepare(trace)
@@ -931,25 +937,44 @@ class ConvBlockLinearRule(_BlockBase):
         self.slopes = [activation_slope(act, trace.post[f"block{q + 1}"][0])
                        for q in range(self.index, len(self.model.blocks))]
         self.logit = trace.pre["head"][0]
+        self.pj = None
+        if self.jacobian_bytes() <= self.jacobian_budget.get(self.u.device.type, self.jacobian_budget["cpu"]):
+            with torch.no_grad():
+                self.pj = adjoint.pixel_jacobian(self.model, self.index, self.slopes, self.per_channel)
 
     def compute(self, start: int, stop: int):
-        K = self.info.num_neurons
-        R, c, ident = self.routed(start, stop, with_part=True)
-        x = R * self.slopes[0].index_select(0, c)  # (n, H', W'): one nonzero channel c per neuron
-        downstream = [blk.conv for blk in self.model.blocks[self.index + 1:]] + [self.model.head]
-        first = downstream[0]
-        n, kk = x.shape[0], first.kernel_size[0]
-        w = first.weight[:, c].transpose(0, 1).reshape(n * first.out_channels, 1, kk, kk)
-        y = F.conv2d(x.unsqueeze(0), w, None, padding=kk // 2, groups=n)[0]
-        y = y.reshape(n, first.out_channels, *x.shape[-2:]) + (first.bias / K)[None, :, None, None]
-        for q, conv in enumerate(downstream[1:]):
-            blk = self.model.blocks[self.index + 1 + q]
-            y = F.pixel_shuffle(y, blk.stride) * self.slopes[q + 1][None]
-            y = F.conv2d(y, conv.weight, conv.bias / K, padding=conv.kernel_size[0] // 2)
-        return (y if self.per_channel else y.sum(1)), ident
+        if self.pj is None:  # the Jacobian does not fit: one pass through the downstream convs per neuron
+            _, _, ident = self.routed(start, stop, with_part=True)
+            return linear_block_forward(self, start, stop), ident
+        z = kernel_conv(self.u, self.W, self.b, start, stop)
+        maps = adjoint.apply_jacobian(self.pj, z, start, self.info.num_neurons)
+        part = sum_over_inputs(z, start, self.cout)
+        return (maps if self.per_channel else maps[:, 0]), part
 
     def gap_target(self) -> torch.Tensor:
         return self.logit if self.per_channel else self.logit.sum(0)
+
+
+def linear_block_forward(rule, start: int, stop: int) -> torch.Tensor:
+    """Linear-mode maps of block neurons [start, stop) in the direct forward form: each routed R_{i,o} times the
+    block's activation slope through the real downstream convs (biases / K at every conv), one batched pass
+    per neuron. The adjoint rule's fallback when its pixel Jacobian exceeds the memory budget, and its
+    independent slow reference in the tests. `rule`: a prepared conv-block:linear rule. Returns (n, H, W), or
+    (n, 3, H, W) when the rule is per-channel."""
+    model, K = rule.model, rule.info.num_neurons
+    R, c = rule.routed(start, stop)
+    x = R * rule.slopes[0].index_select(0, c)  # (n, H', W'): one nonzero channel c per neuron
+    downstream = [blk.conv for blk in model.blocks[rule.index + 1:]] + [model.head]
+    first = downstream[0]
+    n, kk = x.shape[0], first.kernel_size[0]
+    w = first.weight[:, c].transpose(0, 1).reshape(n * first.out_channels, 1, kk, kk)
+    y = F.conv2d(x.unsqueeze(0), w, None, padding=kk // 2, groups=n)[0]
+    y = y.reshape(n, first.out_channels, *x.shape[-2:]) + (first.bias / K)[None, :, None, None]
+    for q, conv in enumerate(downstream[1:]):
+        blk = model.blocks[rule.index + 1 + q]
+        y = F.pixel_shuffle(y, blk.stride) * rule.slopes[q + 1][None]
+        y = F.conv2d(y, conv.weight, conv.bias / K, padding=conv.kernel_size[0] // 2)
+    return y if rule.per_channel else y.sum(1)
 
 
 def standin_propagate(model, index: int, y: torch.Tensor, block_elems: int = 1 << 22) -> torch.Tensor:

@@ -1,0 +1,197 @@
+"""Adjoint form of the linear (corrected) NeRV block rule: per-pixel Jacobians on a small window.
+
+The tangent network of a NeRV downstream of block b is linear, so the linear-mode map of neuron k = (i, o) is
+map_k(p) = sum_q J[p, o, q] z_k[cell(p) + q] + gamma(p) / K, where z_k is the neuron's per-kernel conv on
+block b's coarse grid (pre-shuffle channel o), J[p, o, q] the derivative of the head logits at output pixel p
+(summed over RGB, or per channel) w.r.t. block b's pre-shuffle conv output at coarse cell cell(p) + q, and
+gamma the downstream biases pushed through the tangent network once. Every output pixel sees only a small
+window of that grid (its receptive field), so J is computed for all pixels at once by propagating window
+patches backwards from the head: head weights -> x activation slopes gathered at each pixel's window ->
+pixel-unshuffle into the coarser grid (one gather per sub-pixel phase) -> conv_transpose2d with the next
+conv's weights (pixels as the batch) -> ... . Half-widths go h -> ceil(h / r) through a shuffle and
+h -> h + k // 2 through a k x k conv. One frame's J is then shared by every neuron chunk: a chunk costs one
+batched (1 x Q) @ (Q x R^2) product per neuron and coarse cell instead of a pass through the downstream convs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+BAND_ELEMS = 1 << 23  # floats of one band's final patch tensor while J is built (bounds the temporaries)
+
+
+@dataclass
+class PixelJacobian:
+    """J (C_pre, Hc*Wc, Q, nout*R*R): d logits at the R x R output pixels of each coarse cell / d u_pre at the
+    Q = (2 half + 1)^2 cells of its window; gamma (nout, H, W) the downstream biases through the tangent net."""
+
+    J: torch.Tensor
+    half: int
+    R: int
+    nout: int
+    gamma: torch.Tensor
+
+    @property
+    def window(self) -> int:
+        return 2 * self.half + 1
+
+
+def window_halfwidth(strides: list[int], kernels: list[int], head_k: int) -> int:
+    """Half-width of the receptive window on block b's pre-shuffle grid: strides/kernels of blocks b..N-1
+    (b's own stride first, its own kernel unused), head kernel head_k."""
+    h = head_k // 2
+    for j in range(len(strides) - 1, -1, -1):
+        h = -(-h // strides[j])  # ceil(h / r): through block j's shuffle
+        if j > 0:
+            h += kernels[j] // 2  # through block j's conv (not block b's own conv)
+    return h
+
+
+def jacobian_bytes(model, index: int, per_channel: bool) -> int:
+    """Bytes of the stored J of block `index` (float32)."""
+    blocks = model.blocks[index:]
+    h = window_halfwidth([b.stride for b in blocks], [b.conv.kernel_size[0] for b in blocks],
+                         model.head.kernel_size[0])
+    cfg = model.config
+    return 4 * blocks[0].conv.out_channels * cfg.height * cfg.width * (2 * h + 1) ** 2 * (3 if per_channel else 1)
+
+
+def _windows(S: torch.Tensor, r0: int, r1: int, h: int) -> torch.Tensor:
+    """Zero-padded (2h+1)^2 windows of S (C, H, W) around rows [r0, r1): a view (r1 - r0, W, C, D, D)."""
+    C, H, W = S.shape
+    lo, hi = max(0, r0 - h), min(H, r1 + h)
+    slab = F.pad(S[:, lo:hi], (h, h, lo - (r0 - h), (r1 + h) - hi))
+    D = 2 * h + 1
+    return slab.unfold(1, D, 1).unfold(2, D, 1).permute(1, 2, 0, 3, 4)
+
+
+def _unshuffle(J: torch.Tensor, r: int, h: int) -> tuple[torch.Tensor, int]:
+    """Patches w.r.t. a post-shuffle tensor (rows, Rl, Wl, Rl, nout, C, D, D) -> w.r.t. its pre-shuffle tensor,
+    as (rows/r, r, Rl, Wl/r, r, Rl, nout, C, D', r, D', r) (window cell q', sub-pixel s interleaved; channel
+    c r^2 + s1 r + s2 as in F.pixel_shuffle). For fine phase t the fine offset delta = q' r + s - t, so the
+    interleaved slot (q' + h') r + s = delta + h + (h' r + t - h): each phase is a shifted copy (zero padded)."""
+    rows, Rl, Wl, _, nout, C, D, _ = J.shape
+    h_new = -(-h // r)
+    Dn = 2 * h_new + 1
+    src = J.view(rows // r, r, Rl, Wl // r, r, Rl, nout, C, D, D)
+    out = J.new_zeros(rows // r, r, Rl, Wl // r, r, Rl, nout, C, Dn * r, Dn * r)
+    for t1 in range(r):
+        a1 = h_new * r + t1 - h
+        for t2 in range(r):
+            a2 = h_new * r + t2 - h
+            out[:, t1, :, :, t2, :, :, :, a1:a1 + D, a2:a2 + D] = src[:, t1, :, :, t2]
+    return out.view(rows // r, r, Rl, Wl // r, r, Rl, nout, C, Dn, r, Dn, r), h_new
+
+
+def _merge(J: torch.Tensor) -> torch.Tensor:
+    """(rows', r, Rl, Wl', r, Rl, nout, C, D', r, D', r) -> (rows', r Rl, Wl', r Rl, nout, C r^2, D', D')."""
+    rows, r, Rl, Wl, _, _, nout, C, Dn = J.shape[:9]
+    return (J.permute(0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 8, 10)
+            .reshape(rows, r * Rl, Wl, r * Rl, nout, C * r * r, Dn, Dn))
+
+
+def _band(model, index: int, slopes: list[torch.Tensor], head_w: torch.Tensor, y0: int, y1: int) -> torch.Tensor:
+    """Patches (rows, r, R/r, Wc, r, R/r, nout, C, D, r, D, r) (as _unshuffle returns them; r = block `index`'s
+    stride, C its channels after the shuffle) for the output pixels over coarse rows [y0, y1) of its pre-shuffle
+    grid: head -> slope -> unshuffle -> conv^T -> slope -> ... -> unshuffle."""
+    blocks = model.blocks[index:]
+    R = math.prod(b.stride for b in blocks)
+    h = head_w.shape[-1] // 2
+    J = None
+    Rl = 1
+    for j in range(len(blocks) - 1, -1, -1):
+        S = slopes[j]  # activation slope of block index+j's output, on its grid
+        r0, r1 = y0 * R // Rl, y1 * R // Rl
+        win = _windows(S, r0, r1, h)  # (rows, Wl, C, D, D)
+        if J is None:  # at the output: the head patch is the same for every pixel
+            J = (win[:, None, :, None, None] * head_w[None, None, None, None]).contiguous()
+        else:
+            J = J * win[:, None, :, None, None]
+        J, h = _unshuffle(J, blocks[j].stride, h)
+        Rl *= blocks[j].stride
+        if j > 0:
+            J = _merge(J)
+            w = blocks[j].conv.weight
+            shape = J.shape
+            J = F.conv_transpose2d(J.reshape(-1, *shape[-3:]), w)
+            h += w.shape[-1] // 2
+            J = J.view(*shape[:-3], *J.shape[-3:])
+    return J
+
+
+def bias_tangent(model, index: int, slopes: list[torch.Tensor]) -> torch.Tensor:
+    """gamma (3, H, W): the downstream biases of block `index` pushed through the tangent network from zero
+    (convs with their biases, shuffles, activation slopes at the true forward pass)."""
+    convs = [b.conv for b in model.blocks[index + 1:]] + [model.head]
+    first = convs[0]
+    y = first.bias[:, None, None].expand(-1, *slopes[0].shape[-2:])
+    for q, conv in enumerate(convs[1:]):
+        blk = model.blocks[index + 1 + q]
+        y = F.pixel_shuffle(y[None], blk.stride)[0] * slopes[q + 1]
+        y = F.conv2d(y[None], conv.weight, conv.bias, padding=conv.kernel_size[0] // 2)[0]
+    return y
+
+
+def pixel_jacobian(model, index: int, slopes: list[torch.Tensor], per_channel: bool,
+                   band_elems: int = BAND_ELEMS) -> PixelJacobian:
+    """J of block `index` for every output pixel (see PixelJacobian), built in bands of coarse rows.
+
+    slopes[j]: activation slope at block index+j's output (C, h, w), j = 0..N-1-index."""
+    blocks = model.blocks[index:]
+    cfg = model.config
+    R = math.prod(b.stride for b in blocks)
+    Hc, Wc = cfg.height // R, cfg.width // R
+    half = window_halfwidth([b.stride for b in blocks], [b.conv.kernel_size[0] for b in blocks],
+                            model.head.kernel_size[0])
+    head_w = model.head.weight.detach()
+    head_w = head_w if per_channel else head_w.sum(0, keepdim=True)
+    nout, C = head_w.shape[0], blocks[0].conv.out_channels
+    Q = (2 * half + 1) ** 2
+    J = head_w.new_empty(C, Hc, Wc, Q, nout, R, R)
+    per_row = Wc * R * R * nout * C * Q
+    step = max(1, min(Hc, band_elems // max(per_row, 1)))
+    for y0 in range(0, Hc, step):
+        y1 = min(Hc, y0 + step)
+        P = _band(model, index, slopes, head_w, y0, y1)  # (rows, r, R/r, Wc, r, R/r, nout, c, D, r, D, r)
+        rows, r = y1 - y0, P.shape[1]
+        # -> (c, s1, s2, rows, Wc, q1, q2, nout, t1 = (r, R/r), t2 = (r, R/r)): channel c r^2 + s1 r + s2
+        J[:, y0:y1].view(C // (r * r), r, r, rows, Wc, 2 * half + 1, 2 * half + 1, nout, r, R // r, r, R // r
+                         ).copy_(P.permute(7, 9, 11, 0, 3, 8, 10, 6, 1, 2, 4, 5))
+    gamma = bias_tangent(model, index, slopes)
+    if not per_channel:
+        gamma = gamma.sum(0, keepdim=True)
+    return PixelJacobian(J.view(C, Hc * Wc, Q, nout * R * R), half, R, nout, gamma)
+
+
+def apply_jacobian(pj: PixelJacobian, z: torch.Tensor, start: int, num_neurons: int) -> torch.Tensor:
+    """Maps (n, nout, H, W) of neurons [start, start + n) from their per-kernel convs z (n, Hc, Wc) (neuron
+    k = i C_pre + o): sum_q J[o, cell, q] z[cell + q] + gamma / K, by row pieces with contiguous o."""
+    n, Hc, Wc = z.shape
+    C, cells, Q, T = pj.J.shape
+    R, nout, D = pj.R, pj.nout, pj.window
+    h = pj.half
+    zw = F.pad(z, (h, h, h, h)).unfold(1, D, 1).unfold(2, D, 1).reshape(n, cells, Q)  # windows of every cell
+    gk = (pj.gamma / num_neurons).view(nout, Hc, R, Wc, R)
+    maps = z.new_empty(n, nout, Hc * R, Wc * R)
+    j, k = 0, start
+    while j < n:
+        i, o = divmod(k, C)
+        if o == 0 and n - j >= 2 * C:  # whole rows: one GEMM per (o, cell) over the rows
+            rows = (n - j) // C
+            A = zw[j:j + rows * C].reshape(rows, C * cells, Q).transpose(0, 1)  # (C cells, rows, Q)
+            out = torch.bmm(A, pj.J.view(C * cells, Q, T))  # (C cells, rows, T)
+            out = out.view(C, Hc, Wc, rows, nout, R, R).permute(3, 0, 4, 1, 5, 2, 6)
+            dst = maps[j:j + rows * C].view(rows, C, nout, Hc, R, Wc, R)
+            torch.add(out, gk, out=dst)
+            j, k = j + rows * C, k + rows * C
+            continue
+        m = min(n - j, C - o)
+        out = torch.bmm(zw[j:j + m].reshape(m * cells, 1, Q), pj.J[o:o + m].reshape(m * cells, Q, T))
+        dst = maps[j:j + m].view(m, nout, Hc, R, Wc, R)
+        torch.add(out.view(m, Hc, Wc, nout, R, R).permute(0, 3, 1, 4, 2, 5), gk, out=dst)
+        j, k = j + m, k + m
+    return maps
