@@ -12,6 +12,7 @@ command's config is a dataclass that `xinc <command>` parses with tyro; the func
   `run_analyses` (= `xinc.analysis.run`), `register_analysis`;
 - report: `write_report` (`ReportConfig`), `build_report`, `draw_figures` (= `xinc.report.plots.draw`);
   `write_videos` (`VideoDirConfig`), `write_explorer` (`ExploreConfig`);
+- pruning: `run_prune` (`PruneRunConfig`);
 - pipeline: `run_pipeline` (`PipelineConfig`, `load_pipeline_config`), `run_demo` (`DemoConfig`).
 """
 
@@ -42,6 +43,7 @@ _EXPORTS = {
     "write_explorer": "xinc.explore.config", "ExploreConfig": "xinc.explore.config",
     "run_pipeline": "xinc.pipeline", "PipelineConfig": "xinc.pipeline", "run_demo": "xinc.pipeline",
     "DemoConfig": "xinc.pipeline", "load_pipeline_config": ("xinc.pipeline", "load_config"),
+    "run_prune": "xinc.prune_config", "PruneRunConfig": "xinc.prune_config",
 }
 _SUBPACKAGES = ("models", "train", "data", "canvas", "analysis", "report", "video", "explore", "pipeline")
 
