@@ -12,9 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xinc.cli.common import parse
 from xinc.cli.main import main
-from xinc.cli.train import TrainFFNOptions
 from xinc.utils import partial_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,12 +62,18 @@ def test_help_texts_explain_options(capsys):
         assert flag in text
 
 
-def test_bare_flags(capsys):
-    o = parse(TrainFFNOptions, ["--image", "a.png", "--out", "o", "--resume", "--no-progress"], "xinc train ffn")
-    assert o.resume and not o.progress and not o.overwrite
-    old = parse(TrainFFNOptions, ["--image", "a.png", "--out", "o", "--resume", "False", "--overwrite", "True"],
-                "xinc train ffn")  # the spelling before issue 16, deprecated
-    assert not old.resume and old.overwrite and "deprecated" in capsys.readouterr().err
+def test_bool_flag_spellings(capsys):
+    """tyro's own `--resume` / `--no-progress`; the old `--resume True` / `--progress False` with a deprecation line."""
+    from xinc.cli.train import parse_config
+    from xinc.train import TrainFFNConfig
+
+    cfg = parse_config(TrainFFNConfig, ["--resume", "--no-progress", "--steps", "1"], "xinc train ffn")
+    assert (cfg.resume, cfg.progress, cfg.steps) == (True, False, 1)
+    assert capsys.readouterr().err == ""
+    cfg = parse_config(TrainFFNConfig, ["--resume", "False", "--progress", "false", "--overwrite", "True"], "p")
+    assert (cfg.resume, cfg.progress, cfg.overwrite) == (False, False, True)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all("deprecated" in line for line in err) and "`--no-progress`" in err[1]
 
 
 def test_train_ffn_and_reconstruct(tmp_path, capsys):
@@ -150,24 +154,24 @@ def test_interrupted_cli_run_resumes(tmp_path, monkeypatch, capsys):
     """Ctrl-C mid-run exits 130 and keeps OUT.partial; `--resume` ends with the weights of a clean run."""
     from safetensors.torch import load_file
 
-    import xinc.train.ffn as ffn_mod
+    import xinc.train.loop as loop_mod
 
     src = write_frames(tmp_path / "img", 1)
     argv = ["train", "ffn", "--image", str(src / "0001.png"), *TINY_FFN]
     assert main([*argv, "--out", str(tmp_path / "clean")]) == 0
-    orig = ffn_mod.save_checkpoint
+    orig = loop_mod.save_checkpoint
 
     def cut(*a, **k):
         orig(*a, **k)
         raise KeyboardInterrupt
 
     out = tmp_path / "cut"
-    monkeypatch.setattr(ffn_mod, "save_checkpoint", cut)
+    monkeypatch.setattr(loop_mod, "save_checkpoint", cut)
     capsys.readouterr()
     assert main([*argv, "--out", str(out)]) == 130
     assert "--resume" in capsys.readouterr().err
     assert not out.exists() and partial_dir(out).is_dir()
-    monkeypatch.setattr(ffn_mod, "save_checkpoint", orig)
+    monkeypatch.setattr(loop_mod, "save_checkpoint", orig)
     assert main([*argv, "--out", str(out), "--resume"]) == 0
     a, b = load_file(str(tmp_path / "clean" / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

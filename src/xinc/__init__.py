@@ -4,7 +4,8 @@ The main entry points, importable from the top level (loaded lazily, so `import 
 command's config is a dataclass that `xinc <command>` parses with tyro; the function beside it runs it:
 
 - models: `load_model`, `save_model`; `import_model` (`XincFFNImportConfig`, `NeRVImportConfig`,
-  `HNeRVQuantImportConfig`); training: `train_ffn`, `train_nerv` (`TrainFFNConfig`, `TrainNeRVConfig`);
+  `HNeRVQuantImportConfig`); training: `train_ffn`, `train_nerv` (`TrainFFNConfig`, `TrainNeRVConfig`),
+  `reconstruct` (`ReconstructConfig`);
 - data: `write_synthetic` (`SynthDatasetConfig`), `write_flow` (`FlowConfig`);
 - canvases: `run_canvas` (`CanvasConfig`: a model's canvases into a zarr store); `explain`, `explain_stream`
   (any torch model), `compute_canvas`, `iter_canvas`, `stream_canvas`, `layer_info`;
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_model": "xinc.models.io", "save_model": "xinc.models.io",
     "train_ffn": "xinc.train", "train_nerv": "xinc.train", "TrainFFNConfig": "xinc.train",
-    "TrainNeRVConfig": "xinc.train",
+    "TrainNeRVConfig": "xinc.train", "reconstruct": "xinc.train", "ReconstructConfig": "xinc.train",
     "explain": "xinc.canvas.explainer", "explain_stream": "xinc.canvas.explainer",
     "compute_canvas": "xinc.canvas", "iter_canvas": "xinc.canvas", "stream_canvas": "xinc.canvas",
     "layer_info": "xinc.canvas",

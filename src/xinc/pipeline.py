@@ -199,38 +199,20 @@ def synth_config(s: SyntheticSpec, out: Path, dataset: str, size: list[int]):
 
 def train_config(kind: str, options: dict[str, Any], *, dataset: str, root: Path, video: str, image: Path | None,
                  out: Path, size: list[int], seed: int, device: str, progress: bool, check: bool = False):
-    """The training options of model `kind` (those `xinc train <kind>` parses), the table `options` applied."""
-    from xinc.cli.train import TrainFFNOptions, TrainNeRVOptions
+    """`xinc.train.TrainFFNConfig` / `TrainNeRVConfig` of a train step (the configs `xinc train <kind>` parses):
+    the pipeline's fields, the `ffn`/`nerv` table applied (option names as on the command line, e.g. `width`)."""
+    from xinc.train import TrainFFNConfig, TrainNeRVConfig, validate_config
 
-    hw = f"{size[0]}x{size[1]}"
+    common = {"out": str(out), "size": (int(size[0]), int(size[1])), "seed": seed, "device": device,
+              "progress": progress}
     if kind == "ffn":
-        base = TrainFFNOptions(image=str(image), out=str(out), size=hw, seed=seed, device=device, progress=progress)
+        base = TrainFFNConfig(image=None if image is None else str(image), **common)
     else:
-        base = TrainNeRVOptions(video=video, dataset=dataset, root=str(root), out=str(out), size=hw, seed=seed,
-                                device=device, progress=progress)
-    opts = with_options(base, options, f"{kind}", fixed=_SET_BY_PIPELINE)
+        base = TrainNeRVConfig(video=video, dataset=dataset, root=str(root), **common)
+    cfg = with_options(base, options, f"{kind}", fixed=_SET_BY_PIPELINE)
     if check:
-        _train_library_config(kind, opts, check=True)
-    return opts
-
-
-def _train_library_config(kind: str, opts, check: bool = False):
-    """The library's TrainFFNConfig/TrainNeRVConfig of the training options (checked with `check`)."""
-    from xinc.cli import train
-
-    if kind == "ffn":
-        from xinc.train.ffn import validate_ffn_config
-
-        lib = train.ffn_config(opts)
-        if check:
-            validate_ffn_config(lib)
-    else:
-        from xinc.train.nerv import validate_nerv_config
-
-        lib = train.nerv_config(opts)
-        if check:
-            validate_nerv_config(lib)
-    return lib
+        validate_config(cfg)
+    return cfg
 
 
 def canvas_config(options: dict[str, Any], **fixed):
@@ -526,23 +508,17 @@ def _analyze_step(cfg, *, command: str, options: dict[str, dict[str, Any]]) -> N
     analyze(cfg, command=command, options=options)
 
 
-def _train_command(kind: str, opts) -> str:
-    return command_line(f"xinc train {kind}", opts)
+def _train_command(kind: str, cfg) -> str:
+    return command_line(f"xinc train {kind}", cfg)
 
 
-def _train_step(kind: str, opts, command: str) -> None:
+def _train_step(kind: str, cfg, command: str) -> None:
     """Train model `kind` with the library function `xinc train <kind>` calls."""
-    if Path(opts.out).exists():
-        opts = dataclasses.replace(opts, overwrite=True)
-    lib = _train_library_config(kind, opts)
-    if kind == "ffn":
-        from xinc.train.ffn import train_ffn
+    from xinc.train import train_ffn, train_nerv
 
-        train_ffn(lib, command=command)
-    else:
-        from xinc.train.nerv import train_nerv
-
-        train_nerv(lib, command=command)
+    if Path(cfg.out).exists():  # a stale output of ours (run_step checked its marker)
+        cfg = dataclasses.replace(cfg, overwrite=True)
+    (train_ffn if kind == "ffn" else train_nerv)(cfg, command=command)
 
 
 def report_step(plan: Plan, clip: str | None, folder: Path, title: str, deps: list[str]) -> Step:
