@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from xinc.errors import XincError
+from xinc.fields import flag_names as option_names  # {field: option name} (`hidden` -> `width`)
 
 T = TypeVar("T")
 
@@ -111,20 +112,6 @@ def _basic(tp: Any, value: Any) -> Any:
             raise TypeError(value)
         return Path(value)
     return value
-
-
-def option_names(cls: type) -> dict[str, str]:
-    """{field name: option name} of a config dataclass (a field renamed with `tyro.conf.arg(name=...)` is known
-    by its option name, e.g. `hidden` -> `width`)."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    out = {}
-    for f in dataclasses.fields(cls):
-        name = f.name
-        for meta in getattr(hints.get(f.name), "__metadata__", ()):
-            if getattr(meta, "name", None) and type(meta).__module__.startswith("tyro"):
-                name = meta.name
-        out[f.name] = name
-    return out
 
 
 def with_options(base: T, options: dict[str, Any] | None, where: str, *, fixed: set[str] = frozenset()) -> T:

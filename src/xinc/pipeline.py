@@ -37,8 +37,9 @@ import tyro
 from xinc.config import as_json, command_line, with_options
 from xinc.data.datasets import discover as discover_datasets
 from xinc.errors import XincError
+from xinc.fields import OptionalHW
 from xinc.outputs import check_output_dir, claimed_folder
-from xinc.utils import parse_hw, read_json, to_jsonable, write_json
+from xinc.utils import read_json, to_jsonable, write_json
 from xinc.validate import plain_name
 
 FIRST_ANNOTATED = {name: r.first_annotated for name, r in discover_datasets().items()}  # the dataset registry
@@ -193,7 +194,7 @@ def synth_config(s: SyntheticSpec, out: Path, dataset: str, size: list[int]):
     from xinc.data.config import SynthDatasetConfig
 
     hw = s.size or size
-    return SynthDatasetConfig(out=Path(out), format=dataset, seed=s.seed, frames=s.frames, size=f"{hw[0]}x{hw[1]}",
+    return SynthDatasetConfig(out=Path(out), format=dataset, seed=s.seed, frames=s.frames, size=(hw[0], hw[1]),
                               videos=s.videos, pan=s.pan, things=s.things, flo=False)
 
 
@@ -729,7 +730,7 @@ class DemoConfig:
     """tiny sizes and step counts (the test suite runs this)"""
     device: str = "auto"
     """auto, cpu or cuda[:i]"""
-    size: str | None = None
+    size: OptionalHW = None
     """HxW of the clip and models (default 64x128; quick 32x64)"""
     frames: int | None = None
     """frames of the synthetic clip (default 10: annotated frames 4 and 9)"""
@@ -739,7 +740,7 @@ class DemoConfig:
     def resolved(self) -> dict[str, Any]:
         """Every setting of the demo run, sizes and step counts included."""
         q = self.quick
-        size = list(parse_hw(self.size, "--size") if self.size else ([32, 64] if q else [64, 128]))
+        size = list(self.size or ([32, 64] if q else [64, 128]))
         frames = 10 if self.frames is None else int(self.frames)
         ffn = {"steps": 100, "width": 32, "eval_every": 50} if q else {"steps": 1000, "width": 104}
         nerv = ({"epochs": 30, "strides": [2, 2, 2], "fc_dim": 8, "lower_width": 6, "eval_every": 30} if q else

@@ -14,9 +14,10 @@ from xinc.config import as_json, command_line
 from xinc.data import synth
 from xinc.data.synth import FORMATS, SynthConfig, check_config
 from xinc.errors import XincError
+from xinc.fields import OptionalHW
 from xinc.outputs import owned_output
 from xinc.utils import parse_hw, write_json
-from xinc.validate import path_out
+from xinc.validate import hw, path_out
 
 SynthFormat = Literal[FORMATS]  # registered datasets whose layout the generator writes
 
@@ -34,7 +35,7 @@ class SynthDatasetConfig:
     """random seed: same seed, same bytes"""
     frames: int = 30
     """frames per video (Cityscapes-VPS: 5..30; frames 5, 10, ... are annotated)"""
-    size: str | None = None
+    size: OptionalHW = None
     """HxW of the generated frames, e.g. 256x512 (default: native, 1024x2048 or 720x1280)"""
     videos: int = 1
     """number of videos"""
@@ -55,7 +56,7 @@ class SynthDatasetConfig:
 
     def generator(self) -> SynthConfig:
         """The generator settings (`xinc.data.synth.SynthConfig`) of this config."""
-        size = parse_hw(self.size, "--size") if self.size else None
+        size = hw(self.size, "--size")
         return SynthConfig(self.format, self.seed, self.frames, size, self.videos, self.pan, self.things, self.flo,
                            self.void)
 
