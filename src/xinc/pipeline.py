@@ -40,7 +40,7 @@ from xinc.errors import XincError
 from xinc.fields import OptionalHW
 from xinc.outputs import check_output_dir, claimed_folder
 from xinc.utils import read_json, to_jsonable, write_json
-from xinc.validate import plain_name
+from xinc.validate import hw, optional, plain_name, positive_int
 
 FIRST_ANNOTATED = {name: r.first_annotated for name, r in discover_datasets().items()}  # the dataset registry
 MODELS = ("ffn", "nerv")
@@ -736,6 +736,13 @@ class DemoConfig:
     """frames of the synthetic clip (default 10: annotated frames 4 and 9)"""
     progress: bool = True
     """show progress bars on stderr"""
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            h, w = hw(self.size, "--size")
+            if min(h, w) < 16:
+                raise XincError(f"--size {h}x{w}: both sides must be >= 16 ; e.g. --size 32x64")
+        optional(positive_int, self.frames, "--frames")
 
     def resolved(self) -> dict[str, Any]:
         """Every setting of the demo run, sizes and step counts included."""
