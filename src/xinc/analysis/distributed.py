@@ -135,14 +135,34 @@ class _Pass2(Reducer):
             c = torch.bincount(idx, minlength=self.bins.bins)
             self.mass = m if self.mass is None else self.mass + m.to(self.mass.device)
             self.count = c if self.count is None else self.count + c.to(self.count.device)
-        cand = a.t() if self._top is None else torch.cat([self._top, a.t()], 1)  # (P, k + n)
-        k = min(self.topk, cand.shape[1])
-        self._top = torch.topk(cand, k, dim=1, sorted=False).values
+        self._merge(a)
         self._pm, self._pc = _pixel_hist(a, self.pix, self._pm, self._pc)
+
+    def _merge(self, a: torch.Tensor) -> None:
+        """Add (n, P) values to the per-pixel top-k: columns collect in a (P, 2k) buffer (the merge buffer
+        topk_mb budgets) and torch.topk runs when it is full, so a merge costs ~2P per neuron however small
+        the chunks are (merging every chunk into k costs P (k + n) per chunk)."""
+        k, j = self.topk, 0
+        if self._top is None:
+            self._top, self._fill = a.new_empty(a.shape[1], min(2 * k, self.K)), 0
+        while j < a.shape[0]:  # (the buffer holds every neuron when K <= 2k)
+            m = min(a.shape[0] - j, self._top.shape[1] - self._fill)
+            if m == 0:
+                raise ValueError(f"a2: more maps in frame {self.frame} than the layer's {self.K} neurons")
+            self._top[:, self._fill:self._fill + m] = a[j:j + m].t()
+            self._fill, j = self._fill + m, j + m
+            if self._fill == self._top.shape[1] and self._fill > k:
+                self._top[:, :k] = torch.topk(self._top, k, dim=1, sorted=False).values
+                self._fill = k
+
+    def _final_top(self) -> torch.Tensor:
+        """The per-pixel top min(k, neurons seen) values, sorted descending."""
+        buf = self._top[:, :self._fill]
+        return torch.topk(buf, min(self.topk, buf.shape[1]), dim=1, sorted=True).values
 
     def end_frame(self):
         self.counts[self.frame] = self._c
-        top = torch.sort(self._top, dim=1, descending=True).values.to(torch.float64)
+        top = self._final_top().to(torch.float64)
         cum = top.cumsum(1)
         h = self.heat[self.frame].reshape(-1).to(cum.device)
         self.needed[self.frame], self.censored[self.frame] = {}, {}
