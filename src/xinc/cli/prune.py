@@ -35,7 +35,9 @@ class PruneOptions:
     layers: str | None = None
     """comma-separated canvas layers to prune (default: all)"""
     frames: str | None = None
-    """frames the contribution ranking sums over and PSNR is measured on, e.g. 0-29 (default: all)"""
+    """frames PSNR is measured and fine-tuned on, e.g. 0-29 (default: all)"""
+    rank_frames: str | None = None
+    """frames the contribution ranking sums over, e.g. 0,6,12,18,24 (default: --frames)"""
     gt: str | None = None
     """ground-truth image / frame folder (default: the data recorded in the model directory; without any, PSNR is
     measured against the unpruned model's own output)"""
@@ -101,7 +103,7 @@ def run(argv: list[str], prog: str) -> int:
                       finetune_epochs=o.finetune_epochs, lr=o.lr, seed=o.seed, unstructured=o.unstructured)
     cfg.validate(model)
     frames = parse_index_list(o.frames, num_frames(model), "--frames")
-    cfg.frames = frames
+    cfg.frames = parse_index_list(o.rank_frames, num_frames(model), "--rank-frames") if o.rank_frames else frames
     images, source = _ground_truth(model, o.model_dir, o.gt, frames)
     if images.shape[0] != len(frames):
         raise XincError(f"--gt: holds {images.shape[0]} frame(s) for {len(frames)} model frames ; "
