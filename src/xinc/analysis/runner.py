@@ -290,6 +290,7 @@ def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], r
                 device) -> tuple[float, list[str]]:
     """(estimated seconds, lines saying so): each (layer, mode) canvas probe-timed on this machine and scaled to
     the frames; canvases the memo holds are computed once, others once per pass (A2 streams up to 5 times)."""
+    from xinc.analysis.distributed import work_seconds
     from xinc.canvas.cost import estimate, format_seconds
 
     passes = 5 if "a2" in run_ids else 2
@@ -301,10 +302,17 @@ def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], r
             per_run = c.seconds_per_frame * len(frames)
             once = c.bytes_per_frame * len(frames) <= budget
             total += per_run * (1 if once else passes)
+            a2 = ""
+            if "a2" in run_ids:  # A2's per-pixel statistics over every map, on top of the canvases
+                w = work_seconds(c.neurons, model.config.height, model.config.width, len(frames), device=device)
+                total += w
+                a2 = f"; A2 statistics {format_seconds(w)}"
             lines.append(f"  {layer:8s} {mode:6s} {c.neurons:7d} maps: {format_seconds(c.seconds_per_frame)} per frame"
-                         f" x {len(frames)} frame(s)" + ("" if once else f" x up to {passes} passes (over --memo-mb)"))
-    head = (f"xinc analyze: estimated canvas cost {format_seconds(total)} on {device} (probe-timed; the analyses' "
-            "own work comes on top)")
+                         f" x {len(frames)} frame(s)" + ("" if once else f" x up to {passes} passes (over --memo-mb)")
+                         + a2)
+    head = (f"xinc analyze: estimated cost {format_seconds(total)} on {device} (probe-timed under this machine's "
+            "current load: canvases" + (" and A2's statistics" if "a2" in run_ids else "") + "; other analyses' own "
+            "work comes on top)")
     tips = ["  to cut it: --sample-frames N (seeded frame subset), --frames, --layers, --mode paper, --memo-mb, "
             "or --device cuda on a GPU machine"]
     return total, [head, *lines, *tips]
