@@ -429,7 +429,9 @@ def run_ray(root: Path, steps: list[Step], *, address: str | None = None, max_re
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        task = ray.remote(_ray_step)
+        # a fresh worker process per step (max_calls=1): a worker's peak memory is one step's, not the sum of
+        # what earlier steps left in its heap (freed chunks are kept for reuse, see xinc.threads)
+        task = ray.remote(max_calls=1)(_ray_step)
         refs: dict[str, Any] = {}
         for st in steps:
             opts = {"num_cpus": st.num_cpus, "num_gpus": st.num_gpus, "max_retries": max_retries,
