@@ -105,8 +105,10 @@ def _as_previous_release(out: Path, changed: str | None = None) -> None:
     for sid in sorted(marks, key=lambda s: ("/" in s, "train" not in s)):  # synth, then train before the rest
         rec = marks[sid]
         params = dict(rec["params"])
-        if sid == changed:
-            params["args"] = [*params["args"], "--seed", "1"]
+        command = rec["command"]
+        if sid == changed:  # other options: other parameters and another command line
+            params["changed"] = True
+            command += " --seed 1"
         clip, _, name = sid.rpartition("/")
         up = f"{clip}/train-{name.split('-')[1]}" if name.startswith(("canvas-", "analyze-")) else None
         after = [["synth", old_keys["synth"], "2026-01-01T00:00:00Z", 1.0]] if name.startswith("train-") else []
@@ -116,7 +118,7 @@ def _as_previous_release(out: Path, changed: str | None = None) -> None:
         key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
         old_keys[sid] = key
         (out / ".steps" / f"{sid.replace('/', '__')}.json").write_text(json.dumps(
-            {"key": key, "step": sid, "output": rec["output"], "params": params, "command": rec["command"],
+            {"key": key, "step": sid, "output": rec["output"], "params": params, "command": command,
              "seconds": 1.0, "finished": "2026-01-01T00:00:00Z"}))
 
 

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -342,7 +343,8 @@ def adopt_legacy(root: Path, step: Step) -> bool:
     if old is None or not isinstance(old.get("params"), dict):
         return False
     params = {k: v for k, v in old["params"].items() if k != "after"}
-    if params != to_jsonable(step.params):
+    same_command = bool(step.command) and old.get("command") == step.command  # the recorded command line
+    if params != to_jsonable(step.params) and not same_command:
         return False
     for entry in old["params"].get("after", []):
         up = _legacy_record(root, str(entry[0]))
@@ -469,6 +471,7 @@ def _ray_step(root: str, step: Step, *upstream) -> dict[str, Any]:
     configure_threads()
     res = run_step(Path(root), step)
     res["worker_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    res["worker_pid"] = os.getpid()
     return res
 
 
@@ -481,7 +484,8 @@ def execute(root: Path, steps: list[Step], backend: str = "serial", *, address: 
         res = run_ray(root, steps, address=address, max_retries=max_retries, progress=progress)
         peaks = {r["id"]: r["worker_peak_rss_mb"] for r in res if r["ran"]}
         if peaks:
-            write_json(Path(root) / "ray_workers.json", {"worker_peak_rss_mb": peaks})
+            write_json(Path(root) / "ray_workers.json", {"worker_peak_rss_mb": peaks, "worker_pid": {
+                r["id"]: r.get("worker_pid") for r in res if r["ran"]}})
     else:
         raise XincError(f"backend {backend!r}: choose serial or ray")
     return [r["id"] for r in res if r["ran"]], [r["id"] for r in res if not r["ran"]]
