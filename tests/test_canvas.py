@@ -432,12 +432,18 @@ def test_compiled_mlp_kernel_matches_torch_tiles(monkeypatch):
     assert used
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("shape", list(NERV_SHAPES))
-def test_fused_block_reductions_equal_reference_maps(shape, monkeypatch):
-    """The paper block rule's fused HeatMap/NeuronTotals (phase planes of neuron tiles, no maps) equal the
-    reductions of the loop reference for tiles of 1, 3 (not dividing K) and all neurons, with the residual."""
+def test_fused_block_reductions_equal_reference_maps(shape, compiled, monkeypatch):
+    """The paper block rule's fused HeatMap/NeuronTotals (phase planes of neuron tiles, or the compiled stage
+    kernels; no maps) equal the reductions of the loop reference for tiles of 1, 3 (not dividing K) and all
+    neurons, with the residual."""
+    from xinc.canvas import kernels
     from xinc.canvas.rules import ConvBlockPaperRule
 
+    if compiled and not kernels.available():
+        pytest.skip("numba is not installed: no compiled kernels to test")
+    monkeypatch.setattr(kernels, "ENABLED", compiled)
     m = tiny_nerv(shape)
     calls = []
     real_reduce = ConvBlockPaperRule.reduce
@@ -445,6 +451,8 @@ def test_fused_block_reductions_equal_reference_maps(shape, monkeypatch):
     hw = m.config.height * m.config.width
     for tile in (hw, 3 * hw, 1 << 30):
         monkeypatch.setattr(ConvBlockPaperRule, "tile_elems", {"cpu": tile, "cuda": tile})
+        # the compiled path sizes tiles by the last stage's input, 1/r^2 of the output
+        monkeypatch.setattr(ConvBlockPaperRule, "kernel_tile_elems", tile // m.blocks[-1].stride ** 2)
         for bi in range(len(m.blocks)):
             layer = f"block{bi + 1}"
             A = ref_block_paper(m, bi, 2)[0].abs().double()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import xinc.cli.canvas as cli_canvas
+import xinc.canvas.write as cli_canvas
 from test_canvas import tiny_ffn, tiny_nerv
 from xinc.canvas import compute_canvas
 from xinc.canvas.store import open_store, read_canvas
@@ -30,7 +30,7 @@ def test_cli_writes_readable_store_and_grid(model_dirs, tmp_path):
     root, nerv, _ = model_dirs
     out = tmp_path / "out"
     rc = main(["canvas", str(root / "nerv"), "--layers", "head,block2", "--frames", "0,2", "--out", str(out),
-               "--chunk-neurons", "7", "--progress", "False", "--top", "4"])
+               "--chunk-neurons", "7", "--no-progress", "--top", "4"])
     assert rc == 0
     assert not (tmp_path / "out.partial").exists()
     cfg = json.loads((out / "config.json").read_text())
@@ -61,7 +61,7 @@ def test_cli_reductions_only_store(model_dirs, tmp_path):
     root, nerv, _ = model_dirs
     out = tmp_path / "red"
     rc = main(["canvas", str(root / "nerv"), "--layers", "head,block1,block3", "--frames", "0,2", "--out", str(out),
-               "--maps", "False", "--progress", "False", "--top", "3"])
+               "--no-maps", "--no-progress", "--top", "3"])
     assert rc == 0
     assert json.loads((out / "config.json").read_text())["maps"] is False
     store = open_store(out)
@@ -81,8 +81,8 @@ def test_cli_reductions_only_store(model_dirs, tmp_path):
 def test_cli_ffn_float16_per_channel_all_layers(model_dirs, tmp_path):
     root, _, ffn = model_dirs
     out = tmp_path / "o16"
-    assert main(["canvas", str(root / "ffn"), "--out", str(out), "--dtype", "float16", "--per-channel", "True",
-                 "--progress", "False"]) == 0
+    assert main(["canvas", str(root / "ffn"), "--out", str(out), "--dtype", "float16", "--per-channel",
+                 "--no-progress"]) == 0
     store = open_store(out)
     assert store.attrs["layers"] == ["layer1", "layer2", "layer3"]
     arr = store["layer3"]["maps"]
@@ -94,7 +94,7 @@ def test_cli_ffn_float16_per_channel_all_layers(model_dirs, tmp_path):
 def test_cli_resumes_after_interruption(model_dirs, tmp_path, monkeypatch):
     root, nerv, _ = model_dirs
     out = tmp_path / "res"
-    argv = ["canvas", str(root / "nerv"), "--layers", "block3", "--out", str(out), "--progress", "False"]
+    argv = ["canvas", str(root / "nerv"), "--layers", "block3", "--out", str(out), "--no-progress"]
     real, calls = cli_canvas.stream_canvas, []
 
     def flaky(model, layer, frames, *a, **kw):
@@ -133,3 +133,46 @@ def test_cli_errors_exit_2(model_dirs, tmp_path, capsys):
         assert not (tmp_path / name).exists() and not (tmp_path / f"{name}.partial").exists()
     with pytest.raises(XincError, match="not a canvas store"):
         open_store(tmp_path)
+
+
+def test_cli_resumes_after_sigkill(model_dirs, tmp_path, monkeypatch):
+    """A run killed (SIGKILL, no clean-up) after its first frame: the re-run takes over the stale lock, keeps the
+    finished frame and computes only the others; the result equals an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, nerv, _ = model_dirs
+    out = tmp_path / "killed"
+    argv = ["canvas", str(root / "nerv"), "--layers", "block3", "--out", str(out), "--progress", "False"]
+    slow = ("import sys, time; import xinc.canvas.write as c; real = c.stream_canvas\n"
+            "def slow(m, layer, frames, *a, **k):\n"
+            "    if frames[0] > 0: time.sleep(60)  # frame 0 finishes at once, the kill lands during frame 1\n"
+            "    return real(m, layer, frames, *a, **k)\n"
+            "c.stream_canvas = slow\nfrom xinc.cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", slow, *argv], env=dict(os.environ))
+    layer_meta = tmp_path / "killed.partial" / "canvas.zarr" / "block3" / "zarr.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            try:
+                if json.loads(layer_meta.read_text())["attributes"].get("frames_done"):
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert not out.exists() and (tmp_path / "killed.lock").exists()  # killed: stage and stale lock left behind
+    calls = []
+    real = cli_canvas.stream_canvas
+    monkeypatch.setattr(cli_canvas, "stream_canvas", lambda *a, **kw: (calls.append(a[2][0]), real(*a, **kw))[1])
+    assert main(argv) == 0
+    assert calls == [1, 2]
+    for f in range(3):
+        ref = compute_canvas(nerv, "block3", f).maps
+        torch.testing.assert_close(read_canvas(out, "block3", f).maps, ref, rtol=1e-5, atol=1e-7)

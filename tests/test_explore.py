@@ -62,7 +62,7 @@ def run_dir(tmp_path_factory):
     out = d / "runs" / "nerv"
     assert main(["analyze", str(d / "model"), "--dataset", "cityscapes-vps", "--root", str(d / "data"), "--video",
                  cfg["video_ids"][0], "--out", str(out), "--analyses", "a3,a6", "--layers", "block2,head",
-                 "--mode", "linear", "--progress", "False", "--seed", "5"]) == 0
+                 "--mode", "linear", "--no-progress", "--seed", "5"]) == 0
     # an untrusted value in the run: a category name that tries to end the page's script
     path = out / "tables" / "a3_sampled_cells.csv"
     rows = list(csv.DictReader(path.open()))
@@ -91,12 +91,41 @@ def test_payload_is_bounded_and_uses_the_shared_sample(run_dir):
         build_payload(run_dir, lim, max_mb=0.001)
 
 
+def test_same_seed_same_neurons_in_videos_explorer_and_report(run_dir, tmp_path):
+    """One seed, one sample: the neurons video, the explorer's sampled maps, the report's video caption and A3's
+    sampled neurons name the same neurons of each layer (the run's seed 5, 6 neurons)."""
+    from xinc.models.io import load_model
+    from xinc.report.overview import videos_block
+    from xinc.video.data import choose_neurons
+
+    vdir = tmp_path / "v"
+    assert main(["video", str(run_dir.parent / "model"), "--out", str(vdir), "--neurons", "6", "--frames", "0-1",
+                 "--seed", "5", "--layers", "block2,head", "--no-fluctuation", "--no-progress"]) == 0
+    shown = {la: e["neurons"] for la, e in json.loads((vdir / "videos.json").read_text())["videos"]["neurons"]
+             ["layers"].items()}
+    payload = build_payload(run_dir, ExploreLimits(width=16, topk=4, frames=2, maps=8, sampled=6))
+    explorer = {L["name"]: L["sampled"] for L in payload["models"][0]["layers"]}
+    res = json.loads((run_dir / "nerv" / "results.json").read_text())
+    caption = videos_block(vdir, "t")
+    model = load_model(run_dir.parent / "model")
+    for layer in ("block2", "head"):
+        K = choose_neurons(model, layer, n=6, seed=5, given=None, mode="paper").info.num_neurons
+        expected = sample_neurons(K, 6, 5)
+        a3 = res["a3"]["linear"][layer]
+        assert shown[layer] == expected and explorer[layer] == expected
+        assert f"{layer}: {', '.join(map(str, expected))} (sampled (seed 5))" in caption  # the report's overview
+        maps = torch.stack([compute_canvas(model, layer, f, mode="linear").maps for f in res["a3"]["frames"]])
+        alive = [k for k in expected if float(maps[:, k].abs().max()) > 0]
+        assert set(alive) <= set(a3["sampled_neurons"])  # A3 skips only neurons without any contribution
+        if len(alive) == len(expected):
+            assert a3["sampled_neurons"] == expected
+
+
 def test_explorer_in_chromium(run_dir, tmp_path):
     from browser import chrome, severe_logs
 
     out = tmp_path / "explorer.html"
-    assert main(["explore", str(run_dir), "--out", str(out), "--width", "32", "--frames", "2", "--progress",
-                 "False"]) == 0
+    assert main(["explore", str(run_dir), "--out", str(out), "--width", "32", "--frames", "2", "--no-progress"]) == 0
     text = out.read_text()
     assert "<script>window.PWNED" not in text and "http://" not in text and "https://" not in text
     data = json.loads(re.search(r'<script type="application/json" id="xinc-data">(.*?)</script>', text, re.S)[1])
@@ -144,7 +173,7 @@ def test_report_overview_embeds_videos_that_play(run_dir, tmp_path):
     vids = run_dir / "videos" / "nerv"
     if not vids.is_dir():
         assert main(["video", str(run_dir.parent / "model"), "--out", str(vids), "--neurons", "2", "--frames", "0-3",
-                     "--seed", "5", "--progress", "False"]) == 0
+                     "--seed", "5", "--no-progress"]) == 0
     html = build_report(run_dir, tmp_path / "report.html")
     text = html.read_text()
     assert text.count("<video ") == 2 and 'id="overview"' in text and "data:video/mp4;base64," in text
@@ -174,7 +203,7 @@ def test_explore_refuses_bad_input(tmp_path, capsys, run_dir):
     assert main(["explore", str(run_dir), "--topk", "0"]) == 2
     mine = tmp_path / "notes.html"
     mine.write_text("<html>my own notes</html>")
-    assert main(["explore", str(run_dir), "--out", str(mine), "--progress", "False"]) == 2
+    assert main(["explore", str(run_dir), "--out", str(mine), "--no-progress"]) == 2
     assert mine.read_text() == "<html>my own notes</html>"  # never replaced: xinc did not write it
     errs = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(errs) == 4 and all(e.startswith("xinc: error: ") for e in errs)

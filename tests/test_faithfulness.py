@@ -15,12 +15,15 @@ from xinc.analysis.faithfulness import (
     parse_fractions,
     pearson_from_sums,
     region_box,
+    region_spec,
     removal_sets,
+    sample_runs,
 )
 from xinc.analysis.registry import AnalysisContext, load_result
 from xinc.canvas import compute_canvas
 from xinc.canvas.reduce import LayerInfo
 from xinc.errors import XincError
+from xinc.models import NeRV, NeRVConfig
 from xinc.report.plots import draw
 
 
@@ -51,6 +54,7 @@ def test_a7_on_ffn_exact_layer_scores_perfect_and_results_saved(tmp_path):
     assert res.arrays["layer2/deletion/magnitude"][0] == pytest.approx(res.arrays["layer2/insertion/magnitude"][-1])
     assert res.arrays["layer2/region_in/random"].shape == (4,) and res.arrays["layer2/region_in/random"][0] == 0
     assert any("predicts ablations better" in s for s in res.summary)
+    assert any(s.startswith("layer3: both rules predict ablations equally") for s in res.summary)  # exact: a tie
     back = load_result(tmp_path, "a7")
     assert back.numbers["layers"]["layer3"]["paper"]["maps_sum_exact"]
     assert (tmp_path / "tables" / "a7_faithfulness.csv").is_file()
@@ -111,3 +115,90 @@ def test_helpers():
     s = torch.stack([torch.full((2,), 50.0, dtype=torch.float64), c.sum(1), d.sum(1), (c * c).sum(1),
                      (d * d).sum(1), (c * d).sum(1)], 1)
     assert pearson_from_sums(s).tolist() == pytest.approx([1.0, -1.0])
+
+
+def test_region_spec_and_sample_runs():
+    assert region_spec("segment:7") == ("segment", 7) and region_spec("category:car") == ("category", "car")
+    assert region_spec("largest") == ("largest", None) and region_spec("1,4,2,8") == ("box", (1, 4, 2, 8))
+    for bad in ("segment:x", "category:", "1,2,3", "blob"):
+        with pytest.raises(XincError):
+            A7Options(region=bad)
+    with pytest.raises(XincError):
+        A7Options(rank_modes="paper,exact")
+    from xinc.analysis.faithfulness import largest_segment
+    from xinc.data.panoptic import Segment
+
+    def seg(i, area):
+        return Segment(i, 1, "x", True, area, (0, 0, 1, 1))
+
+    # id 1 is largest in frame 0 but absent from frame 1; id 3 covers all of frame 1: id 2 is the one
+    labels = {0: (None, [seg(1, 50), seg(2, 10), seg(3, 5)]), 1: (None, [seg(2, 20), seg(3, 100)])}
+    assert largest_segment(labels, [0, 1], 10, 10) == 2 and largest_segment(labels, [0], 10, 10) == 1
+    assert largest_segment({0: (None, [seg(3, 100)])}, [0], 10, 10) is None
+    assert sample_runs(torch.tensor([0, 1, 2, 5, 7, 8])) == [(0, 3), (5, 6), (7, 9)]
+    assert sample_runs(torch.tensor([], dtype=torch.long)) == []
+
+
+def test_a7_sampled_maps_only_match_the_full_canvas(tmp_path):
+    """rank_modes=paper: the linear maps of the sampled neurons alone (engine ranges) give the same check as the
+    whole linear canvas; the linear |C| ranking is then absent from the curves."""
+    m = tiny_nerv("three_blocks_s1s2s3")
+    opts = {"neurons": 7, "fractions": "0,0.5,1", "region": "none"}
+    ctx = _ctx(m, [0], tmp_path)
+    ctx.layers = ["block2"]
+    full = run(ctx, ["a7"], {"a7": opts}, save=False)["a7"]
+    part = run(ctx, ["a7"], {"a7": {**opts, "rank_modes": "paper"}}, save=False)["a7"]
+    for key in ("pearson", "rel_error"):
+        assert np.allclose(part.arrays[f"block2/{key}/linear"], full.arrays[f"block2/{key}/linear"], atol=1e-6)
+    rec = part.numbers["layers"]["block2"]
+    assert rec["linear"]["neurons"] == 7 and not rec["linear"]["ranked"] and rec["paper"]["ranked"]
+    assert "contribution-linear" not in rec["deletion_auc"] and "contribution-paper" in rec["deletion_auc"]
+
+
+@pytest.fixture(scope="module")
+def synth_clip(tmp_path_factory):
+    from xinc.data.panoptic import load_panoptic_clip
+    from xinc.data.synth import generate_synthetic
+
+    d = tmp_path_factory.mktemp("a7synth")
+    cfg = generate_synthetic(d / "data", "cityscapes-vps", seed=0, frames=5, size=(32, 64), things=2, flo=False)
+    return load_panoptic_clip("cityscapes-vps", d / "data", cfg["video_ids"][0], size=(8, 16))
+
+
+def test_a7_region_by_panoptic_segment(synth_clip, tmp_path):
+    """Region deletion inside a segment of the clip's panoptic labels: largest (and auto), by id, by category."""
+    clip = synth_clip
+    j = clip.annotated[0]
+    cfg = NeRVConfig(height=8, width=16, num_frames=clip.num_frames, embed="pe_1.25_8", fc_hw=[2, 4], fc_dim=4,
+                     strides=[2, 2], kernel_sizes=[3, 3], widths=[4, 3], head_ks=3)
+    torch.manual_seed(0)
+    m = NeRV(cfg).eval()
+    ctx = AnalysisContext(model=m, model_dir=None, layers=["block2"], frames=[j], images=clip.frames[[j]],
+                          out=tmp_path, mode="paper", seed=1, panoptic=clip)
+    segs = sorted(clip.segments[j], key=lambda s: (-s.area, s.id))
+    opts = {"neurons": 4, "fractions": "0,0.5,1"}
+    for spec in ("largest", "auto"):
+        res = run(ctx, ["a7"], {"a7": {**opts, "region": spec}}, save=False)["a7"]
+        reg = res.numbers["region"]
+        assert reg["kind"] == "segment" and reg["segment_id"] == segs[0].id and segs[0].name in reg["label"]
+        assert reg["pixels"][j] == int(clip.mask(j, segs[0].id).sum())
+        assert np.array_equal(res.arrays["region_mask"], clip.mask(j, segs[0].id).numpy())
+    rec = res.numbers["layers"]["block2"]
+    assert set(rec["region_selectivity_db"]) == {"contribution-paper", "random"}
+    assert res.arrays["block2/region_in/contribution-paper"][0] == 0  # nothing removed: no change
+    small = segs[-1]
+    res = run(ctx, ["a7"], {"a7": {**opts, "region": f"segment:{small.id}"}}, save=False)["a7"]
+    assert res.numbers["region"]["pixels"][j] == int(clip.mask(j, small.id).sum())
+    cat = next(s for s in segs if s.isthing)
+    res = run(ctx, ["a7"], {"a7": {**opts, "region": f"category:{cat.name}"}}, save=False)["a7"]
+    n_cat = sum(int(clip.mask(j, s.id).sum()) for s in segs if s.category_id == cat.category_id)
+    assert res.numbers["region"]["kind"] == "category" and res.numbers["region"]["pixels"][j] == n_cat
+    figs = draw("a7", res, tmp_path)
+    assert any(f.path.name.startswith("region") for f in figs)
+    for bad in ("segment:999999999", "category:unicorn"):
+        with pytest.raises(XincError, match="covers 0 of"):
+            run(ctx, ["a7"], {"a7": {**opts, "region": bad}}, save=False)
+    ctx.panoptic = None
+    with pytest.raises(XincError, match="no panoptic labels"):
+        run(ctx, ["a7"], {"a7": {**opts, "region": "largest"}}, save=False)
+    assert run(ctx, ["a7"], {"a7": {**opts, "region": "auto"}}, save=False)["a7"].numbers["region"]["kind"] == "box"

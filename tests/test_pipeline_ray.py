@@ -3,6 +3,7 @@ backend, a failed task retried, and a re-run after a failed run skipping exactly
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,8 @@ def test_ray_equals_serial_and_skips_on_rerun(tmp_path, local_ray):
     a, b = _outputs(tmp_path / "s"), _outputs(tmp_path / "r")
     assert len(a) > 30 and a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
+    pids = json.loads((tmp_path / "r" / "ray_workers.json").read_text())["worker_pid"]
+    assert len(pids) == len(par["steps_run"]) - 1 and len(set(pids.values())) == len(pids)  # a process per step
     again = run_pipeline(PipelineConfig(**{**TINY, "out": str(tmp_path / "r")}), backend="ray")
     assert again["steps_run"] == [] and sorted(again["steps_skipped"]) == sorted(par["steps_run"])
 

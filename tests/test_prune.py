@@ -64,7 +64,7 @@ def test_cli_prune_writes_models_results_and_figure(tmp_path, capsys):
     save_model(m, tmp_path / "nerv")
     out = tmp_path / "pruned"
     rc = main(["prune", str(tmp_path / "nerv"), "--out", str(out), "--amount", "0.2,0.5", "--finetune-epochs", "1",
-               "--by", "contribution,random", "--layers", "block2,head"])
+               "--by", "contribution,random", "--layers", "block2,head", "--rank-frames", "0,2"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert {r["name"] for r in res["runs"]} == {"contribution_0.2", "contribution_0.5", "random_0.2", "random_0.5",
@@ -74,7 +74,8 @@ def test_cli_prune_writes_models_results_and_figure(tmp_path, capsys):
     p = load_model(out / "models" / "contribution_0.5")
     assert count_params(p)["nonzero"] == next(r["nonzero"] for r in res["runs"] if r["name"] == "contribution_0.5")
     assert (out / "figures" / "prune" / "psnr_vs_params.png").is_file() and (out / "results.csv").is_file()
-    assert json.loads((out / "config.json").read_text())["prune"]["amounts"] == [0.2, 0.5]
+    cfg = json.loads((out / "config.json").read_text())["prune"]
+    assert cfg["amounts"] == [0.2, 0.5] and cfg["frames"] == [0, 2]  # the ranking's frames (--rank-frames)
     assert "baseline: PSNR" in capsys.readouterr().out
 
 
@@ -84,13 +85,13 @@ def test_cli_prune_refuses_foreign_or_input_outputs(tmp_path, capsys):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     for out in (foreign, tmp_path / "nerv"):
-        rc = main(["prune", str(tmp_path / "nerv"), "--out", str(out), "--overwrite", "True"])
+        rc = main(["prune", str(tmp_path / "nerv"), "--out", str(out), "--overwrite"])
         assert rc == 2 and capsys.readouterr().err.startswith("xinc: error:")
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
 @pytest.mark.parametrize("args,msg", [(["--amount", "1.5"], "--amount"), (["--by", "size"], "--by"),
-                                      (["--layers", "block9"], "--layers")])
+                                      (["--layers", "block9"], "--layers"), (["--rank-frames", "7"], "--rank-frames")])
 def test_cli_prune_bad_input_is_one_line(tmp_path, capsys, args, msg):
     save_model(tiny_nerv("one_block_s3_k5"), tmp_path / "nerv")
     rc = main(["prune", str(tmp_path / "nerv"), "--out", str(tmp_path / "o"), *args])

@@ -293,6 +293,24 @@ def owned_output(out: PathLike, *, inputs: Iterable[PathLike | None] = (), overw
         lock.release()
 
 
+def legacy_pipeline(folder: Path) -> bool:
+    """An interrupted `xinc run`/`xinc demo` of xinc < 0.2 (no marker, no config.json yet): its step markers
+    `.steps/*.json` name a step, a key and an output inside the folder. Only claimed_folder (which writes in
+    place and never replaces the folder) accepts it; is_owned does not, so it is never overwritten whole."""
+    steps = folder / ".steps"
+    if not steps.is_dir() or steps.is_symlink():
+        return False
+    for p in steps.glob("*.json"):
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (isinstance(rec, dict) and {"key", "step", "output", "params"} <= rec.keys()
+                and Path(str(rec["output"])).resolve().is_relative_to(folder.resolve())):
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def claimed_folder(out: PathLike, *, inputs: Iterable[PathLike | None] = (), kind: str = "pipeline",
                    what: str = "out") -> Iterator[Path]:
@@ -305,7 +323,7 @@ def claimed_folder(out: PathLike, *, inputs: Iterable[PathLike | None] = (), kin
     _refuse_inputs(out, inputs, given, what, ancestors=False)  # never replaced: inputs inside it are fine
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise XincError(f"{what} {given}: exists and is not a folder ; choose another path")
-    if out.exists() and not is_owned(out) and any(out.iterdir()):
+    if out.exists() and not (is_owned(out) or legacy_pipeline(out)) and any(out.iterdir()):
         raise XincError(f"{what} {given}: folder exists and was not written by xinc (no {MARKER}); xinc never "
                         "writes into it ; choose another path")
     out.parent.mkdir(parents=True, exist_ok=True)

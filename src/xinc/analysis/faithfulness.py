@@ -36,16 +36,28 @@ class A7Options:
     frames: int = 1  # analysed frames A7 uses (evenly spaced over the run's frames)
     batch: int = 16  # neurons ablated per downstream pass
     fractions: str = "0,0.05,0.1,0.2,0.3,0.5,0.7,1"  # fractions removed for the deletion/insertion curves
-    region: str = "auto"  # region deletion: "y0,y1,x0,x1" pixel box, "auto" (the centre box) or "none"
+    region: str = "auto"  # region deletion: see region_spec (box, segment:ID, category:NAME, largest, auto, none)
+    rank_modes: str = "paper,linear"  # modes whose whole canvas ranks neurons by |C|; others: sampled maps only
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Counts in range and well-formed fractions (the region is checked against the model's size later)."""
+        """Counts in range, well-formed fractions, region and ranking modes (checked against the data later)."""
         if self.neurons < 0 or self.frames < 1 or self.batch < 1:
             raise XincError("a7 options: neurons >= 0, frames >= 1 and batch >= 1 ; fix the --option a7.* values")
         parse_fractions(self.fractions)
+        region_spec(self.region)
+        parse_rank_modes(self.rank_modes)
+
+
+def parse_rank_modes(text: str) -> set[str]:
+    """The canvas modes of a7.rank_modes ('paper,linear', 'paper', 'linear' or 'none')."""
+    modes = {m.strip() for m in str(text).split(",") if m.strip()} - {"none"}
+    if not modes <= {"paper", "linear"}:
+        raise XincError(f"a7.rank_modes {text!r}: not a list of canvas modes ; give paper,linear, paper, linear "
+                        "or none")
+    return modes
 
 
 def parse_fractions(text: str) -> np.ndarray:
@@ -60,20 +72,103 @@ def parse_fractions(text: str) -> np.ndarray:
     return np.asarray(f, dtype=np.float64)
 
 
+def region_spec(spec: str) -> tuple[str, object]:
+    """Parsed a7.region: ('none'|'auto'|'largest', None), ('box', (y0, y1, x0, x1)), ('segment', id) or
+    ('category', name or id). Checked against the model's size and the panoptic labels at run time."""
+    s = str(spec).strip()
+    if s in ("none", "auto", "largest"):
+        return s, None
+    kind, _, arg = s.partition(":")
+    if kind == "segment" and arg.strip().isdigit():
+        return "segment", int(arg)
+    if kind == "category" and arg.strip():
+        return "category", arg.strip()
+    vals = s.split(",")
+    if len(vals) == 4 and all(v.strip().lstrip("-").isdigit() for v in vals):
+        return "box", tuple(int(v) for v in vals)
+    raise XincError(f"a7.region {spec!r}: not a region ; give y0,y1,x0,x1, segment:ID, category:NAME, largest, "
+                    "auto or none")
+
+
 def region_box(spec: str, H: int, W: int) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) of the region spec ('auto' = the centre half in each direction) or None ('none')."""
+    """(y0, y1, x0, x1) of a box spec ('auto' = the centre half in each direction) or None ('none')."""
     if spec == "none":
         return None
     if spec == "auto":
         return H // 4, H - H // 4, W // 4, W - W // 4
-    try:
-        y0, y1, x0, x1 = (int(v) for v in spec.split(","))
-    except ValueError:
-        y0 = y1 = x0 = x1 = -1
+    kind, box = region_spec(spec)
+    y0, y1, x0, x1 = box if kind == "box" else (-1, -1, -1, -1)
     if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W) or (y1 - y0) * (x1 - x0) == H * W:
         raise XincError(f"a7.region {spec!r}: need y0,y1,x0,x1 with 0 <= y0 < y1 <= {H}, 0 <= x0 < x1 <= {W}, "
                         "not the whole image ; or use auto / none")
     return y0, y1, x0, x1
+
+
+def largest_segment(labels: dict, frames: list[int], H: int, W: int) -> int | None:
+    """Track id present (not everywhere) in every frame with the largest area summed over them (ties: the
+    smallest id), or None when no segment is."""
+    area: dict[int, int] = {}
+    for j, f in enumerate(frames):
+        here = {seg.id: int(seg.area) for seg in labels[f][1] if 0 < int(seg.area) < H * W}
+        area = {k: v + here[k] for k, v in area.items() if k in here} if j else here
+    return min(area, key=lambda k: (-area[k], k)) if area else None
+
+
+def _segment_masks(kind: str, arg, labels: dict, frames: list[int]) -> tuple[dict[int, torch.Tensor], str]:
+    """Per-frame masks of one segment id or of every segment of a category (name or id), and a label."""
+    masks, names = {}, set()
+    for f in frames:
+        ids, segs = labels[f]
+        ids = torch.as_tensor(ids)
+        if kind == "segment":
+            chosen = [s for s in segs if s.id == arg]
+        else:
+            chosen = [s for s in segs if s.name.lower() == str(arg).lower() or str(s.category_id) == str(arg)]
+        names.update(s.name for s in chosen)
+        masks[f] = torch.isin(ids, torch.tensor([s.id for s in chosen] or [-1], dtype=ids.dtype))
+    what = f"segment {arg}" if kind == "segment" else f"category {arg}"
+    return masks, f"{what} ({', '.join(sorted(names)) or 'absent'})"
+
+
+def region_masks(ctx: AnalysisContext, spec: str, frames: list[int], H: int, W: int
+                 ) -> tuple[dict[int, torch.Tensor] | None, dict]:
+    """Bool (H, W) region mask per A7 frame and its description, from a7.region: a pixel box, or a panoptic
+    segment of the run's labels (by id, by category, or the largest); 'auto' = the largest segment when every
+    A7 frame is labelled, else the centre box."""
+    from xinc.analysis.objects import labelled_frames
+
+    kind, arg = region_spec(spec)
+    labels = labelled_frames(ctx) if ctx.panoptic is not None else {}
+    if kind == "auto":
+        labelled = bool(frames) and all(f in labels for f in frames)
+        kind = "largest" if labelled and largest_segment(labels, frames, H, W) is not None else "box"
+    if kind == "none":
+        return None, {"kind": "none"}
+    if kind == "box":
+        y0, y1, x0, x1 = region_box("auto" if arg is None else spec, H, W)
+        m = torch.zeros(H, W, dtype=torch.bool)
+        m[y0:y1, x0:x1] = True
+        return {f: m for f in frames}, {"kind": "box", "box": [y0, y1, x0, x1],
+                                        "label": f"box y {y0}:{y1}, x {x0}:{x1}"}
+    missing = [f for f in frames if f not in labels]
+    if missing:
+        raise XincError(f"a7.region {spec}: frames {missing} have no panoptic labels ; give --dataset/--root/--video "
+                        "and annotated --frames, or a pixel box y0,y1,x0,x1")
+    if kind == "largest":
+        kind, arg = "segment", largest_segment(labels, frames, H, W)
+        if arg is None:
+            raise XincError(f"a7.region {spec}: no segment is present in every A7 frame {frames} ; pick fewer "
+                            "--frames, a segment:ID or a pixel box")
+    masks, label = _segment_masks(kind, arg, labels, frames)
+    for f, m in masks.items():
+        n = int(m.sum())
+        if tuple(m.shape) != (H, W) or n in (0, H * W):
+            raise XincError(f"a7.region {spec}: the {label} region covers {n} of {H}x{W} pixels of frame {f} ; "
+                            "pick a segment present (not everywhere) in every A7 frame, or other --frames")
+    if region_spec(spec)[0] in ("largest", "auto"):
+        label = "largest " + label
+    return masks, {"kind": kind, "spec": spec, "label": label, "pixels": {f: int(m.sum()) for f, m in masks.items()},
+                   **({"segment_id": arg} if kind == "segment" else {"category": arg})}
 
 
 def pearson_from_sums(s: torch.Tensor) -> torch.Tensor:
@@ -135,11 +230,13 @@ def capped_psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None 
 
 
 def removal_psnr(model, layer: str, traces: dict, images: dict, removed: torch.Tensor,
-                 mask: torch.Tensor | None = None, group: int = 8) -> torch.Tensor:
-    """Mean PSNR over frames per removal set (S,) — or (S, 2) inside/outside `mask` — from downstream passes."""
+                 masks: dict[int, torch.Tensor] | None = None, group: int = 8) -> torch.Tensor:
+    """Mean PSNR over frames per removal set (S,) — or (S, 2) inside/outside each frame's region mask — from
+    downstream passes."""
     out = []
     for f, tr in traces.items():
         rows = []
+        mask = None if masks is None else masks[f]
         for a in range(0, removed.shape[0], group):
             pred = output_image(model, logits_without(model, layer, tr, removed[a:a + group])).cpu()
             gt = images[f].cpu()
@@ -198,26 +295,55 @@ def mode_summary(res: dict[str, torch.Tensor], exact: bool) -> dict[str, float |
             "rel_error_median": q(e, np.median), "rel_error_mean": q(e, np.mean), "maps_sum_exact": bool(exact)}
 
 
+def sample_runs(sample: torch.Tensor) -> list[tuple[int, int]]:
+    """Contiguous [a, b) ranges covering a sorted index sample (what the engine's neurons=(a, b) takes)."""
+    s = torch.as_tensor(sample, dtype=torch.long).reshape(-1)
+    if not s.numel():
+        return []
+    cut = torch.nonzero(s[1:] != s[:-1] + 1).flatten() + 1
+    starts = torch.cat([s[:1], s[cut]]).tolist()
+    stops = (torch.cat([s[cut - 1], s[-1:]]) + 1).tolist()
+    return list(zip(starts, stops))
+
+
+def stream_sample(ctx: AnalysisContext, layer: str, cmode: str, frames: list[int], traces: dict,
+                  sample: torch.Tensor, reducers: list) -> None:
+    """Drive reducers over the sampled neurons' maps only (the engine's neuron ranges, reusing the traces): for
+    layers whose whole canvas is unaffordable in a mode (linear block 1 of a NeRV on a CPU)."""
+    from xinc.canvas import stream_canvas
+
+    for a, b in sample_runs(sample):
+        stream_canvas(ctx.model, layer, frames, reducers, mode=cmode, chunk_neurons=ctx.chunk_neurons,
+                      memory_budget_mb=ctx.memory_budget_mb, device=ctx.device, progress=ctx.progress,
+                      neurons=(a, b), trace=traces)
+
+
 def check_layer(ctx: AnalysisContext, layer: str, opts: A7Options, frames: list[int], traces: dict,
-                sample: torch.Tensor, labels: torch.Tensor | None) -> tuple[dict, dict, dict]:
-    """Per canvas mode: ablation check of the sampled neurons, total |C| per neuron, |C| inside the region."""
+                sample: torch.Tensor, labels: dict | None) -> tuple[dict, dict, dict]:
+    """Per canvas mode: ablation check of the sampled neurons, and for the ranking modes (a7.rank_modes) total
+    |C| per neuron and |C| inside the region (these need the whole canvas; other modes stream the sample only)."""
     per_mode, scores, region = {}, {}, {}
+    rank = parse_rank_modes(opts.rank_modes)
     for _, cmode in ctx.variants():
         # the linear rule splits downstream biases over the neurons too: its ablation takes that share along
         check = AblationCheck(ctx.model, layer, traces, sample, opts.batch, downstream_bias=cmode == "linear")
-        tot = NeuronTotals()
-        reducers = [check, tot] + ([GroupSums(labels, 2)] if labels is not None else [])
-        ctx.stream(layer, reducers, canvas_mode=cmode, frames=frames)
+        if cmode in rank or ctx.canvases is not None:
+            tot = NeuronTotals()
+            reducers = [check, tot] + ([GroupSums(labels, 2)] if labels is not None else [])
+            ctx.stream(layer, reducers, canvas_mode=cmode, frames=frames)
+            scores[f"contribution-{cmode}"] = sum(v.double() for v in tot.result().values()).reshape(-1)
+            if labels is not None:
+                region[f"contribution-{cmode}"] = sum(v[..., 1].double() for v in reducers[2].result().values())
+        else:
+            stream_sample(ctx, layer, cmode, frames, traces, sample, [check])
         res = check.result()
-        per_mode[cmode] = {"summary": mode_summary(res, all(check.exact)), **res}
-        scores[f"contribution-{cmode}"] = sum(v.double() for v in tot.result().values()).reshape(-1)
-        if labels is not None:
-            region[f"contribution-{cmode}"] = sum(v[..., 1].double() for v in reducers[2].result().values())
+        per_mode[cmode] = {"summary": {**mode_summary(res, all(check.exact)), "ranked": f"contribution-{cmode}"
+                                       in scores}, **res}
     return per_mode, scores, region
 
 
 def layer_curves(ctx: AnalysisContext, layer: str, scores: dict, region: dict, traces: dict, images: dict,
-                 fractions: np.ndarray, mask: torch.Tensor | None) -> dict[str, np.ndarray]:
+                 fractions: np.ndarray, masks: dict[int, torch.Tensor] | None) -> dict[str, np.ndarray]:
     """Deletion/insertion PSNR curves per ranking, and region-restricted deletion (PSNR change in/out)."""
     out = {}
     for name, s in scores.items():
@@ -225,12 +351,12 @@ def layer_curves(ctx: AnalysisContext, layer: str, scores: dict, region: dict, t
         both = torch.cat([removal_sets(order, fractions), removal_sets(order, fractions, insertion=True)], 0)
         p = removal_psnr(ctx.model, layer, traces, images, both).numpy()
         out[f"deletion/{name}"], out[f"insertion/{name}"] = p[:len(fractions)], p[len(fractions):]
-    if mask is not None:
+    if masks is not None:
         K = next(iter(scores.values())).numel()
         base = torch.zeros(1, K, dtype=torch.bool)
         for name, s in {**region, "random": scores["random"]}.items():
             sets = torch.cat([base, removal_sets(torch.argsort(-s, stable=True), fractions)], 0)
-            p = removal_psnr(ctx.model, layer, traces, images, sets, mask).numpy()
+            p = removal_psnr(ctx.model, layer, traces, images, sets, masks).numpy()
             d = p[1:] - p[:1]
             out[f"region_in/{name}"], out[f"region_out/{name}"] = d[:, 0], d[:, 1]
     return out
@@ -241,10 +367,16 @@ def finding(layer: str, modes: dict[str, dict]) -> str | None:
     if not {"paper", "linear"} <= set(modes):
         return None
     p, lin = modes["paper"], modes["linear"]
-    better = "linear" if lin["pearson_median"] > p["pearson_median"] else "paper"
-    return (f"{layer}: the {better} rule predicts ablations better — median Pearson {lin['pearson_median']:.3f} "
-            f"(linear) vs {p['pearson_median']:.3f} (paper), median relative error {lin['rel_error_median']:.3g} "
-            f"vs {p['rel_error_median']:.3g} over {p['neurons']} neurons")
+    numbers = (f"median Pearson {lin['pearson_median']:.3f} (linear) vs {p['pearson_median']:.3f} (paper), median "
+               f"relative error {lin['rel_error_median']:.3g} vs {p['rel_error_median']:.3g} over {p['neurons']} "
+               "neurons")
+    tie = abs(lin["pearson_median"] - p["pearson_median"]) < 1e-3 and \
+        abs(lin["rel_error_median"] - p["rel_error_median"]) <= 1e-3 * max(p["rel_error_median"], 1e-3)
+    if tie:  # the same maps (exact layers: the head, the FFN's last layer)
+        return f"{layer}: both rules predict ablations equally well — {numbers}"
+    better = "linear" if (lin["pearson_median"], -lin["rel_error_median"]) > (p["pearson_median"],
+                                                                             -p["rel_error_median"]) else "paper"
+    return f"{layer}: the {better} rule predicts ablations better — {numbers}"
 
 
 @register_analysis(AID, "Faithfulness: canvases vs ablations", options=A7Options)
@@ -255,34 +387,32 @@ def run(ctx: AnalysisContext, opts: A7Options) -> AnalysisResult:
         raise XincError("a7: needs the model (it removes neurons and reruns the network) ; run it on a model dir")
     fractions = parse_fractions(opts.fractions)
     H, W = model.config.height, model.config.width
-    box = region_box(opts.region, H, W)
-    mask = None
-    if box is not None:
-        mask = torch.zeros(H, W, dtype=torch.bool)
-        mask[box[0]:box[1], box[2]:box[3]] = True
     frames = _spaced(list(ctx.frames), opts.frames)
+    masks, region = region_masks(ctx, opts.region, frames, H, W)
     traces = _traces(model, frames)
     images = {f: ctx.image(f) for f in frames}
     gen = torch.Generator().manual_seed(int(ctx.seed))
-    res = AnalysisResult(numbers={"frames": frames, "fractions": fractions.tolist(), "region_box": box,
-                                  "layers": {}}, arrays={"fractions": fractions})
+    res = AnalysisResult(numbers={"frames": frames, "fractions": fractions.tolist(), "region": region,
+                                  "region_box": region.get("box"), "layers": {}}, arrays={"fractions": fractions})
+    if masks is not None:
+        res.arrays["region_mask"] = masks[frames[0]].numpy().astype(np.uint8)
     rows, curve_rows = [], []
     for layer in ctx.layers:
         t0 = time.perf_counter()
         K = num_neurons(model, layer)
         sample = _sample(K, opts.neurons, gen)
-        per_mode, scores, region = check_layer(ctx, layer, opts, frames, traces, sample,
-                                               None if mask is None else mask.long())
+        per_mode, scores, in_region = check_layer(ctx, layer, opts, frames, traces, sample,
+                                                  None if masks is None else {f: m.long() for f, m in masks.items()})
         t_check = time.perf_counter() - t0
         scores.update({"magnitude": weight_l1(model, layer).double(), "random": torch.rand(K, generator=gen).double()})
-        curves = layer_curves(ctx, layer, scores, region, traces, images, fractions, mask)
+        curves = layer_curves(ctx, layer, scores, in_region, traces, images, fractions, masks)
         rec = {m: v["summary"] for m, v in per_mode.items()}
         rec.update(num_neurons=K, seconds_check=t_check, seconds_total=time.perf_counter() - t0,
                    deletion_auc={n: auc(fractions, curves[f"deletion/{n}"]) for n in scores},
                    insertion_auc={n: auc(fractions, curves[f"insertion/{n}"]) for n in scores})
-        if mask is not None:  # PSNR lost outside minus inside, averaged over the curve: > 0 = it targets the region
+        if masks is not None:  # PSNR lost outside minus inside, averaged over the curve: > 0 = it targets the region
             rec["region_selectivity_db"] = {n: auc(fractions, curves[f"region_out/{n}"] - curves[f"region_in/{n}"])
-                                            for n in [*region, "random"]}
+                                            for n in [*in_region, "random"]}
         res.numbers["layers"][layer] = rec
         res.arrays[f"{layer}/neurons"] = sample.numpy()
         for m, v in per_mode.items():
@@ -296,6 +426,11 @@ def run(ctx: AnalysisContext, opts: A7Options) -> AnalysisResult:
         line = finding(layer, rec)
         if line:
             res.summary.append(line)
+        if masks is not None:
+            sel = rec["region_selectivity_db"]
+            top = max(sel, key=sel.get)
+            res.summary.append(f"{layer}: inside {region['label']}, removing by {top} costs {sel[top]:.2f} dB more "
+                               "PSNR inside than outside (" + ", ".join(f"{n} {v:.2f}" for n, v in sel.items()) + ")")
         best = min(rec["deletion_auc"], key=rec["deletion_auc"].get)
         res.summary.append(f"{layer}: deleting by {best} hurts most (deletion AUC {rec['deletion_auc'][best]:.2f} dB; "
                            + ", ".join(f"{n} {v:.2f}" for n, v in rec["deletion_auc"].items()) + ")")
@@ -311,7 +446,7 @@ def report_tables(layers: dict[str, dict]) -> dict[str, dict]:
     for layer, rec in layers.items():
         for mode in ("paper", "linear"):
             if mode in rec:
-                out["faithfulness"][f"{layer} {mode}"] = {k: rec[mode][k] for k in keys}
+                out["faithfulness"][f"{layer} {mode}"] = {"of": rec["num_neurons"], **{k: rec[mode][k] for k in keys}}
         out["deletion_auc_db"][layer] = rec["deletion_auc"]
         out["insertion_auc_db"][layer] = rec["insertion_auc"]
         out["seconds"][layer] = {"ablation check": rec["seconds_check"], "total": rec["seconds_total"]}

@@ -291,6 +291,25 @@ def box_route_planes(z: torch.Tensor, r: int, k: int, sub: torch.Tensor, out: to
     return _shift_mac(mid.unsqueeze(0), -2, ds, c1, z.new_zeros(r, r, n, h, w) if out is None else out.zero_())
 
 
+@functools.lru_cache(maxsize=64)
+def tap_arrays(r: int, k: int, route: bool) -> tuple[tuple, ...]:
+    """_phase_taps of box_k o up_r (one table) or of box_k o route_{r,s} (one table per sub-pixel s) as the
+    (d (nt, r, T) int64, c (nt, r, T) float32, count (nt, r) int64) arrays kernels.stage_filter reads."""
+    import numpy as np
+
+    tables = [_phase_taps(r, k, s) for s in range(r)] if route else [_phase_taps(r, k, None)]
+    T = max(1, max(len(row) for taps in tables for row in taps))
+    d = np.zeros((len(tables), r, T), np.int64)
+    c = np.zeros((len(tables), r, T), np.float32)
+    cnt = np.zeros((len(tables), r), np.int64)
+    for a, taps in enumerate(tables):
+        for t, row in enumerate(taps):
+            cnt[a, t] = len(row)
+            for q, (dd, cc) in enumerate(row):
+                d[a, t, q], c[a, t, q] = dd, cc
+    return d, c, cnt
+
+
 def _shift_mac(x: torch.Tensor, dim: int, ds, coef: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """out += sum_d coef[..., d] * (x shifted by d along dim), zero padding; coef broadcasts against out."""
     L = x.shape[dim]
@@ -839,6 +858,7 @@ class ConvBlockPaperRule(_BlockBase):
 
     name = "conv-block-paper"
     tile_elems = {"cpu": 1 << 22, "cuda": 1 << 26}  # fused reductions: output floats per neuron tile
+    kernel_tile_elems = 1 << 20  # compiled path: floats of the last stage's input per neuron tile
     notes = ("approximate: per-neuron activation, downstream convs -> box filters, PixelShuffle -> nearest "
              "upsampling + activation (paper stand-ins)")
     gap_of = "box-filtered block output (each channel through the same stand-ins, summed)"
@@ -875,7 +895,39 @@ class ConvBlockPaperRule(_BlockBase):
                               mid=ws.get(f"m{q}", (r, n, h, w), z))
         return P, part
 
+    def stages(self) -> list[tuple[int, int, bool]]:
+        """(upscaling r, box kernel k, route?) of each filter stage: the block's routing into the next conv's
+        box, then per downstream block nearest x r into the following conv's (or the head's) box."""
+        downstream = self.model.blocks[self.index + 1:]
+        ks = [blk.conv.kernel_size[0] for blk in downstream] + [self.model.head.kernel_size[0]]
+        return [(self.r, ks[0], True)] + [(blk.stride, k, False) for blk, k in zip(downstream, ks[1:])]
+
+    def use_kernel(self) -> bool:
+        return kernels.available() and self.u.device.type == "cpu" and self.u.dtype == torch.float32
+
+    def kernel_stages(self, start: int, stop: int, reduce: bool):
+        """The compiled path: every stage one pass of kernels.stage_filter over the chunk's maps (activations by
+        PyTorch in place between stages). (maps (n, H, W) or, reduce=True, (heat, gap, totals); the part)."""
+        z = kernel_conv(self.u, self.W, self.b, start, stop)
+        part = sum_over_inputs(z, start, self.cout)  # may view z: z itself is never modified
+        name, fn = self.model.config.act, self.model.act
+        x, n = fn(z), z.shape[0]
+        sub = torch.arange(start, stop) % (self.r * self.r)  # o mod r^2 (r^2 divides C_out)
+        zeros = torch.zeros(n, dtype=torch.int64)
+        stages = self.stages()
+        for q, (r, k, route) in enumerate(stages):
+            if q:
+                activation_(name, fn, x)
+            taps = tap_arrays(r, k, route)
+            hsel, vsel = (sub % r, sub // r) if route else (zeros, zeros)
+            if q == len(stages) - 1:
+                return kernels.stage_filter(x, r, taps, taps, hsel, vsel, reduce=reduce), part
+            x = kernels.stage_filter(x, r, taps, taps, hsel, vsel,
+                                     out=self.ws.get(f"k{q % 2}", (n, x.shape[1] * r, x.shape[2] * r), x))
+
     def compute(self, start: int, stop: int):
+        if self.use_kernel():
+            return self.kernel_stages(start, stop, reduce=False)
         P, part = self.planes(start, stop)
         return interleave_planes(P), part
 
@@ -892,8 +944,16 @@ class ConvBlockPaperRule(_BlockBase):
         H, W = self.info.height, self.info.width
         n = max(1, self.tile_elems.get(self.u.device.type, 1 << 22) // (H * W))
         n = n if max_neurons is None else max(1, min(n, int(max_neurons)))
+        if self.use_kernel():  # the maps never leave the kernel: tiles bound the last stage's input (cache-sized)
+            n = max(1, self.kernel_tile_elems // (H * W // self.stages()[-1][0] ** 2))
+            n = n if max_neurons is None else max(1, min(n, int(max_neurons)))
         for a in range(start, stop, n):
             b = min(stop, a + n)
+            if self.use_kernel():
+                (heat, gap, tot), part = self.kernel_stages(a, b, reduce=True)
+                yield a, b, {**({"heat": heat} if "heat" in wants else {}),
+                             **({"totals": tot} if "totals" in wants else {}), "gap": gap}, part
+                continue
             P, part = self.planes(a, b)
             gap = interleave_planes(P.sum(2, keepdim=True))[0]  # signed sum of the tile's maps, before |.|
             yield a, b, {**planes_abs(P, wants), "gap": gap}, part

@@ -55,12 +55,26 @@ def _agreement_figure(result: AnalysisResult, layers: list[str]):
     return fig
 
 
+def region_label(numbers: dict) -> str:
+    """What the region of the region-restricted deletion was (a segment of the labels or a pixel box)."""
+    reg = numbers.get("region") or {}
+    return reg.get("label") or f"the box {numbers.get('region_box')}"
+
+
 def _region_figure(result: AnalysisResult, layers: list[str]):
     f = np.asarray(result.arrays["fractions"])
-    box = result.numbers.get("region_box")
-    fig, axes = new_figure(1, len(layers), panel=(3.0, 2.3), title=f"A7: deletion ranked by |C| inside the box {box}")
+    mask = result.arrays.get("region_mask")
+    extra = mask is not None
+    fig, axes = new_figure(1, len(layers) + extra, panel=(3.0, 2.3),
+                           title=f"A7: deletion ranked by |C| inside {region_label(result.numbers)}")
+    if extra:
+        ax = axes[0, 0]
+        ax.imshow(np.asarray(mask), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"region (white), frame {result.numbers.get('frames', ['?'])[0]}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
     for c, layer in enumerate(layers):
-        ax = axes[0, c]
+        ax = axes[0, c + extra]
         for j, (name, y_in) in enumerate(sub_arrays(result.arrays, f"{layer}/region_in").items()):
             y_out = result.arrays[f"{layer}/region_out/{name}"]
             ax.plot(f, y_in, color=f"C{j}", lw=1.3, label=f"{name} inside")
@@ -88,7 +102,8 @@ def plot(result: AnalysisResult, out: Path) -> list[FigureRef]:
                         "Per sampled neuron: Pearson correlation and relative error between its map and the true "
                         "change of the output logits (summed over RGB) when it is removed, per layer and mode.")]
     if any(sub_arrays(result.arrays, f"{layer}/region_in") for layer in layers):
+        where = region_label(result.numbers)
         figs.append(save_figure(_region_figure(result, layers), out, AID, "region",
-                                "Region-restricted deletion: neurons ranked by |C| inside the box (or at random) are "
-                                "removed; PSNR change inside (solid) vs outside (dotted) the box."))
+                                f"Region-restricted deletion: neurons ranked by |C| inside {where} (or at random) are "
+                                "removed; PSNR change inside (solid) vs outside (dotted) the region."))
     return figs
