@@ -116,8 +116,10 @@ def check_report_dom(html: Path, run_dir: Path) -> None:
     """Key findings, the canvas/residual table and the commands, read from the parsed page."""
     res = json.loads((run_dir / "results.json").read_text())
     dom = DOM(html.read_text()).root
-    # key findings: the overview list holds each analysis's first summary line
-    overview = [ul for ul in dom.iter("ul") if ul.has_class("overview")]
+    # key findings: the overview's findings list (the page's first) holds each analysis's first summary line
+    sections = [s for s in dom.iter("section") if s.attrs.get("id") == "overview"]
+    assert sections, "no overview section"
+    overview = [ul for ul in sections[0].iter("ul") if ul.has_class("findings")]
     assert overview, "no key-findings list"
     found = " ".join(li.text() for li in overview[0].iter("li"))
     assert res["a1"]["summary"][0] in found
