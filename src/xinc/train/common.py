@@ -1,4 +1,4 @@
-"""Shared training machinery: option checks, data sources, lr schedule, resumable checkpoints, evaluation."""
+"""Shared training machinery: output check, data sources, lr schedule, resumable checkpoints, evaluation."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from torch import nn
 from xinc.errors import XincError
 from xinc.models.protocol import is_canvas_model, takes_frames
 from xinc.train.metrics import psnr_8bit, psnr_float
-from xinc.utils import atomic_save, read_json, write_json
+from xinc.utils import read_json, write_json
 
 CHECKPOINT = "checkpoint.json"
 METRICS = "metrics.json"
@@ -36,30 +36,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------- option checks
-
-
-def check_positive(value: float, flag: str, integer: bool = False) -> None:
-    """Raise a one-line XincError unless `value` is a finite number > 0 (and an int when asked)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok:
-        kind = "a positive integer" if integer else "a positive number"
-        raise XincError(f"{flag} {value}: must be {kind}")
-
-
-def check_choice(value: str, flag: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise XincError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
-
-
-def check_hw(value: Sequence[int] | None, flag: str) -> tuple[int, int] | None:
-    """Validate an optional (H, W) pair of positive integers."""
-    if value is None:
-        return None
-    if len(value) != 2 or any(not isinstance(v, int) or v <= 0 for v in value):
-        raise XincError(f"{flag} {value}: expected two positive integers (height, width)")
-    return int(value[0]), int(value[1])
 
 
 def check_out(out: str | Path | None) -> Path:
@@ -296,8 +272,3 @@ def progress_bar(total: int, initial: int, enabled: bool, desc: str):
 
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True,
                 leave=True, file=sys.stderr)
-
-
-def write_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """Atomically write a safetensors file."""
-    atomic_save(path, lambda p: save_file(state, str(p)))
