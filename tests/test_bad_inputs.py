@@ -627,7 +627,7 @@ def test_report_escapes_every_value(tmp_path, capsys):
     assert "<script>alert" not in page and "<img src=x" not in page and "<script>x()" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count("<script>") == 1  # the report's own status script only
-    assert page.count("<img ") == 1 and 'src="data:image/png;base64,' in page  # the one real figure, embedded
+    assert page.count("<img ") == 1 and 'src="data:image/' in page  # the one real figure, embedded
     assert '<meta name="generator" content="xinc' in page
 
 

@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 from xinc.cli.main import main
-from xinc.cli.train import _expand_flags
 from xinc.utils import partial_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,10 +62,18 @@ def test_help_texts_explain_options(capsys):
         assert flag in text
 
 
-def test_bare_flags():
-    assert _expand_flags(["--resume", "--no-progress", "--x", "1"]) == ["--resume", "True", "--progress", "False",
-                                                                         "--x", "1"]
-    assert _expand_flags(["--resume", "False"]) == ["--resume", "False"]
+def test_bool_flag_spellings(capsys):
+    """tyro's own `--resume` / `--no-progress`; the old `--resume True` / `--progress False` with a deprecation line."""
+    from xinc.cli.train import parse_config
+    from xinc.train import TrainFFNConfig
+
+    cfg = parse_config(TrainFFNConfig, ["--resume", "--no-progress", "--steps", "1"], "xinc train ffn")
+    assert (cfg.resume, cfg.progress, cfg.steps) == (True, False, 1)
+    assert capsys.readouterr().err == ""
+    cfg = parse_config(TrainFFNConfig, ["--resume", "False", "--progress", "false", "--overwrite", "True"], "p")
+    assert (cfg.resume, cfg.progress, cfg.overwrite) == (False, False, True)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all("deprecated" in line for line in err) and "`--no-progress`" in err[1]
 
 
 def test_train_ffn_and_reconstruct(tmp_path, capsys):
@@ -147,24 +154,24 @@ def test_interrupted_cli_run_resumes(tmp_path, monkeypatch, capsys):
     """Ctrl-C mid-run exits 130 and keeps OUT.partial; `--resume` ends with the weights of a clean run."""
     from safetensors.torch import load_file
 
-    import xinc.train.ffn as ffn_mod
+    import xinc.train.loop as loop_mod
 
     src = write_frames(tmp_path / "img", 1)
     argv = ["train", "ffn", "--image", str(src / "0001.png"), *TINY_FFN]
     assert main([*argv, "--out", str(tmp_path / "clean")]) == 0
-    orig = ffn_mod.save_checkpoint
+    orig = loop_mod.save_checkpoint
 
     def cut(*a, **k):
         orig(*a, **k)
         raise KeyboardInterrupt
 
     out = tmp_path / "cut"
-    monkeypatch.setattr(ffn_mod, "save_checkpoint", cut)
+    monkeypatch.setattr(loop_mod, "save_checkpoint", cut)
     capsys.readouterr()
     assert main([*argv, "--out", str(out)]) == 130
     assert "--resume" in capsys.readouterr().err
     assert not out.exists() and partial_dir(out).is_dir()
-    monkeypatch.setattr(ffn_mod, "save_checkpoint", orig)
+    monkeypatch.setattr(loop_mod, "save_checkpoint", orig)
     assert main([*argv, "--out", str(out), "--resume"]) == 0
     a, b = load_file(str(tmp_path / "clean" / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -51,3 +51,28 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     _chromium(["--window-size=1280,2000", f"--screenshot={shot}", (out / "report.html").as_uri()], tmp_path / "p2")
     assert shot.is_file() and shot.stat().st_size > 10_000
     shutil.rmtree(tmp_path / "p1", ignore_errors=True)
+    _fits_1280(out / "report.html", tmp_path)
+
+
+def _fits_1280(page: Path, tmp_path: Path) -> None:
+    """At a 1280 px window, with every <details> open, nothing is wider than the page: no horizontal scrolling
+    of the page, and no table, figure or text block cut off or scrolling inside itself."""
+    from browser import chrome
+
+    driver = chrome(tmp_path)
+    try:
+        driver.set_window_size(1280, 1000)
+        driver.get(page.as_uri())
+        driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+        doc = driver.execute_script("const e=document.documentElement; return [e.scrollWidth, e.clientWidth]")
+        assert doc[0] <= doc[1], doc
+        wide = driver.execute_script(
+            "const W=document.querySelector('main').getBoundingClientRect().right;"
+            "return [...document.querySelectorAll('main table, main pre, main figure, main img, main video, main p')]"
+            ".filter(e => e.getBoundingClientRect().right > W + 1 || e.scrollWidth > e.clientWidth + 1)"
+            ".map(e => e.tagName + '.' + e.className + ' ' + (e.id || e.textContent.slice(0, 40)))")
+        assert wide == []
+        n = driver.execute_script("return document.querySelectorAll('main table').length")
+        assert n >= 5  # the check saw the run tables, completeness tables and key numbers
+    finally:
+        driver.quit()

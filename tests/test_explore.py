@@ -91,6 +91,36 @@ def test_payload_is_bounded_and_uses_the_shared_sample(run_dir):
         build_payload(run_dir, lim, max_mb=0.001)
 
 
+def test_same_seed_same_neurons_in_videos_explorer_and_report(run_dir, tmp_path):
+    """One seed, one sample: the neurons video, the explorer's sampled maps, the report's video caption and A3's
+    sampled neurons name the same neurons of each layer (the run's seed 5, 6 neurons)."""
+    from xinc.models.io import load_model
+    from xinc.report.overview import videos_block
+    from xinc.video.data import choose_neurons
+
+    vdir = tmp_path / "v"
+    assert main(["video", str(run_dir.parent / "model"), "--out", str(vdir), "--neurons", "6", "--frames", "0-1",
+                 "--seed", "5", "--layers", "block2,head", "--fluctuation", "False", "--progress", "False"]) == 0
+    shown = {la: e["neurons"] for la, e in json.loads((vdir / "videos.json").read_text())["videos"]["neurons"]
+             ["layers"].items()}
+    payload = build_payload(run_dir, ExploreLimits(width=16, topk=4, frames=2, maps=8, sampled=6))
+    explorer = {L["name"]: L["sampled"] for L in payload["models"][0]["layers"]}
+    res = json.loads((run_dir / "nerv" / "results.json").read_text())
+    caption = videos_block(vdir, "t")
+    model = load_model(run_dir.parent / "model")
+    for layer in ("block2", "head"):
+        K = choose_neurons(model, layer, n=6, seed=5, given=None, mode="paper").info.num_neurons
+        expected = sample_neurons(K, 6, 5)
+        a3 = res["a3"]["linear"][layer]
+        assert shown[layer] == expected and explorer[layer] == expected
+        assert f"{layer}: {', '.join(map(str, expected))} (sampled (seed 5))" in caption  # the report's overview
+        maps = torch.stack([compute_canvas(model, layer, f, mode="linear").maps for f in res["a3"]["frames"]])
+        alive = [k for k in expected if float(maps[:, k].abs().max()) > 0]
+        assert set(alive) <= set(a3["sampled_neurons"])  # A3 skips only neurons without any contribution
+        if len(alive) == len(expected):
+            assert a3["sampled_neurons"] == expected
+
+
 def test_explorer_in_chromium(run_dir, tmp_path):
     from browser import chrome, severe_logs
 

@@ -2,7 +2,8 @@
 
 The main entry points, importable from the top level (loaded lazily, so `import xinc` stays cheap):
 
-- models: `load_model`, `save_model`; training: `train_ffn`, `train_nerv` (`TrainFFNConfig`, `TrainNeRVConfig`);
+- models: `load_model`, `save_model`; training: `train_ffn`, `train_nerv` (`TrainFFNConfig`, `TrainNeRVConfig`),
+  `reconstruct` (`ReconstructConfig`);
 - canvases: `explain`, `explain_stream` (any torch model), `compute_canvas`, `iter_canvas`, `stream_canvas`,
   `layer_info`;
 - analyses: `AnalysisContext`, `run_analyses` (= `xinc.analysis.run`), `register_analysis`;
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_model": "xinc.models.io", "save_model": "xinc.models.io",
     "train_ffn": "xinc.train", "train_nerv": "xinc.train", "TrainFFNConfig": "xinc.train",
-    "TrainNeRVConfig": "xinc.train",
+    "TrainNeRVConfig": "xinc.train", "reconstruct": "xinc.train", "ReconstructConfig": "xinc.train",
     "explain": "xinc.canvas.explainer", "explain_stream": "xinc.canvas.explainer",
     "compute_canvas": "xinc.canvas", "iter_canvas": "xinc.canvas", "stream_canvas": "xinc.canvas",
     "layer_info": "xinc.canvas",

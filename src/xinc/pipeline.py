@@ -114,7 +114,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     return cfg
 
 
-_OPTION_CLASSES = {"ffn": ("xinc.cli.train", "TrainFFNOptions"), "nerv": ("xinc.cli.train", "TrainNeRVOptions"),
+_OPTION_CLASSES = {"ffn": ("xinc.train", "TrainFFNConfig"), "nerv": ("xinc.train", "TrainNeRVConfig"),
                    "canvas": ("xinc.cli.canvas", "CanvasOptions"), "analyze": ("xinc.cli.analyze", "AnalyzeOptions")}
 _SET_BY_PIPELINE = {"image", "out", "size", "seed", "device", "dataset", "root", "video", "model_dir", "frame",
                     "frames", "layers", "progress", "option", "data"}
@@ -127,7 +127,9 @@ def _check_options(key: str, options: Any, where: str) -> None:
     if not isinstance(options, dict):
         raise XincError(f"{where}: {key} must be a table of `xinc` options, got {options!r}")
     module, name = _OPTION_CLASSES[key]
-    known = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))} - _SET_BY_PIPELINE
+    from xinc.train.configs import option_names
+
+    known = set(option_names(getattr(importlib.import_module(module), name))) - _SET_BY_PIPELINE
     bad = sorted(set(options) - known)
     if bad:
         raise XincError(f"{where}: {key}: unknown option {bad[0]!r}; known: {', '.join(sorted(known))}")
@@ -174,9 +176,12 @@ def validate(cfg: PipelineConfig, where: str = "config") -> None:  # noqa: C901
 def _dry_parse(cls, argv: list[str], what: str, where: str):
     """Parse a step's options exactly as the step will (types, choices, unknown flags), without running it."""
     from xinc.cli.common import parse
+    from xinc.cli.train import parse_config
+    from xinc.train.configs import CONFIGS
 
+    parser = parse_config if cls in CONFIGS.values() else parse  # training configs: tyro's own bool flags
     try:
-        return parse(cls, [str(a) for a in argv], f"xinc {what}")
+        return parser(cls, [str(a) for a in argv], f"xinc {what}")
     except XincError as e:
         raise XincError(f"{where}: {what}: {e}") from None
 
@@ -184,10 +189,9 @@ def _dry_parse(cls, argv: list[str], what: str, where: str):
 def check_values(cfg: PipelineConfig, where: str = "config") -> None:
     """Every step's option values checked before any data is generated or any step runs."""
     from xinc.analysis.registry import discover, make_options
-    from xinc.cli import analyze, canvas, train
+    from xinc.cli import analyze, canvas
     from xinc.data.synth import SynthConfig, _check
-    from xinc.train.ffn import validate_ffn_config
-    from xinc.train.nerv import validate_nerv_config
+    from xinc.train import TrainFFNConfig, TrainNeRVConfig, validate_config
 
     hw, probe = f"{cfg.size[0]}x{cfg.size[1]}", str(Path(cfg.out) / ".xinc-validate")  # the probe is never made
     try:
@@ -195,14 +199,12 @@ def check_values(cfg: PipelineConfig, where: str = "config") -> None:
             s = cfg.synthetic
             _check(SynthConfig(cfg.dataset, s.seed, s.frames, tuple(s.size or cfg.size), s.videos, s.pan, s.things))
         if "ffn" in cfg.models:
-            o = _dry_parse(train.TrainFFNOptions, ["--image", "probe.png", "--out", probe, "--size", hw,
-                                                   *_opt_args(cfg.ffn)], "train ffn", where)
-            validate_ffn_config(train.ffn_config(o))
+            validate_config(_dry_parse(TrainFFNConfig, ["--image", "probe.png", "--out", probe, "--size", hw,
+                                                         *_opt_args(cfg.ffn)], "train ffn", where))
         if "nerv" in cfg.models:
-            o = _dry_parse(train.TrainNeRVOptions, ["--dataset", cfg.dataset, "--root", "probe", "--video", "probe",
-                                                    "--out", probe, "--size", hw, *_opt_args(cfg.nerv)], "train nerv",
-                           where)
-            validate_nerv_config(train.nerv_config(o))
+            validate_config(_dry_parse(TrainNeRVConfig, ["--dataset", cfg.dataset, "--root", "probe", "--video",
+                                                          "probe", "--out", probe, "--size", hw, *_opt_args(cfg.nerv)],
+                                       "train nerv", where))
         o = _dry_parse(canvas.CanvasOptions, ["probe", "--out", probe, *_opt_args(cfg.canvas)], "canvas", where)
         canvas.validate_options(o, paths=False)
         o = _dry_parse(analyze.AnalyzeOptions, ["probe", "--out", probe, *_opt_args(cfg.analyze)], "analyze", where)
@@ -446,8 +448,8 @@ def _opt_args(options: dict[str, Any]) -> list[str]:
         flag = "--" + k.replace("_", "-")
         if isinstance(v, list | tuple):
             out += [flag, *[str(x) for x in v]]
-        elif isinstance(v, bool):
-            out += [flag, str(v)]
+        elif isinstance(v, bool):  # `--x` / `--no-x`: tyro's own spelling (train), bare flags elsewhere
+            out.append(flag if v else "--no-" + k.replace("_", "-"))
         elif v is not None:
             out += [flag, str(v)]
     return out
@@ -475,7 +477,7 @@ def clip_steps(plan: Plan, *, dataset: str, root: Path, video: str, out: Path, s
     if not clip.annotated:
         raise XincError(f"{dataset} clip {video}: no annotated frame; choose a clip with panoptic labels")
     j = clip.annotated[0]  # the FFN learns the first annotated frame (SPEC 3.1)
-    prog = [] if progress else ["--progress", "False"]
+    prog = [] if progress else ["--no-progress"]
     flow_file = Path(root) / "flow_gt" / video / "flow.npy"
     options = {k: dict(v) for k, v in analyze_options.items()}
     if flow_file.is_file():  # synthetic data: A4 scores against the exact flow

@@ -179,6 +179,13 @@ def option_keys(given: Mapping[str, Any], known: Mapping[str, Iterable[str]], fl
                 raise XincError(f"{flag} {aid}.{name}: {aid} has no option {name!r} ; its options: {hint}")
 
 
+def choice(value: Any, flag: str, choices: Sequence[str]) -> str:
+    """One of `choices` (exact spelling)."""
+    if value not in choices:
+        raise XincError(f"{flag} {value!r}: unknown ; choose one of {', '.join(choices)}")
+    return value
+
+
 def plain_name(name: Any, what: str) -> str:
     """A single path component: no separators, not '.'/'..', not hidden, not empty."""
     s = str(name)
@@ -189,4 +196,4 @@ def plain_name(name: Any, what: str) -> str:
 
 __all__ = ["finite", "finite_positive", "finite_non_negative", "positive_int", "non_negative_int", "optional",
            "index_range", "hw", "alloc", "path_out", "file_out", "path_in", "names_list", "option_keys",
-           "plain_name", "MAX_ALLOC_BYTES"]
+           "choice", "plain_name", "MAX_ALLOC_BYTES"]

@@ -19,7 +19,7 @@ VIDEO_KINDS = {"neurons": "Source beside the contribution maps of seeded sampled
                           "one colour scale per neuron over all frames)",
                "flow": "Source, optical flow (colour wheel) and the fluctuation M_t of each layer",
                "grid": "The strongest neurons of a layer"}
-MAX_VIDEO_BYTES = 8_000_000  # larger files are linked, not embedded
+EMBED_VIDEO_BYTES = 4_000_000  # larger MP4s are referenced beside the page instead of embedded
 
 
 def hero_figures(run: Path, res: dict[str, Any]) -> list[tuple[Path, str]]:
@@ -33,7 +33,7 @@ def hero_figures(run: Path, res: dict[str, Any]) -> list[tuple[Path, str]]:
         if pick is not None:
             path = inside(run, pick["path"], f"{run / 'results.json'} [{aid}]")  # untrusted: never outside the run
             if path.is_file():
-                out.append((path, title))
+                out.append((path, f"{title}. {pick.get('caption', '')}".strip()))
     return out
 
 
@@ -45,19 +45,26 @@ def find_videos(top: Path, run: Path) -> Path | None:
     return None
 
 
-def video_html(path: Path, caption: str, vid: str) -> str:
-    """A <video> element with the MP4 embedded as a data URI (linked when too large)."""
+def video_html(path: Path, caption: str, vid: str, page_dir: Path | None) -> str:
+    """A <video> element: the MP4 embedded as a data URI when small (the page stays self-contained), else
+    referenced by its path relative to the page (the videos folder lies beside it), else a link."""
+    from xinc.report.html import _relative
+
     cap = html.escape(caption)
-    if path.stat().st_size > MAX_VIDEO_BYTES:
-        return f'<p class="dim">{cap}: <a href="{html.escape(path.as_uri())}">{html.escape(path.name)}</a> ' \
-               f"(too large to embed)</p>"
-    uri = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure class="hero"><video id="{vid}" class="xinc-video" controls loop muted playsinline '
-            f'preload="auto" src="{uri}"></video><figcaption>{cap}</figcaption></figure>')
+    size = path.stat().st_size
+    if size <= EMBED_VIDEO_BYTES:
+        src = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    else:
+        src = _relative(path, page_dir)
+        if src is None:
+            return f'<p class="dim">{cap}: {html.escape(str(path))} ({size / 2**20:.1f} MB, not embedded)</p>'
+        cap += f" ({size / 2**20:.1f} MB: played from {html.escape(src)} beside this page)"
+    return (f'<figure class="hero video"><video id="{vid}" class="xinc-video" controls loop muted playsinline '
+            f'preload="auto" src="{html.escape(src)}"></video><figcaption>{cap}</figcaption></figure>')
 
 
-def videos_block(folder: Path, rid: str) -> str:
-    """Every MP4 listed in a videos.json, embedded with its caption and the neurons it shows."""
+def videos_block(folder: Path, rid: str, page_dir: Path | None = None) -> str:
+    """Every MP4 listed in a videos.json, with its caption and the neurons it shows."""
     from xinc.report.html import inside
 
     meta = read_json(folder / "videos.json")
@@ -71,28 +78,38 @@ def videos_block(folder: Path, rid: str) -> str:
         if kind == "neurons":
             what += "; neurons " + "; ".join(f"{la}: {', '.join(map(str, e.get('neurons', [])))} ({e.get('how', '')})"
                                              for la, e in (v.get("layers") or {}).items())
-        parts.append(video_html(mp4, what, f"{rid}-video-{kind}"))
+        parts.append(video_html(mp4, what, f"{rid}-video-{kind}", page_dir))
     return "".join(parts)
 
 
-def overview_section(top: Path, runs: list[Path], labels: dict[Path, str], figure_html) -> str:
-    """The overview at the top of the report (empty when no run has a hero figure or video)."""
+def run_heroes(run: Path, res: dict[str, Any]) -> list[tuple[Path, str]]:
+    """The canvas of a few neurons (the output layer's strongest), then the A1, A2 and A4 heroes."""
+    from xinc.report.html import canvas_figures
+
+    canvas = canvas_figures(run)
+    lead = [(canvas[-1][0], f"The canvas of a few neurons — {canvas[-1][1]}")] if canvas else []
+    return lead + hero_figures(run, res)
+
+
+def overview_section(top: Path, runs: list[Path], labels: dict[Path, str], page) -> str:
+    """The overview at the top of the report: per run its first findings, its videos and its hero figures
+    (embedded once; the analysis sections below link back to them). Empty when no run has any."""
+    from xinc.report.html import esc
+
     parts = []
     for i, run in enumerate(runs):
         res = read_json(run / "results.json")
-        heroes = hero_figures(run, res)
+        heroes = run_heroes(run, res)
         vids = find_videos(top, run)
-        if vids is None:  # no video: the canvas grid of a few neurons leads instead
-            from xinc.report.html import canvas_figures
-
-            heroes = [(p, f"The canvas of a few neurons: {c}") for p, c in canvas_figures(run)[:1]] + heroes
         if not heroes and vids is None:
             continue
-        parts.append(f"<h3>{html.escape(labels[run])}</h3>")
+        parts.append(f'<h3 class="runhead">{esc(labels[run])}</h3>')
+        findings = page.findings.get(run) or []
+        if findings:
+            parts.append('<ul class="findings">' + "".join(f"<li>{f}</li>" for f in findings) + "</ul>")
         if vids is not None:
-            parts.append(videos_block(vids, f"ov{i}"))
-        parts += [figure_html(p, t, f"ov{i}-hero{j}").replace("<figure", '<figure class="hero"', 1)
-                  for j, (p, t) in enumerate(heroes)]
+            parts.append(videos_block(vids, f"ov{i}", page.folder))
+        parts += [page.figs.html(p, t, f"ov{i}-hero{j}", hero=True) for j, (p, t) in enumerate(heroes)]
     if not parts:
         return ""
     explorer = top / "explorer.html"

@@ -1,4 +1,8 @@
-"""Fit the paper's NeRV to one video: L2 loss, Adam, 10 % warm-up from 0.1x then cosine to 0, batch 2."""
+"""Fit the paper's NeRV to one video: L2 loss, Adam, 10 % warm-up from 0.1x then cosine to 0, batch 2.
+
+Only what is NeRV-specific lives here (config, data, model, the epoch of steps, evaluation); the loop
+(resume, evaluation cadence, best weights, checkpoints, metrics) is `xinc.train.loop`.
+"""
 
 from __future__ import annotations
 
@@ -7,98 +11,113 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+import tyro
 
-from xinc import __version__
 from xinc.data.datasets import dataset_names
 from xinc.errors import XincError
-from xinc.models.io import build_model, load_model, save_model
+from xinc.fields import HW, OptionalHW
 from xinc.models.nerv import NeRV, NeRVConfig, nerv_config_for_budget, nerv_param_count
-from xinc.outputs import owned_output
-from xinc.train.common import (
-    Clock,
-    TrainResult,
-    check_choice,
-    check_hw,
-    check_out,
-    check_positive,
-    finish_stage,
-    finished_run,
-    frame_psnrs,
-    load_source,
-    nerv_lr,
-    note,
-    predict,
-    prepare_stage,
-    progress_bar,
-    save_checkpoint,
-    save_metrics,
-)
-from xinc.train.metrics import bits_per_pixel
-from xinc.train.quant import num_params, quantize_model
-from xinc.utils import resolve_device, seed_everything, to_jsonable
-from xinc.validate import alloc, path_out
+from xinc.train.common import Clock, TrainResult, check_out, frame_psnrs, load_source, nerv_lr, predict
+from xinc.train.loop import Log, Task, make_job, run, seeded_model
+from xinc.utils import resolve_device
+from xinc.validate import alloc, choice, finite, finite_positive, hw, optional, path_out, positive_int
 
 
 @dataclass
 class TrainNeRVConfig:
-    """Every hyper-parameter of a NeRV fit (defaults = the paper: 978,557 parameters at 128x256, 1000 epochs)."""
+    """Train the paper's NeRV (frame-index positional encoding -> PixelShuffle conv decoder) on one video.
 
-    video: str | None = None  # frame folder or video file; with `dataset`, the clip id
-    out: str | None = None  # output folder (staged in <out>.partial until finished)
-    dataset: str | None = None  # cityscapes-vps | vipseg: train on all frames of clip `video` under `root`
-    root: str | None = None  # dataset root folder (with `dataset`)
-    size: tuple[int, int] = (128, 256)  # (H, W) frames are resized to (bicubic)
-    crop: tuple[int, int] | None = None  # centre crop (h, w) before resizing, e.g. (640, 1280) for VIPSeg
-    frames: int | None = None  # use the first N frames (None = all)
+    Defaults are the paper's: pe_1.25_80, strides 4 2 2, kernels 3, reduce 1.2, lower width 6,
+    model size 1.0M (978,557 parameters at 128x256), GELU, L2 loss, Adam peak 1e-3 with 10 % warm-up
+    from 0.1x then cosine to 0 (set every iteration), batch 2, 1000 epochs. Writes OUT/model.safetensors
+    (best weights), OUT/config.json, OUT/metrics.json; the run lives in OUT.partial until it finishes.
+    Examples: xinc train nerv --video frames/ --out runs/nerv --frames 30 --crop 320x640
+              xinc train nerv --dataset vipseg --root VIPSeg_720P --video 12_n-ytHkMceew --out runs/v
+    """
+
+    video: Annotated[str | None, tyro.conf.arg(metavar="PATH", help_behavior_hint="(required)")] = None
+    """Frame folder or video file (mp4, ...); with --dataset, the clip id."""
+    out: Annotated[str | None, tyro.conf.arg(metavar="PATH", help_behavior_hint="(required)")] = None
+    """Output folder (staged in OUT.partial, renamed to OUT when the run finishes)."""
+    dataset: str | None = None
+    """cityscapes-vps | vipseg: train on all frames of clip --video under --root."""
+    root: str | None = None
+    """Dataset root folder (with --dataset)."""
+    size: HW = (128, 256)
+    """HxW frames are resized to (bicubic)."""
+    crop: OptionalHW = None
+    """Centre crop HxW before resizing, e.g. 640x1280 (VIPSeg, paper)."""
+    frames: int | None = None
+    """Use the first N frames (default: all)."""
     epochs: int = 1000
-    lr: float = 1e-3  # peak Adam learning rate
+    """Training epochs."""
+    lr: float = 1e-3
+    """Peak learning rate."""
     batch: int = 2
-    warmup: float = 0.1  # fraction of training spent warming up linearly
-    warmup_start: float = 0.1  # lr multiplier at the start of the warm-up
-    seed: int = 0  # seeds the initial weights and the per-epoch shuffle
-    device: str = "auto"  # auto | cpu | cuda[:i]
-    embed: str = "pe_1.25_80"  # positional encoding pe_<base>_<levels>
-    strides: list[int] = field(default_factory=lambda: [4, 2, 2])  # PixelShuffle factor of each block
-    kernel_sizes: list[int] | None = None  # conv kernel of each block (None = 3 for all)
-    widths: list[int] | None = None  # channels after each block (None = NeRV's rule from fc_dim, reduce, lower_width)
-    reduce: float = 1.2  # width reduction per block
-    lower_width: int = 6  # minimum block width
-    modelsize: float = 1.0  # parameter budget in millions (sets fc_dim)
-    fc_dim: int | None = None  # stem channels (None = the largest within modelsize)
-    head_ks: int = 3  # kernel of the RGB head
-    act: str = "gelu"  # gelu | relu | silu
-    eval_every: int = 10  # evaluate all frames, keep the best weights and checkpoint every N epochs
-    log_every: int = 10  # refresh the progress bar's running PSNR every N steps (one host sync each)
-    resume: bool = False  # continue an interrupted run from <out>.partial
-    overwrite: bool = False  # replace an earlier xinc output in <out> (never a folder xinc did not write)
-    progress: bool = True  # show a progress bar on stderr
+    """Frames per step."""
+    warmup: float = 0.1
+    """Fraction of training with linear warm-up."""
+    warmup_start: float = 0.1
+    """lr multiplier at the start of the warm-up."""
+    seed: int = 0
+    """Seed of the initial weights and the per-epoch shuffle."""
+    device: str = "auto"
+    """auto | cpu | cuda[:i]."""
+    embed: str = "pe_1.25_80"
+    """Positional encoding pe_<base>_<levels>."""
+    strides: list[int] = field(default_factory=lambda: [4, 2, 2])
+    """PixelShuffle factor of each block (their product must divide --size)."""
+    kernel_sizes: list[int] | None = None
+    """Odd conv kernel size of each block (default: 3 for every block)."""
+    widths: list[int] | None = None
+    """Channels after each block (default: NeRV's rule from fc_dim, --reduce and --lower-width)."""
+    reduce: float = 1.2
+    """Width reduction factor per block."""
+    lower_width: int = 6
+    """Minimum block width."""
+    modelsize: float = 1.0
+    """Parameter budget in millions; sets fc_dim."""
+    fc_dim: int | None = None
+    """Stem channels (default: the largest that fits --modelsize)."""
+    head_ks: int = 3
+    """Kernel size of the RGB head."""
+    act: str = "gelu"
+    """Activation: gelu | relu | silu."""
+    eval_every: int = 10
+    """Evaluate all frames, keep the best weights and checkpoint every N epochs."""
+    log_every: int = 10
+    """Refresh the progress bar's running PSNR every N steps (one host sync each)."""
+    resume: bool = False
+    """Continue an interrupted run from OUT.partial (same options)."""
+    overwrite: bool = False
+    """Replace OUT when it is an earlier xinc output (a folder xinc did not write is never replaced)."""
+    progress: bool = True
+    """Show a progress bar on stderr (--no-progress to hide)."""
 
 
 def validate_nerv_config(cfg: TrainNeRVConfig, need_source: bool = True) -> None:
-    """Reject out-of-range options with one clear line (before anything is written)."""
+    """Reject out-of-range options with one clear line (before anything is written); normalises size/crop."""
     check_out(cfg.out)
     path_out(cfg.out, inputs=[cfg.root if cfg.dataset else cfg.video], overwrite=cfg.overwrite or cfg.resume)
     for flag, v in (("--epochs", cfg.epochs), ("--batch", cfg.batch), ("--eval-every", cfg.eval_every),
                     ("--log-every", cfg.log_every), ("--lower-width", cfg.lower_width), ("--head-ks", cfg.head_ks)):
-        check_positive(v, flag, integer=True)
+        positive_int(v, flag)
     for flag, v in (("--lr", cfg.lr), ("--reduce", cfg.reduce), ("--modelsize", cfg.modelsize)):
-        check_positive(v, flag)
-    if cfg.frames is not None:
-        check_positive(cfg.frames, "--frames", integer=True)
-    if cfg.fc_dim is not None:
-        check_positive(cfg.fc_dim, "--fc-dim", integer=True)
-    if not (0.0 <= cfg.warmup < 1.0):
-        raise XincError(f"--warmup {cfg.warmup}: must be in [0, 1)")
-    if not (0.0 <= cfg.warmup_start <= 1.0):
-        raise XincError(f"--warmup-start {cfg.warmup_start}: must be in [0, 1]")
+        finite_positive(v, flag)
+    optional(positive_int, cfg.frames, "--frames")
+    optional(positive_int, cfg.fc_dim, "--fc-dim")
+    if not (0.0 <= finite(cfg.warmup, "--warmup") < 1.0):
+        raise XincError(f"--warmup {cfg.warmup}: must be in [0, 1) ; e.g. 0.1")
+    if not (0.0 <= finite(cfg.warmup_start, "--warmup-start") <= 1.0):
+        raise XincError(f"--warmup-start {cfg.warmup_start}: must be in [0, 1] ; e.g. 0.1")
     _check_blocks(cfg)
-    check_choice(cfg.act, "--act", ("gelu", "relu", "silu"))
-    check_hw(cfg.size, "--size")
-    check_hw(cfg.crop, "--crop")
+    choice(cfg.act, "--act", ("gelu", "relu", "silu"))
+    cfg.size = hw(cfg.size, "--size", allow_none=False)
+    cfg.crop = hw(cfg.crop, "--crop")
     # a batch's full-resolution activations (at least lower_width channels + RGB), kept for backward
     alloc(24.0 * cfg.batch * cfg.size[0] * cfg.size[1] * (3 + cfg.lower_width), f"--size {cfg.size[0]}x"
           f"{cfg.size[1]} with --batch {cfg.batch}", "choose a smaller --size or --batch")
@@ -119,7 +138,7 @@ def _check_blocks(cfg: TrainNeRVConfig) -> None:
 def _check_source(cfg: TrainNeRVConfig, need_source: bool) -> None:
     """A dataset needs --root and --video; otherwise --video is the frame folder or video file."""
     if cfg.dataset is not None:
-        check_choice(cfg.dataset, "--dataset", dataset_names())
+        choice(cfg.dataset, "--dataset", dataset_names())
         if not cfg.root:
             raise XincError(f"--dataset {cfg.dataset}: --root (the dataset folder) is required")
         if not cfg.video:
@@ -176,6 +195,56 @@ def nerv_data_record(cfg: TrainNeRVConfig, from_tensor: bool) -> dict[str, Any]:
     return {"kind": "video", "src": str(Path(cfg.video).resolve()), **common}
 
 
+def _eval(model: NeRV, video: torch.Tensor) -> dict[str, Any]:
+    pred = predict(model, None)
+    ps = frame_psnrs(pred, video)
+    return {"psnr": sum(ps["psnr_float"]) / len(ps["psnr_float"]),
+            "psnr_8bit": sum(ps["psnr_8bit"]) / len(ps["psnr_8bit"]),
+            "loss": float(F.mse_loss(pred, video)), "per_frame": ps}
+
+
+def nerv_task(model: NeRV, video: torch.Tensor, cfg: TrainNeRVConfig) -> Task:
+    """NeRV's part of the loop: one epoch per unit (seeded shuffle, consecutive pairs, lr set per step)."""
+    T = video.shape[0]
+    with torch.no_grad():
+        emb = model.embed(list(range(T))).detach()  # the PE is fixed: encode every frame index once
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    spe = math.ceil(T / cfg.batch)
+
+    def train_unit(epoch: int, log: Log) -> None:
+        perm = torch.randperm(T, generator=shuffle).to(video.device)  # one host->device copy per epoch
+        for i in range(spe):
+            idx = perm[i * cfg.batch : (i + 1) * cfg.batch]
+            lr = nerv_lr(cfg.lr, epoch, i, spe, cfg.epochs, cfg.warmup, cfg.warmup_start)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            loss = F.mse_loss(model.decode(emb[idx]), video[idx])
+            loss.backward()
+            opt.step()
+            log(epoch * spe + i + 1, loss, lr)
+
+    def extra(best: dict[str, Any], clock: Clock) -> dict[str, Any]:
+        per_frame = best["per_frame"]
+        return {"per_frame_psnr": per_frame["psnr_float"], "per_frame_psnr_8bit": per_frame["psnr_8bit"],
+                "num_frames": T, "epochs": cfg.epochs, "s_per_epoch": clock.train / cfg.epochs}
+
+    return Task(kind="nerv", model=model, optimizer=opt, train_unit=train_unit, evaluate=lambda m: _eval(m, video),
+                num_pixels=T * video.shape[2] * video.shape[3], unit="epoch", alt="psnr_8bit", iters_per_unit=spe,
+                rng=shuffle, extra_metrics=extra,
+                psnr_definition="psnr: mean over frames of 10*log10(1/MSE) of the raw 0.5*tanh+0.5 output (NeRV "
+                "convention); psnr_8bit: same after clamping to [0,1] and 8-bit rounding")
+
+
+def _frames(frames: torch.Tensor, cfg: TrainNeRVConfig) -> torch.Tensor:
+    """A (T, 3, H, W) tensor given from Python, checked against --size and cut to --frames."""
+    video = frames.detach().to(torch.float32)
+    if video.dim() != 4 or video.shape[1] != 3 or tuple(video.shape[2:]) != tuple(cfg.size):
+        raise XincError(f"frames: expected a (T, 3, {cfg.size[0]}, {cfg.size[1]}) tensor, got {tuple(video.shape)}")
+    return video[: cfg.frames] if cfg.frames else video
+
+
 def train_nerv(
     config: TrainNeRVConfig,
     *,
@@ -190,152 +259,16 @@ def train_nerv(
     """
     cfg = config
     validate_nerv_config(cfg, need_source=frames is None)
-    out = check_out(cfg.out)
     nerv_model_config(cfg, 1)  # architecture errors before any data is read
     data = nerv_data_record(cfg, frames is not None)
-    if frames is None:
-        video = load_source(data)
-    else:
-        video = frames.detach().to(torch.float32)
-        if video.dim() != 4 or video.shape[1] != 3 or tuple(video.shape[2:]) != tuple(cfg.size):
-            raise XincError(f"frames: expected a (T, 3, {cfg.size[0]}, {cfg.size[1]}) tensor, got {tuple(video.shape)}")
-        if cfg.frames:
-            video = video[: cfg.frames]
+    video = load_source(data) if frames is None else _frames(frames, cfg)
     T = int(video.shape[0])
     device = resolve_device(cfg.device)
     model_cfg = nerv_model_config(cfg, T)
-    gen = seed_everything(cfg.seed)
-    model = build_model(model_cfg, gen).to(device)
-    train_section = {**to_jsonable(cfg), "out": str(out), "device": str(device), "data": data, "num_frames": T,
-                     "command": command, "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-8)", "loss": "L2 (MSE)",
-                     "lr_schedule": f"per iteration: {cfg.warmup:g} linear warm-up from {cfg.warmup_start:g}x, "
-                     "then cosine to 0"}
-    run_config = {"xinc_version": __version__, "model": to_jsonable(model_cfg), "train": train_section}
-
-    if cfg.resume and (done := finished_run(out, run_config)) is not None:
-        note(f"{out}: this run already finished; nothing to resume")
-        return TrainResult(out_dir=out, metrics=done, model=load_model(out, device))
-    with owned_output(out, inputs=[cfg.root if cfg.dataset else cfg.video], overwrite=cfg.overwrite, resume=True,
-                      kind="train") as stage:
-        try:
-            metrics = _fit(model, video.to(device), cfg, stage, run_config, callback)
-        except KeyboardInterrupt:
-            note(f"interrupted; the run is kept in {stage}; rerun the same command with --resume to continue")
-            raise
-    return TrainResult(out_dir=out, metrics=metrics, model=model)
-
-
-def _eval(model: NeRV, video: torch.Tensor) -> dict[str, Any]:
-    pred = predict(model, None)
-    ps = frame_psnrs(pred, video)
-    return {"psnr": sum(ps["psnr_float"]) / len(ps["psnr_float"]),
-            "psnr_8bit": sum(ps["psnr_8bit"]) / len(ps["psnr_8bit"]),
-            "loss": float(F.mse_loss(pred, video)), "per_frame": ps}
-
-
-def _fit(model: NeRV, video: torch.Tensor, cfg: TrainNeRVConfig, stage: Path, run_config: dict[str, Any],
-         callback) -> dict[str, Any]:
-    device = video.device
-    T = video.shape[0]
-    ckpt = prepare_stage(stage, run_config, cfg.resume)
-    with torch.no_grad():
-        emb = model.embed(list(range(T))).detach()  # the PE is fixed: encode every frame index once
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = math.ceil(T / cfg.batch)
-    if ckpt is None:
-        epoch, evals, resumed = 0, [], False
-        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        initial = {k: v for k, v in _eval(model, video).items() if k != "per_frame"}
-        best_psnr, best_epoch = float("-inf"), 0
-        clock = Clock()
-    else:
-        model.load_state_dict(ckpt.weights)
-        opt.load_state_dict(ckpt.state["optimizer"])
-        shuffle.set_state(ckpt.state["shuffle_rng"])
-        p = ckpt.progress
-        epoch, evals, best_psnr, best_epoch, initial = p["step"], p["evals"], p["best_psnr"], p["best_epoch"], p[
-            "initial"]
-        best_state, resumed = ckpt.best, True
-        clock = Clock(p["wall_time_s"], p["train_time_s"])
-
-    total = cfg.epochs * steps_per_epoch
-    bar = progress_bar(total, epoch * steps_per_epoch, cfg.progress, "train nerv")
-    clock.start_training()
-    while epoch < cfg.epochs:
-        perm = torch.randperm(T, generator=shuffle).to(device)  # one host->device copy per epoch
-        for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch : (i + 1) * cfg.batch]
-            lr = nerv_lr(cfg.lr, epoch, i, steps_per_epoch, cfg.epochs, cfg.warmup, cfg.warmup_start)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            loss = F.mse_loss(model.decode(emb[idx]), video[idx])
-            loss.backward()
-            opt.step()
-            it = epoch * steps_per_epoch + i + 1
-            if it % cfg.log_every == 0 or it == total:
-                bar.update(it - bar.n)
-                bar.set_postfix_str(f"psnr {float(-10 * torch.log10(loss.detach())):.2f} dB lr {lr:.2e}",
-                                    refresh=False)
-        epoch += 1
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            clock.stop_training()
-            rec = {"epoch": epoch, **{k: v for k, v in _eval(model, video).items() if k != "per_frame"}}
-            evals.append(rec)
-            if rec["psnr"] > best_psnr:
-                best_psnr, best_epoch = rec["psnr"], epoch
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            progress = {"evals": evals, "best_psnr": best_psnr, "best_epoch": best_epoch, "initial": initial,
-                        "wall_time_s": clock.wall, "train_time_s": clock.train}
-            save_checkpoint(stage, epoch, model, best_state, opt, progress,
-                            extra_tensors={"shuffle_rng": shuffle.get_state()})
-            if callback is not None:
-                callback(epoch, rec)
-            clock.start_training()
-    clock.stop_training()
-    bar.close()
-
-    final = evals[-1]
-    model.load_state_dict(best_state)
-    best = _eval(model, video)
-    qmodel, qbits = quantize_model(model)
-    quant = _eval(qmodel, video)
-    n = num_params(model)
-    pixels = T * video.shape[2] * video.shape[3]
-    steps = cfg.epochs * steps_per_epoch
-    metrics = {
-        "kind": "nerv",
-        "psnr_definition": "psnr: mean over frames of 10*log10(1/MSE) of the raw 0.5*tanh+0.5 output (NeRV "
-        "convention); psnr_8bit: same after clamping to [0,1] and 8-bit rounding",
-        "evals": evals,
-        "psnr": [e["psnr"] for e in evals],
-        "initial_psnr": initial["psnr"],
-        "best_psnr": best["psnr"],
-        "best_psnr_8bit": best["psnr_8bit"],
-        "best_epoch": best_epoch,
-        "per_frame_psnr": best["per_frame"]["psnr_float"],
-        "per_frame_psnr_8bit": best["per_frame"]["psnr_8bit"],
-        "final_psnr": final["psnr"],
-        "final_psnr_8bit": final["psnr_8bit"],
-        "num_params": n,
-        "num_frames": T,
-        "num_pixels": pixels,
-        "bpp_32bit": bits_per_pixel(32 * n, pixels),
-        "bpp_8bit": bits_per_pixel(qbits, pixels),
-        "quant_8bit": {"psnr": quant["psnr"], "psnr_8bit": quant["psnr_8bit"], "bits": qbits,
-                       "scheme": "per-row affine min/scale, 8-bit codes; row min and scale as float32 counted"},
-        "psnr_8bit_weights": quant["psnr"],
-        "epochs": cfg.epochs,
-        "steps": steps,
-        "wall_time_s": clock.wall,
-        "train_time_s": clock.train,
-        "steps_per_s": steps / clock.train if clock.train > 0 else None,
-        "s_per_epoch": clock.train / cfg.epochs,
-        "resumed": resumed,
-        "device": str(device),
-    }
-    save_model(model, stage, extra={"train": run_config["train"]})
-    save_metrics(stage, metrics)
-    finish_stage(stage)
-    return metrics
+    model = seeded_model(model_cfg, cfg.seed, device)
+    job = make_job(cfg, model_cfg, device=device, data=data, units=cfg.epochs, desc="train nerv",
+                   inputs=[cfg.root if cfg.dataset else cfg.video], num_frames=T, command=command,
+                   optimizer="Adam(betas=(0.9, 0.999), eps=1e-8)", loss="L2 (MSE)",
+                   lr_schedule=f"per iteration: {cfg.warmup:g} linear warm-up from {cfg.warmup_start:g}x, "
+                   "then cosine to 0")
+    return run(job, nerv_task(model, video.to(device), cfg), callback)

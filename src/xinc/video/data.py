@@ -176,11 +176,11 @@ class AbsChange(Reducer):
         self._m = torch.zeros(info.height, info.width, dtype=torch.float64)
 
     def update(self, start: int, maps: torch.Tensor) -> None:
-        a = maps.to("cpu", torch.float32).abs()
+        a = maps.to("cpu", torch.float32).abs()  # a new tensor: the engine's maps stay untouched
         a = a.sum(1) if a.dim() == 4 else a
         prev = self.prev[start:start + a.shape[0]]
-        if not self.first:
-            self._m += torch.sub(a, prev).abs_().sum(0)  # float32 within a chunk, float64 across chunks
+        if not self.first:  # in place on the held previous |C| (no chunk-sized temporary), then overwritten
+            self._m += prev.sub_(a).abs_().sum(0)  # float32 within a chunk, float64 across chunks
         prev.copy_(a)
 
     def end_frame(self) -> None:
