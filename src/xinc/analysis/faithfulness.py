@@ -7,7 +7,9 @@ logits, summed over RGB, is compared per pixel with the neuron's map: Pearson co
 ||C - Δ|| / ||Δ||. Ablations are batched (many neurons per pass through the downstream layers only).
 Deletion / insertion curves: remove neurons in order of total |C| (per mode), of the weight L1 of their
 slice (NeRV's pruning criterion) and at random; PSNR vs the fraction removed, and its area (mean PSNR over the
-curve). Region-restricted deletion: neurons ranked by |C| inside a pixel box, PSNR change inside vs outside.
+curve). Region-restricted deletion: neurons ranked by |C| inside a region (a panoptic segment of the run's
+labels, by id, category or the largest, or a pixel box), PSNR change inside vs outside. Where a layer's whole
+canvas is unaffordable in a mode (a7.rank_modes), only the sampled neurons' maps are computed.
 Figures: xinc.report.plots.a7.
 """
 
