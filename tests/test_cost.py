@@ -1,5 +1,5 @@
 """Cost estimates before heavy work: the probe covers the linear block rule's per-frame Jacobian, and
-`xinc analyze --estimate-only True` prints them and writes nothing."""
+`xinc analyze --estimate-only` prints them and writes nothing."""
 
 from __future__ import annotations
 
@@ -30,10 +30,18 @@ def test_estimate_covers_every_neuron_and_the_frame_setup():
 def test_estimate_only_prints_and_writes_nothing(tmp_path, capsys):
     save_model(tiny_nerv(), tmp_path / "model")
     out = tmp_path / "run"
-    rc = main(["analyze", str(tmp_path / "model"), "--out", str(out), "--analyses", "a1", "--estimate-only", "True",
-               "--mode", "both", "--progress", "False"])
+    rc = main(["analyze", str(tmp_path / "model"), "--out", str(out), "--analyses", "a1,a2", "--estimate-only",
+               "--mode", "both", "--no-progress"])
     assert rc == 0
     err = capsys.readouterr().err
-    assert "estimated canvas cost" in err
-    assert "block1   linear" in err and "block1   paper" in err
+    assert "estimated cost" in err
+    assert "block1   linear" in err and "block1   paper" in err and "A2 statistics" in err
     assert not out.exists()
+
+
+def test_a2_work_estimate_grows_with_neurons_and_frames():
+    from xinc.analysis.distributed import work_seconds
+
+    one = work_seconds(100, 16, 16, 1)
+    assert 0 < one < work_seconds(100, 16, 16, 3)
+    assert work_seconds(10, 16, 16, 1) < work_seconds(1000, 16, 16, 1)

@@ -30,7 +30,9 @@ bin into linear sub-bins: the count is then known up to the values sharing the c
 
 from __future__ import annotations
 
+import functools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -135,14 +137,34 @@ class _Pass2(Reducer):
             c = torch.bincount(idx, minlength=self.bins.bins)
             self.mass = m if self.mass is None else self.mass + m.to(self.mass.device)
             self.count = c if self.count is None else self.count + c.to(self.count.device)
-        cand = a.t() if self._top is None else torch.cat([self._top, a.t()], 1)  # (P, k + n)
-        k = min(self.topk, cand.shape[1])
-        self._top = torch.topk(cand, k, dim=1, sorted=False).values
+        self._merge(a)
         self._pm, self._pc = _pixel_hist(a, self.pix, self._pm, self._pc)
+
+    def _merge(self, a: torch.Tensor) -> None:
+        """Add (n, P) values to the per-pixel top-k: columns collect in a (P, 2k) buffer (the merge buffer
+        topk_mb budgets) and torch.topk runs when it is full, so a merge costs ~2P per neuron however small
+        the chunks are (merging every chunk into k costs P (k + n) per chunk)."""
+        k, j = self.topk, 0
+        if self._top is None:
+            self._top, self._fill = a.new_empty(a.shape[1], min(2 * k, self.K)), 0
+        while j < a.shape[0]:  # (the buffer holds every neuron when K <= 2k)
+            m = min(a.shape[0] - j, self._top.shape[1] - self._fill)
+            if m == 0:
+                raise ValueError(f"a2: more maps in frame {self.frame} than the layer's {self.K} neurons")
+            self._top[:, self._fill:self._fill + m] = a[j:j + m].t()
+            self._fill, j = self._fill + m, j + m
+            if self._fill == self._top.shape[1] and self._fill > k:
+                self._top[:, :k] = torch.topk(self._top, k, dim=1, sorted=False).values
+                self._fill = k
+
+    def _final_top(self) -> torch.Tensor:
+        """The per-pixel top min(k, neurons seen) values, sorted descending."""
+        buf = self._top[:, :self._fill]
+        return torch.topk(buf, min(self.topk, buf.shape[1]), dim=1, sorted=True).values
 
     def end_frame(self):
         self.counts[self.frame] = self._c
-        top = torch.sort(self._top, dim=1, descending=True).values.to(torch.float64)
+        top = self._final_top().to(torch.float64)
         cum = top.cumsum(1)
         h = self.heat[self.frame].reshape(-1).to(cum.device)
         self.needed[self.frame], self.censored[self.frame] = {}, {}
@@ -439,6 +461,55 @@ def _fin(v: float) -> float | None:
 def pixel_bins_for(num_pixels: int, topk_mb: float = 512.0) -> int:
     """Bins of the per-pixel histograms (mass + count, float64) that fit topk_mb: 16..256."""
     return int(min(256, max(16, topk_mb * 2**20 / (16 * max(1, num_pixels)))))
+
+
+def work_seconds(num_neurons: int, height: int, width: int, num_frames: int, *, topk: int | None = None,
+                 topk_mb: float = 512.0, device: torch.device | str = "cpu") -> float:
+    """Estimated seconds of A2's own work on one layer (its reducers' updates in every pass, the top-k merges,
+    the refinement pass assumed needed), from a probe on this machine; the canvases are not included."""
+    k = topk_for(height * width, topk, topk_mb)
+    per_map, per_frame = _probe(num_neurons > k, height, width, k, topk_mb, str(device))
+    return (per_map * num_neurons + per_frame) * num_frames
+
+
+@functools.lru_cache(maxsize=16)
+def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device: str,
+           probe_maps: int = 8) -> tuple[float, float]:
+    """(wall seconds per map, per frame) of every A2 pass: each reducer updated twice with `probe_maps` random
+    maps (the first update also pays the frame's allocations), plus one top-k merge of the (P, 2k) buffer
+    (timed on a sixteenth of its rows) per k maps."""
+    P = height * width
+    g = torch.Generator().manual_seed(0)
+    maps = (torch.rand(probe_maps, height, width, generator=g) ** 4).to(device)
+    heat = {0: maps.sum(0, dtype=torch.float64) * 1000}
+    lb, lbp = _LogBins(1e-4, 1.0, 2048), _LogBins(1e-4, 1.0, pixel_bins_for(P, topk_mb))
+    crossing = {0: {q: (torch.zeros(P, dtype=torch.int64, device=device), None, None, None) for q in QUANTILES}}
+    reducers = [_Pass1(), _Pass2(heat, lb, k, lbp), _Pass3(lb, dict.fromkeys(MASS_LEVELS, 1024), 8192),
+                _Pass4(dict.fromkeys(MASS_LEVELS, 0.01)), _PassRefine(crossing, lbp, lbp.bins, heat)]
+    info = _ProbeInfo(2 * probe_maps, height, width)
+    first = again = 0.0
+    for red in reducers:
+        red.begin_frame(info, 0)
+        t0 = time.perf_counter()
+        red.update(0, maps)
+        t1 = time.perf_counter()
+        red.update(probe_maps, maps)
+        first, again = first + t1 - t0, again + time.perf_counter() - t1
+    per_map = again / probe_maps
+    if merges:
+        rows = max(1, P // 16)
+        buf = torch.rand(rows, 2 * k, generator=g).to(device)
+        t0 = time.perf_counter()
+        torch.topk(buf, k, dim=1, sorted=False)
+        per_map += (time.perf_counter() - t0) * (P / rows) / k
+    return per_map, max(0.0, first - again)
+
+
+@dataclass
+class _ProbeInfo:
+    num_neurons: int
+    height: int
+    width: int
 
 
 def distributed_from_canvases(maps: torch.Tensor, **kw) -> dict[str, Any]:
