@@ -246,7 +246,7 @@ def tables_html(run: Path, aid: str, page_dir: Path | None = None) -> str:
         if csv.is_symlink() or not csv.is_file():
             continue
         size = csv.stat().st_size
-        rel = _relative(csv, page_dir)
+        rel = relative_href(csv, page_dir)
         if size <= EMBED_CSV_BYTES:
             links.append(f'<a download="{esc(run.name)}_{esc(csv.name)}" href="{data_uri(csv, "text/csv")}">'
                          f"{esc(csv.name)}</a> <span class=\"dim\">({size / 1024:.1f} kB)</span>")
@@ -259,7 +259,7 @@ def tables_html(run: Path, aid: str, page_dir: Path | None = None) -> str:
     return f'<p class="tables">Tables (CSV): {" · ".join(links)}</p>' if links else ""
 
 
-def _relative(path: Path, page_dir: Path | None) -> str | None:
+def relative_href(path: Path, page_dir: Path | None) -> str | None:
     """`path` relative to the page's folder (URL form) when it lies inside it, else None."""
     if page_dir is None:
         return None

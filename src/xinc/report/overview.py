@@ -48,14 +48,14 @@ def find_videos(top: Path, run: Path) -> Path | None:
 def video_html(path: Path, caption: str, vid: str, page_dir: Path | None) -> str:
     """A <video> element: the MP4 embedded as a data URI when small (the page stays self-contained), else
     referenced by its path relative to the page (the videos folder lies beside it), else a link."""
-    from xinc.report.html import _relative
+    from xinc.report.html import relative_href
 
     cap = html.escape(caption)
     size = path.stat().st_size
     if size <= EMBED_VIDEO_BYTES:
         src = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
     else:
-        src = _relative(path, page_dir)
+        src = relative_href(path, page_dir)
         if src is None:
             return f'<p class="dim">{cap}: {html.escape(str(path))} ({size / 2**20:.1f} MB, not embedded)</p>'
         cap += f" ({size / 2**20:.1f} MB: played from {html.escape(src)} beside this page)"
