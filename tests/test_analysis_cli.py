@@ -41,7 +41,7 @@ def _results(out):
 def test_ffn_plain_image_skips_labels(ffn_dir, capsys):
     out = ffn_dir / "run"
     rc = main(["analyze", str(ffn_dir / "model"), "--data", str(ffn_dir / "img.png"), "--out", str(out),
-               "--mode", "linear", "--option", "a5.null=1", "a5.bootstrap=50", "a2.topk=8", "--progress", "False"])
+               "--mode", "linear", "--option", "a5.null=1", "a5.bootstrap=50", "a2.topk=8", "--no-progress"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "skipping a3" in err
@@ -54,7 +54,8 @@ def test_ffn_plain_image_skips_labels(ffn_dir, capsys):
     assert {"exact", "rule", "num_neurons", "residual"} <= set(r["canvas"]["layer1"])
     assert r["canvas"]["layer3"]["num_neurons"] == 8
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["argv"][0] == str(ffn_dir / "model") and cfg["options"]["a5"]["null"] == 1
+    assert cfg["model_dir"] == str(ffn_dir / "model") and cfg["options"]["a5"]["null"] == 1
+    assert cfg["command"].startswith(f"xinc analyze {ffn_dir / 'model'}")
     for section in ("a1", "a2", "a5"):
         for f in r[section]["figures"]:
             assert (out / f["path"]).is_file() and (out / f["path"]).with_suffix(".pdf").is_file()
@@ -64,7 +65,7 @@ def test_ffn_plain_image_skips_labels(ffn_dir, capsys):
 def test_explicit_label_analysis_without_labels_fails_cleanly(ffn_dir, capsys):
     out = ffn_dir / "bad"
     rc = main(["analyze", str(ffn_dir / "model"), "--data", str(ffn_dir / "img.png"), "--out", str(out),
-               "--analyses", "a3", "--progress", "False"])
+               "--analyses", "a3", "--no-progress"])
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a3" in err[0] and "--dataset" in err[0]
@@ -76,7 +77,7 @@ def test_explicit_label_analysis_without_labels_fails_cleanly(ffn_dir, capsys):
 def test_reconstruction_fallback(ffn_dir, capsys):
     out = ffn_dir / "recon"
     assert main(["analyze", str(ffn_dir / "model"), "--out", str(out), "--analyses", "a1", "--mode", "faithful",
-                 "--progress", "False"]) == 0
+                 "--no-progress"]) == 0
     assert "--mode faithful is deprecated" in capsys.readouterr().err  # the old name still works for one release
     r = _results(out)
     assert r["data"]["source"] == "reconstruction"
@@ -87,7 +88,7 @@ def test_bad_analysis_options_fail_before_work(ffn_dir, capsys):
     out = ffn_dir / "badopt"
     for opt, what in (("a5.nul=1", "a5.nul"), ("a5.null=many", "a5.null"), ("a4.region=everywhere", "a4.region"),
                       ("a9.x=1", "a9"), ("a5null=1", "AID.NAME=VALUE")):
-        rc = main(["analyze", str(ffn_dir / "model"), "--out", str(out), "--option", opt, "--progress", "False"])
+        rc = main(["analyze", str(ffn_dir / "model"), "--out", str(out), "--option", opt, "--no-progress"])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and what in err[0], (opt, err)
         assert not out.exists()
@@ -99,7 +100,7 @@ def test_nerv_on_synthetic_dataset(nerv_synth):
     rc = main(["analyze", str(d / "model"), "--dataset", "cityscapes-vps", "--root", str(d / "data"), "--video",
                video, "--out", str(out), "--analyses", "a3,a5", "--layers", "block2,head", "--mode", "both",
                "--chunk-neurons", "16", "--option", "a5.null=1", "a5.bootstrap=50", "a5.paper_cells=4",
-               "--progress", "False"])
+               "--no-progress"])
     assert rc == 0
     r = _results(out)
     assert r["data"]["frames"] == [4, 9] and r["data"]["labels"] is True
@@ -118,7 +119,7 @@ def test_recorded_training_source_is_used(ffn_dir):
                                              "size": [12, 20], "frames": 1}}})
     out = ffn_dir / "recorded_run"
     assert main(["analyze", str(d), "--out", str(out), "--analyses", "a1", "--mode", "linear",
-                 "--progress", "False"]) == 0
+                 "--no-progress"]) == 0
     r = _results(out)
     assert r["data"]["source"] == "recorded source" and r["data"]["src"] == str(ffn_dir / "img.png")
     assert r["reconstruction"]["psnr_8bit"][0] < 40  # a random model against the real image, not itself

@@ -35,7 +35,7 @@ def test_readme_foreign_model_example_runs(tmp_path, monkeypatch):
     (tmp_path / "my_siren.py").write_text(source)
     monkeypatch.chdir(tmp_path)
     subprocess.run([sys.executable, *shlex.split(py)[1:]], check=True, cwd=tmp_path)
-    assert main(argv + ["--progress", "False"]) == 0
+    assert main(argv + ["--no-progress"]) == 0
     store = open_store(tmp_path / "siren_canvas")
     assert store.attrs["layers"] == ["net.1", "out"]
     cfg = json.loads((tmp_path / "siren_canvas" / "config.json").read_text())
@@ -66,7 +66,7 @@ def test_foreign_model_errors_are_one_line(tmp_path, monkeypatch, capsys, extra,
     source, _, _ = readme_example()
     (tmp_path / "my_siren.py").write_text(source)
     monkeypatch.chdir(tmp_path)
-    assert main(["canvas", "--out", str(tmp_path / "o"), "--progress", "False", *extra]) == 2
+    assert main(["canvas", "--out", str(tmp_path / "o"), "--no-progress", *extra]) == 2
     err = capsys.readouterr().err
     assert text in err and err.startswith("xinc: error:") and "Traceback" not in err
     assert not (tmp_path / "o").exists()
@@ -110,7 +110,7 @@ def test_foreign_decoder_with_inputs_file_and_output_module(tmp_path, monkeypatc
     emb = torch.randn(1, 4, 3, 5)
     save_file({"input0": emb}, str(tmp_path / "x.safetensors"))
     argv = ["canvas", "--model", "dec:build", "--weights", "w.safetensors", "--inputs", "x.safetensors",
-            "--output", "head", "--mode", "paper", "--out", "o", "--progress", "False", "--maps", "False"]
+            "--output", "head", "--mode", "paper", "--out", "o", "--no-progress", "--no-maps"]
     assert main(argv) == 0
     store = open_store(tmp_path / "o")
     assert store.attrs["layers"] == ["stem", "up", "head"]  # every Linear/Conv2d by default
@@ -126,7 +126,7 @@ def test_analyze_foreign_model_runs_label_free_analyses(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     subprocess.run([sys.executable, *shlex.split(py)[1:]], check=True, cwd=tmp_path)
     argv = ["analyze", "--model", "my_siren:build", "--weights", "siren.safetensors", "--grid", "16x24",
-            "--layers", "out", "--analyses", "a1", "--mode", "linear", "--out", "run", "--progress", "False"]
+            "--layers", "out", "--analyses", "a1", "--mode", "linear", "--out", "run", "--no-progress"]
     assert main(argv) == 0
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["model"]["kind"] == "foreign" and "a1" in res

@@ -108,7 +108,7 @@ def ws(tmp_path_factory) -> Path:
         _run_quiet(["train", "nerv", "--video", "frames", "--out", "nerv", "--size", "16x32", "--strides", "2", "2",
                     "--fc-dim", "4", "--epochs", "2", "--eval-every", "1", "--device", "cpu", "--no-progress"])
         _run_quiet(["canvas", "ffn", "--out", "canvas", "--device", "cpu", "--no-progress", "--top", "2"])
-        _run_quiet(["synth", "--out", "data", "--frames", "5", "--size", "32x64", "--flo", "False"])
+        _run_quiet(["synth", "--out", "data", "--frames", "5", "--size", "32x64", "--no-flo"])
     finally:
         os.chdir(cwd)
     # a model with a NaN weight, written like any model directory (the user's file, not ours to fix)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import xinc.cli.canvas as cli_canvas
+import xinc.canvas.write as cli_canvas
 from test_canvas import tiny_ffn, tiny_nerv
 from xinc.canvas import compute_canvas
 from xinc.canvas.store import open_store, read_canvas
@@ -30,7 +30,7 @@ def test_cli_writes_readable_store_and_grid(model_dirs, tmp_path):
     root, nerv, _ = model_dirs
     out = tmp_path / "out"
     rc = main(["canvas", str(root / "nerv"), "--layers", "head,block2", "--frames", "0,2", "--out", str(out),
-               "--chunk-neurons", "7", "--progress", "False", "--top", "4"])
+               "--chunk-neurons", "7", "--no-progress", "--top", "4"])
     assert rc == 0
     assert not (tmp_path / "out.partial").exists()
     cfg = json.loads((out / "config.json").read_text())
@@ -61,7 +61,7 @@ def test_cli_reductions_only_store(model_dirs, tmp_path):
     root, nerv, _ = model_dirs
     out = tmp_path / "red"
     rc = main(["canvas", str(root / "nerv"), "--layers", "head,block1,block3", "--frames", "0,2", "--out", str(out),
-               "--maps", "False", "--progress", "False", "--top", "3"])
+               "--no-maps", "--no-progress", "--top", "3"])
     assert rc == 0
     assert json.loads((out / "config.json").read_text())["maps"] is False
     store = open_store(out)
@@ -81,8 +81,8 @@ def test_cli_reductions_only_store(model_dirs, tmp_path):
 def test_cli_ffn_float16_per_channel_all_layers(model_dirs, tmp_path):
     root, _, ffn = model_dirs
     out = tmp_path / "o16"
-    assert main(["canvas", str(root / "ffn"), "--out", str(out), "--dtype", "float16", "--per-channel", "True",
-                 "--progress", "False"]) == 0
+    assert main(["canvas", str(root / "ffn"), "--out", str(out), "--dtype", "float16", "--per-channel",
+                 "--no-progress"]) == 0
     store = open_store(out)
     assert store.attrs["layers"] == ["layer1", "layer2", "layer3"]
     arr = store["layer3"]["maps"]
@@ -94,7 +94,7 @@ def test_cli_ffn_float16_per_channel_all_layers(model_dirs, tmp_path):
 def test_cli_resumes_after_interruption(model_dirs, tmp_path, monkeypatch):
     root, nerv, _ = model_dirs
     out = tmp_path / "res"
-    argv = ["canvas", str(root / "nerv"), "--layers", "block3", "--out", str(out), "--progress", "False"]
+    argv = ["canvas", str(root / "nerv"), "--layers", "block3", "--out", str(out), "--no-progress"]
     real, calls = cli_canvas.stream_canvas, []
 
     def flaky(model, layer, frames, *a, **kw):

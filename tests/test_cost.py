@@ -1,5 +1,5 @@
 """Cost estimates before heavy work: the probe covers the linear block rule's per-frame Jacobian, and
-`xinc analyze --estimate-only True` prints them and writes nothing."""
+`xinc analyze --estimate-only` prints them and writes nothing."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def test_estimate_covers_every_neuron_and_the_frame_setup():
 def test_estimate_only_prints_and_writes_nothing(tmp_path, capsys):
     save_model(tiny_nerv(), tmp_path / "model")
     out = tmp_path / "run"
-    rc = main(["analyze", str(tmp_path / "model"), "--out", str(out), "--analyses", "a1,a2", "--estimate-only", "True",
-               "--mode", "both", "--progress", "False"])
+    rc = main(["analyze", str(tmp_path / "model"), "--out", str(out), "--analyses", "a1,a2", "--estimate-only",
+               "--mode", "both", "--no-progress"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "estimated cost" in err

@@ -95,12 +95,12 @@ def test_every_analysis_cuda_matches_cpu(tmp_path):
         src = (["--image", str(next((data / "val" / "img_all").glob("*.png")))] if kind == "ffn" else
                ["--dataset", "cityscapes-vps", "--root", str(data), "--video", "0001"])
         assert main(["train", kind, *src, "--out", str(mdir), "--size", "32x64", "--device", "cpu",
-                     "--progress", "False", *args]) == 0
+                     "--no-progress", *args]) == 0
         res = {}
         for dev in ("cpu", "cuda"):
             out = tmp_path / f"a_{kind}_{dev}"
             assert main(["analyze", str(mdir), "--out", str(out), "--dataset", "cityscapes-vps", "--root", str(data),
-                         "--video", "0001", "--device", dev, "--progress", "False", "--mode", "both"]) == 0
+                         "--video", "0001", "--device", dev, "--no-progress", "--mode", "both"]) == 0
             res[dev] = json.loads((out / "results.json").read_text())
         aids = [k for k in res["cpu"] if k.startswith("a") and k[1:].isdigit()]
         assert aids and aids == [k for k in res["cuda"] if k.startswith("a") and k[1:].isdigit()]

@@ -62,7 +62,7 @@ def run_dir(tmp_path_factory):
     out = d / "runs" / "nerv"
     assert main(["analyze", str(d / "model"), "--dataset", "cityscapes-vps", "--root", str(d / "data"), "--video",
                  cfg["video_ids"][0], "--out", str(out), "--analyses", "a3,a6", "--layers", "block2,head",
-                 "--mode", "linear", "--progress", "False", "--seed", "5"]) == 0
+                 "--mode", "linear", "--no-progress", "--seed", "5"]) == 0
     # an untrusted value in the run: a category name that tries to end the page's script
     path = out / "tables" / "a3_sampled_cells.csv"
     rows = list(csv.DictReader(path.open()))
@@ -100,7 +100,7 @@ def test_same_seed_same_neurons_in_videos_explorer_and_report(run_dir, tmp_path)
 
     vdir = tmp_path / "v"
     assert main(["video", str(run_dir.parent / "model"), "--out", str(vdir), "--neurons", "6", "--frames", "0-1",
-                 "--seed", "5", "--layers", "block2,head", "--fluctuation", "False", "--progress", "False"]) == 0
+                 "--seed", "5", "--layers", "block2,head", "--no-fluctuation", "--no-progress"]) == 0
     shown = {la: e["neurons"] for la, e in json.loads((vdir / "videos.json").read_text())["videos"]["neurons"]
              ["layers"].items()}
     payload = build_payload(run_dir, ExploreLimits(width=16, topk=4, frames=2, maps=8, sampled=6))
@@ -125,8 +125,7 @@ def test_explorer_in_chromium(run_dir, tmp_path):
     from browser import chrome, severe_logs
 
     out = tmp_path / "explorer.html"
-    assert main(["explore", str(run_dir), "--out", str(out), "--width", "32", "--frames", "2", "--progress",
-                 "False"]) == 0
+    assert main(["explore", str(run_dir), "--out", str(out), "--width", "32", "--frames", "2", "--no-progress"]) == 0
     text = out.read_text()
     assert "<script>window.PWNED" not in text and "http://" not in text and "https://" not in text
     data = json.loads(re.search(r'<script type="application/json" id="xinc-data">(.*?)</script>', text, re.S)[1])
@@ -174,7 +173,7 @@ def test_report_overview_embeds_videos_that_play(run_dir, tmp_path):
     vids = run_dir / "videos" / "nerv"
     if not vids.is_dir():
         assert main(["video", str(run_dir.parent / "model"), "--out", str(vids), "--neurons", "2", "--frames", "0-3",
-                     "--seed", "5", "--progress", "False"]) == 0
+                     "--seed", "5", "--no-progress"]) == 0
     html = build_report(run_dir, tmp_path / "report.html")
     text = html.read_text()
     assert text.count("<video ") == 2 and 'id="overview"' in text and "data:video/mp4;base64," in text
@@ -204,7 +203,7 @@ def test_explore_refuses_bad_input(tmp_path, capsys, run_dir):
     assert main(["explore", str(run_dir), "--topk", "0"]) == 2
     mine = tmp_path / "notes.html"
     mine.write_text("<html>my own notes</html>")
-    assert main(["explore", str(run_dir), "--out", str(mine), "--progress", "False"]) == 2
+    assert main(["explore", str(run_dir), "--out", str(mine), "--no-progress"]) == 2
     assert mine.read_text() == "<html>my own notes</html>"  # never replaced: xinc did not write it
     errs = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(errs) == 4 and all(e.startswith("xinc: error: ") for e in errs)

@@ -136,8 +136,7 @@ def test_cli_flow(scene, tmp_path, capsys):
             str(out2),
             "--method",
             "farneback",
-            "--pictures",
-            "False",
+            "--no-pictures",
             "--size",
             "native",
         ]

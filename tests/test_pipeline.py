@@ -48,6 +48,16 @@ def test_run_two_clips_then_skip(tmp_path, capsys):
         assert "<html" in (out / clip / "report.html").read_text()[:500].lower()
         assert (out / clip / "explorer.html").is_file() and (out / clip / "videos" / "nerv" / "neurons.mp4").is_file()
     assert (out / "report.html").is_file()
+    for step, folder in (("canvas-ffn", "canvas/ffn"), ("analyze-nerv", "nerv"), ("train-ffn", "models/ffn")):
+        mark = json.loads((out / ".steps" / "0001" / f"{step}.json").read_text())
+        recorded = json.loads((out / "0001" / folder / "config.json").read_text())
+        assert mark["params"]["config"]["out"] == str(out / "0001" / folder)  # the resolved config of the step
+        assert mark["command"].startswith("xinc ") and "--progress" not in mark["command"]
+        if step == "canvas-ffn":  # the output holds the same resolved config and the equivalent command line
+            assert recorded["config"] == mark["params"]["config"] and recorded["command"] == mark["command"]
+            assert recorded["config"]["top"] == 4 and recorded["config"]["frames"] == "0"
+        if step == "analyze-nerv":
+            assert recorded["layers"] == ["head"] and recorded["options"]["a3"]["sample_neurons"] == 3
     first = json.loads((out / "config.json").read_text())
     assert len(first["steps_run"]) == 2 * 9 + 1 and first["steps_skipped"] == []  # 9 per clip: + video, explore
     before = _stamps(out)

@@ -85,7 +85,7 @@ def test_cli_prune_refuses_foreign_or_input_outputs(tmp_path, capsys):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     for out in (foreign, tmp_path / "nerv"):
-        rc = main(["prune", str(tmp_path / "nerv"), "--out", str(out), "--overwrite", "True"])
+        rc = main(["prune", str(tmp_path / "nerv"), "--out", str(out), "--overwrite"])
         assert rc == 2 and capsys.readouterr().err.startswith("xinc: error:")
     assert (foreign / "notes.txt").read_text() == "keep me"
 

@@ -151,7 +151,7 @@ def test_deterministic_bytes(tmp_path):
 def test_cli_synth(tmp_path, capsys):
     out = tmp_path / "ds"
     rc = main(["synth", "--out", str(out), "--format", "cityscapes-vps", "--size", "64x128", "--frames", "5",
-               "--seed", "1", "--pan", "2", "--things", "2", "--flo", "False"])  # fmt: skip
+               "--seed", "1", "--pan", "2", "--things", "2", "--no-flo"])  # fmt: skip
     assert rc == 0 and "wrote cityscapes-vps" in capsys.readouterr().out
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["pan"] == 2.0 and cfg["size"] == [64, 128] and cfg["video_ids"] == ["0001"]

@@ -104,7 +104,7 @@ def test_videos_decode_and_scales_hold_over_frames(tmp_path):
 
 def test_cli_writes_folder_and_refuses_bad_input(model_dir, tmp_path, capsys):
     out = tmp_path / "v"
-    args = ["video", str(model_dir), "--out", str(out), "--frames", "0-2", "--neurons", "2", "--progress", "False"]
+    args = ["video", str(model_dir), "--out", str(out), "--frames", "0-2", "--neurons", "2", "--no-progress"]
     assert main(args + ["--neuron-index", "head=1,4"]) == 0
     meta = json.loads((out / "videos.json").read_text())
     assert meta["videos"]["neurons"]["layers"]["head"]["neurons"] == [1, 4]
@@ -115,7 +115,7 @@ def test_cli_writes_folder_and_refuses_bad_input(model_dir, tmp_path, capsys):
     bad = tmp_path / "bad"
     for extra in (["--layers", "block9"], ["--neuron-index", "head=999"], ["--neuron-index", "head=x"],
                   ["--fps", "0"]):
-        assert main(["video", str(model_dir), "--out", str(bad), "--progress", "False", *extra]) == 2
+        assert main(["video", str(model_dir), "--out", str(bad), "--no-progress", *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("xinc: error: ") and err.count("\n") == 1
         assert not bad.exists() and not (tmp_path / "bad.partial").exists()
@@ -128,8 +128,8 @@ def test_videos_play_in_chromium(model_dir, tmp_path):
     from browser import chrome, severe_logs
 
     out = tmp_path / "v"
-    assert main(["video", str(model_dir), "--out", str(out), "--neurons", "2", "--progress", "False",
-                 "--fluctuation", "False"]) == 0
+    assert main(["video", str(model_dir), "--out", str(out), "--neurons", "2", "--no-progress",
+                 "--no-fluctuation"]) == 0
     page = out / "page.html"
     page.write_text('<!DOCTYPE html><html><body><video id="v" src="neurons.mp4" muted preload="auto"></video>'
                     "</body></html>")

@@ -1,13 +1,20 @@
 """xinc: explain implicit neural representations through their implicit neural canvases.
 
-The main entry points, importable from the top level (loaded lazily, so `import xinc` stays cheap):
+The main entry points, importable from the top level (loaded lazily, so `import xinc` stays cheap). Each
+command's config is a dataclass that `xinc <command>` parses with tyro; the function beside it runs it:
 
-- models: `load_model`, `save_model`; training: `train_ffn`, `train_nerv` (`TrainFFNConfig`, `TrainNeRVConfig`),
+- models: `load_model`, `save_model`; `import_model` (`XincFFNImportConfig`, `NeRVImportConfig`,
+  `HNeRVQuantImportConfig`); training: `train_ffn`, `train_nerv` (`TrainFFNConfig`, `TrainNeRVConfig`),
   `reconstruct` (`ReconstructConfig`);
-- canvases: `explain`, `explain_stream` (any torch model), `compute_canvas`, `iter_canvas`, `stream_canvas`,
-  `layer_info`;
-- analyses: `AnalysisContext`, `run_analyses` (= `xinc.analysis.run`), `register_analysis`;
-- report: `build_report`, `draw_figures` (= `xinc.report.plots.draw`).
+- data: `write_synthetic` (`SynthDatasetConfig`), `write_flow` (`FlowConfig`);
+- canvases: `run_canvas` (`CanvasConfig`: a model's canvases into a zarr store); `explain`, `explain_stream`
+  (any torch model), `compute_canvas`, `iter_canvas`, `stream_canvas`, `layer_info`;
+- analyses: `analyze` (`AnalyzeConfig`: a model directory -> an analyze run folder); `AnalysisContext`,
+  `run_analyses` (= `xinc.analysis.run`), `register_analysis`;
+- report: `write_report` (`ReportConfig`), `build_report`, `draw_figures` (= `xinc.report.plots.draw`);
+  `write_videos` (`VideoDirConfig`), `write_explorer` (`ExploreConfig`);
+- pruning: `run_prune` (`PruneRunConfig`);
+- pipeline: `run_pipeline` (`PipelineConfig`, `load_pipeline_config`), `run_demo` (`DemoConfig`).
 """
 
 from __future__ import annotations
@@ -26,8 +33,20 @@ _EXPORTS = {
     "AnalysisContext": "xinc.analysis", "AnalysisResult": "xinc.analysis", "register_analysis": "xinc.analysis",
     "run_analyses": ("xinc.analysis", "run"),
     "build_report": "xinc.report.html", "draw_figures": ("xinc.report.plots", "draw"),
+    "import_model": "xinc.models.importers.config", "XincFFNImportConfig": "xinc.models.importers.config",
+    "NeRVImportConfig": "xinc.models.importers.config", "HNeRVQuantImportConfig": "xinc.models.importers.config",
+    "write_synthetic": "xinc.data.config", "SynthDatasetConfig": "xinc.data.config",
+    "write_flow": "xinc.data.config", "FlowConfig": "xinc.data.config",
+    "run_canvas": "xinc.canvas.write", "CanvasConfig": "xinc.canvas.config",
+    "analyze": "xinc.analysis.runner", "AnalyzeConfig": "xinc.analysis.config",
+    "write_report": "xinc.report.config", "ReportConfig": "xinc.report.config",
+    "write_videos": "xinc.video.config", "VideoDirConfig": "xinc.video.config",
+    "write_explorer": "xinc.explore.config", "ExploreConfig": "xinc.explore.config",
+    "run_pipeline": "xinc.pipeline", "PipelineConfig": "xinc.pipeline", "run_demo": "xinc.pipeline",
+    "DemoConfig": "xinc.pipeline", "load_pipeline_config": ("xinc.pipeline", "load_config"),
+    "run_prune": "xinc.prune_config", "PruneRunConfig": "xinc.prune_config",
 }
-_SUBPACKAGES = ("models", "train", "data", "canvas", "analysis", "report", "pipeline")
+_SUBPACKAGES = ("models", "train", "data", "canvas", "analysis", "report", "video", "explore", "pipeline")
 
 __all__ = ["__version__", *_EXPORTS]
 

@@ -1,10 +1,11 @@
 """The whole pipeline as a Python API: data -> train -> canvas -> analyze -> compare -> report.
 
-Every step is one `xinc` command (run in-process, recorded verbatim so the report can show how to
-reproduce it) writing one output folder atomically. A step is skipped when its folder exists and its
-completion marker (<out>/.steps/<step>.json) holds the same parameters; with different parameters
-the folder is rebuilt. So re-running a config after an interruption (or after adding clips) only
-does the missing work.
+Every step is one library call on a config dataclass (the one its `xinc` command parses: `CanvasConfig`,
+`AnalyzeConfig`, ...) writing one output folder atomically; the resolved config is recorded in the step's
+output and in its completion marker (<out>/.steps/<clip>/<step>.json), with the equivalent `xinc` command
+line for the report. A step is skipped when its output exists and its marker holds the same config hash
+(and the same upstream hashes); with a different config the output is rebuilt. So re-running a config after
+an interruption (or after adding clips) only does the missing work.
 
 Layout of a pipeline run (one folder per clip, `xinc run`):
     OUT/config.json                resolved pipeline config + every command run
@@ -24,19 +25,22 @@ import dataclasses
 import functools
 import hashlib
 import json
-import shlex
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import tyro
+
+from xinc.config import as_json, command_line, with_options
 from xinc.data.datasets import discover as discover_datasets
 from xinc.errors import XincError
+from xinc.fields import OptionalHW
 from xinc.outputs import check_output_dir, claimed_folder
 from xinc.utils import read_json, to_jsonable, write_json
-from xinc.validate import plain_name
+from xinc.validate import hw, optional, plain_name, positive_int
 
 FIRST_ANNOTATED = {name: r.first_annotated for name, r in discover_datasets().items()}  # the dataset registry
 MODELS = ("ffn", "nerv")
@@ -114,28 +118,12 @@ def load_config(path: str | Path) -> PipelineConfig:
     return cfg
 
 
-_OPTION_CLASSES = {"ffn": ("xinc.train", "TrainFFNConfig"), "nerv": ("xinc.train", "TrainNeRVConfig"),
-                   "canvas": ("xinc.cli.canvas", "CanvasOptions"), "analyze": ("xinc.cli.analyze", "AnalyzeOptions")}
 _SET_BY_PIPELINE = {"image", "out", "size", "seed", "device", "dataset", "root", "video", "model_dir", "frame",
-                    "frames", "layers", "progress", "option", "data"}
+                    "frames", "layers", "progress", "option", "data", "overwrite", "resume"}
+STEP_OPTIONS = ("ffn", "nerv", "canvas", "analyze")  # the config tables that override a step's config fields
 
 
-def _check_options(key: str, options: Any, where: str) -> None:
-    """Reject a `ffn`/`nerv`/`canvas`/`analyze` table that is not a dict or names an unknown option."""
-    import importlib
-
-    if not isinstance(options, dict):
-        raise XincError(f"{where}: {key} must be a table of `xinc` options, got {options!r}")
-    module, name = _OPTION_CLASSES[key]
-    from xinc.train.configs import option_names
-
-    known = set(option_names(getattr(importlib.import_module(module), name))) - _SET_BY_PIPELINE
-    bad = sorted(set(options) - known)
-    if bad:
-        raise XincError(f"{where}: {key}: unknown option {bad[0]!r}; known: {', '.join(sorted(known))}")
-
-
-# complexity accepted: being rewritten library-first (issue 20)
+# complexity accepted: one line per setting of the config file
 def validate(cfg: PipelineConfig, where: str = "config") -> None:  # noqa: C901
     """One-line errors for impossible settings, before any work starts (normalises `synthetic`, `videos`, `size`)."""
     if isinstance(cfg.synthetic, dict):
@@ -161,8 +149,9 @@ def validate(cfg: PipelineConfig, where: str = "config") -> None:  # noqa: C901
     bad = [m for m in cfg.models if m not in MODELS] if isinstance(cfg.models, list) else [cfg.models]
     if bad or not cfg.models:
         raise XincError(f"{where}: models {cfg.models}: choose from ffn, nerv")
-    for key in _OPTION_CLASSES:
-        _check_options(key, getattr(cfg, key), where)
+    for key in STEP_OPTIONS:
+        if not isinstance(getattr(cfg, key), dict):
+            raise XincError(f"{where}: {key} must be a table of `xinc` options, got {getattr(cfg, key)!r}")
     if not isinstance(cfg.analyze_options, dict) or not all(isinstance(v, dict) for v in cfg.analyze_options.values()):
         raise XincError(f"{where}: analyze_options must be {{analysis id: {{name: value}}}}")
     if not isinstance(cfg.layers, dict):
@@ -173,42 +162,22 @@ def validate(cfg: PipelineConfig, where: str = "config") -> None:  # noqa: C901
     check_values(cfg, where)
 
 
-def _dry_parse(cls, argv: list[str], what: str, where: str):
-    """Parse a step's options exactly as the step will (types, choices, unknown flags), without running it."""
-    from xinc.cli.common import parse
-    from xinc.cli.train import parse_config
-    from xinc.train.configs import CONFIGS
-
-    parser = parse_config if cls in CONFIGS.values() else parse  # training configs: tyro's own bool flags
-    try:
-        return parser(cls, [str(a) for a in argv], f"xinc {what}")
-    except XincError as e:
-        raise XincError(f"{where}: {what}: {e}") from None
-
-
 def check_values(cfg: PipelineConfig, where: str = "config") -> None:
-    """Every step's option values checked before any data is generated or any step runs."""
+    """Every step's config built (typed, checked by the configs' own validation) before any data is generated or
+    any step runs; paths are placeholders inside OUT that are never made."""
     from xinc.analysis.registry import discover, make_options
-    from xinc.cli import analyze, canvas
-    from xinc.data.synth import SynthConfig, _check
-    from xinc.train import TrainFFNConfig, TrainNeRVConfig, validate_config
 
-    hw, probe = f"{cfg.size[0]}x{cfg.size[1]}", str(Path(cfg.out) / ".xinc-validate")  # the probe is never made
+    probe = Path(cfg.out) / ".xinc-validate"
     try:
         if cfg.synthetic is not None:
-            s = cfg.synthetic
-            _check(SynthConfig(cfg.dataset, s.seed, s.frames, tuple(s.size or cfg.size), s.videos, s.pan, s.things))
-        if "ffn" in cfg.models:
-            validate_config(_dry_parse(TrainFFNConfig, ["--image", "probe.png", "--out", probe, "--size", hw,
-                                                         *_opt_args(cfg.ffn)], "train ffn", where))
-        if "nerv" in cfg.models:
-            validate_config(_dry_parse(TrainNeRVConfig, ["--dataset", cfg.dataset, "--root", "probe", "--video",
-                                                          "probe", "--out", probe, "--size", hw, *_opt_args(cfg.nerv)],
-                                       "train nerv", where))
-        o = _dry_parse(canvas.CanvasOptions, ["probe", "--out", probe, *_opt_args(cfg.canvas)], "canvas", where)
-        canvas.validate_options(o, paths=False)
-        o = _dry_parse(analyze.AnalyzeOptions, ["probe", "--out", probe, *_opt_args(cfg.analyze)], "analyze", where)
-        analyze.validate_options(o, paths=False)
+            synth_config(cfg.synthetic, probe, cfg.dataset, cfg.size)
+        for kind in cfg.models:
+            train_config(kind, getattr(cfg, kind), dataset=cfg.dataset, root=Path("probe"), video="probe",
+                         image=Path("probe.png"), out=probe, size=cfg.size, seed=cfg.seed, device=cfg.device,
+                         progress=False, check=True)
+        canvas_config(cfg.canvas, model_dir=probe, out=probe, frames="0", device=cfg.device, progress=False)
+        analyze_config(cfg.analyze, model_dir=probe, out=probe, dataset=cfg.dataset, root=probe, video="probe",
+                       frame=None, layers=None, seed=cfg.seed, device=cfg.device, progress=False)
         discover()
         for aid, given in cfg.analyze_options.items():
             make_options(aid, given)
@@ -217,30 +186,51 @@ def check_values(cfg: PipelineConfig, where: str = "config") -> None:
         raise XincError(msg if msg.startswith(where) else f"{where}: {msg}") from None
 
 
-# ----------------------------------------------------------------------------- steps
+# ----------------------------------------------------------------------------- step configs
 
 
-def xinc_command(args: list[str]) -> str:
-    return "xinc " + shlex.join([str(a) for a in args])
+def synth_config(s: SyntheticSpec, out: Path, dataset: str, size: list[int]):
+    """The `xinc synth` config (`xinc.data.config.SynthDatasetConfig`) of the pipeline's generated data."""
+    from xinc.data.config import SynthDatasetConfig
+
+    hw = s.size or size
+    return SynthDatasetConfig(out=Path(out), format=dataset, seed=s.seed, frames=s.frames, size=(hw[0], hw[1]),
+                              videos=s.videos, pan=s.pan, things=s.things, flo=False)
 
 
-def call_xinc(args: list[str]) -> None:
-    """Run an `xinc` command in-process (same code path as the shell); errors stay XincError."""
-    from xinc.cli.main import COMMANDS, _load
+def train_config(kind: str, options: dict[str, Any], *, dataset: str, root: Path, video: str, image: Path | None,
+                 out: Path, size: list[int], seed: int, device: str, progress: bool, check: bool = False):
+    """`xinc.train.TrainFFNConfig` / `TrainNeRVConfig` of a train step (the configs `xinc train <kind>` parses):
+    the pipeline's fields, the `ffn`/`nerv` table applied (option names as on the command line, e.g. `width`)."""
+    from xinc.train import TrainFFNConfig, TrainNeRVConfig, validate_config
 
-    args = [str(a) for a in args]
-    target, _ = COMMANDS[args[0]]
-    rest = args[1:]
-    if isinstance(target, dict):
-        spec, rest, prog = target[rest[0]], rest[1:], f"xinc {args[0]} {rest[0]}"
+    common = {"out": str(out), "size": (int(size[0]), int(size[1])), "seed": seed, "device": device,
+              "progress": progress}
+    if kind == "ffn":
+        base = TrainFFNConfig(image=None if image is None else str(image), **common)
     else:
-        spec, prog = target, f"xinc {args[0]}"
-    try:
-        rc = int(_load(spec)(rest, prog) or 0)
-    except SystemExit as e:  # tyro usage errors
-        rc = e.code if isinstance(e.code, int) else 2
-    if rc != 0:
-        raise XincError(f"step failed (exit {rc}): {xinc_command(args)}")
+        base = TrainNeRVConfig(video=video, dataset=dataset, root=str(root), **common)
+    cfg = with_options(base, options, f"{kind}", fixed=_SET_BY_PIPELINE)
+    if check:
+        validate_config(cfg)
+    return cfg
+
+
+def canvas_config(options: dict[str, Any], **fixed):
+    """`xinc.canvas.CanvasConfig` of a canvas step: the pipeline's fields, the `canvas` table applied."""
+    from xinc.canvas.config import CanvasConfig
+
+    return with_options(CanvasConfig(**fixed), options, "canvas", fixed=_SET_BY_PIPELINE)
+
+
+def analyze_config(options: dict[str, Any], **fixed):
+    """`xinc.analysis.AnalyzeConfig` of an analyze step: the pipeline's fields, the `analyze` table applied."""
+    from xinc.analysis.config import AnalyzeConfig
+
+    return with_options(AnalyzeConfig(**fixed), options, "analyze", fixed=_SET_BY_PIPELINE)
+
+
+# ----------------------------------------------------------------------------- steps
 
 
 @dataclass
@@ -285,18 +275,6 @@ class Plan:
             raise XincError(f"pipeline: step {st.id} planned twice; clip ids must be unique")
         self.steps[st.id] = st
         return st
-
-    def xinc(self, name: str, clip: str | None, output: Path, args: list[str], deps: list[str] | None = None,
-             gpu: bool = False, confined: bool = True) -> Step:
-        """A step that is one `xinc` command writing `output` (run in-process through call_xinc)."""
-        args = [str(a) for a in args]
-        return self.add(name, clip, output, {"args": args}, functools.partial(_xinc_step, args, Path(output)),
-                        xinc_command(args), deps, gpu, confined)
-
-
-def _xinc_step(args: list[str], output: Path) -> None:
-    """Run the command; a stale output of ours (run_step checked its marker) is replaced by the command itself."""
-    call_xinc([*args, *(["--overwrite", "True"] if output.exists() else [])])
 
 
 def confine(root: Path, path: Path, what: str) -> Path:
@@ -441,26 +419,6 @@ def execute(root: Path, steps: list[Step], backend: str = "serial", *, address: 
     return [r["id"] for r in res if r["ran"]], [r["id"] for r in res if not r["ran"]]
 
 
-def _opt_args(options: dict[str, Any]) -> list[str]:
-    """{'steps': 100, 'kernel_sizes': [3, 3]} -> ['--steps', '100', '--kernel-sizes', '3', '3']."""
-    out = []
-    for k, v in options.items():
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, list | tuple):
-            out += [flag, *[str(x) for x in v]]
-        elif isinstance(v, bool):  # `--x` / `--no-x`: tyro's own spelling (train), bare flags elsewhere
-            out.append(flag if v else "--no-" + k.replace("_", "-"))
-        elif v is not None:
-            out += [flag, str(v)]
-    return out
-
-
-def _analyze_option_args(options: dict[str, dict[str, Any]]) -> list[str]:
-    items = [f"{aid}.{k}={json.dumps(v) if not isinstance(v, str) else v}" for aid, kv in options.items()
-             for k, v in kv.items()]
-    return ["--option", *items] if items else []
-
-
 # ----------------------------------------------------------------------------- one clip
 
 
@@ -472,42 +430,31 @@ def clip_steps(plan: Plan, *, dataset: str, root: Path, video: str, out: Path, s
     """Plan train, canvas, analyze (and compare, report) of the models of one clip into `out` (nothing runs)."""
     from xinc.data.panoptic import load_panoptic_clip
 
-    hw = f"{size[0]}x{size[1]}"
     clip = load_panoptic_clip(dataset, root, video, size=(size[0], size[1]))
     if not clip.annotated:
         raise XincError(f"{dataset} clip {video}: no annotated frame; choose a clip with panoptic labels")
     j = clip.annotated[0]  # the FFN learns the first annotated frame (SPEC 3.1)
-    prog = [] if progress else ["--no-progress"]
-    flow_file = Path(root) / "flow_gt" / video / "flow.npy"
-    options = {k: dict(v) for k, v in analyze_options.items()}
-    if flow_file.is_file():  # synthetic data: A4 scores against the exact flow
-        options.setdefault("a4", {}).setdefault("flow_file", str(flow_file))
-    a_args = _opt_args({k: v for k, v in analyze.items()}) + _analyze_option_args(options)
-    data_args = ["--dataset", dataset, "--root", str(root), "--video", video]
+    options = _analysis_options(analyze_options, Path(root) / "flow_gt" / video / "flow.npy")
     done: dict[str, Any] = {"video": video, "ffn_frame": j, "runs": {}}
-    upstream = list(after or [])
+    common = {"seed": seed, "device": device, "progress": progress}
     ids = []
     for kind in models:
         mdir, cdir, adir = out / "models" / kind, out / "canvas" / kind, out / kind
-        if kind == "ffn":
-            image = clip.files[j] if clip.files else None
-            if image is None:
-                raise XincError(f"{dataset} clip {video}: frame files unknown; cannot train the FFN")
-            targs = ["train", "ffn", "--image", image, "--out", mdir, "--size", hw, "--seed", seed,
-                     "--device", device, *_opt_args(ffn), *prog]
-            frame_args, cframes = ["--frame", str(j)], "0"
-        else:
-            targs = ["train", "nerv", "--dataset", dataset, "--root", root, "--video", video, "--out", mdir,
-                     "--size", hw, "--seed", seed, "--device", device, *_opt_args(nerv), *prog]
-            frame_args, cframes = [], str(j)
-        train = plan.xinc(f"train-{kind}", video, mdir, targs, deps=upstream, gpu=True).id
-        ids.append(plan.xinc(f"canvas-{kind}", video, cdir, ["canvas", mdir, "--out", cdir, "--frames", cframes,
-                                                             "--device", device, *_opt_args(canvas), *prog],
-                             deps=[train], gpu=True).id)
-        layer_args = ["--layers", layers[kind]] if layers and layers.get(kind) else []
-        ids.append(plan.xinc(f"analyze-{kind}", video, adir, ["analyze", mdir, "--out", adir, *data_args, *frame_args,
-                                                              *layer_args, "--seed", seed, "--device", device,
-                                                              *a_args, *prog], deps=[train], gpu=True).id)
+        image = clip.files[j] if clip.files else None
+        if kind == "ffn" and image is None:
+            raise XincError(f"{dataset} clip {video}: frame files unknown; cannot train the FFN")
+        opts = train_config(kind, ffn if kind == "ffn" else nerv, dataset=dataset, root=root, video=video,
+                            image=image, out=mdir, size=size, **common)
+        train = plan.add(f"train-{kind}", video, mdir, {"config": as_json(opts)},
+                         functools.partial(_train_step, kind, opts, _train_command(kind, opts)),
+                         _train_command(kind, opts), deps=list(after or []), gpu=True).id
+        ccfg = canvas_config(canvas, model_dir=mdir, out=cdir, frames="0" if kind == "ffn" else str(j),
+                             device=device, progress=progress)
+        ids.append(config_step(plan, f"canvas-{kind}", video, ccfg, _canvas_step, "xinc canvas", deps=[train]).id)
+        acfg = analyze_config(analyze, model_dir=mdir, out=adir, dataset=dataset, root=Path(root), video=video,
+                              frame=j if kind == "ffn" else None, layers=(layers or {}).get(kind) or None, **common)
+        ids.append(config_step(plan, f"analyze-{kind}", video, acfg, functools.partial(_analyze_step, options=options),
+                               "xinc analyze", deps=[train], extra={"options": options}).id)
         done["runs"][kind] = str(adir)
     done["media"] = media_steps(plan, out, models, video=video, seed=seed, device=device)
     ids += done["media"]
@@ -518,42 +465,110 @@ def clip_steps(plan: Plan, *, dataset: str, root: Path, video: str, out: Path, s
                             f"python: xinc.pipeline.write_comparison({out / 'ffn'}, {out / 'nerv'})",
                             deps=[f"{video}/analyze-{k}" for k in models]).id)
     if report:
-        from xinc.report.html import build_report
-
-        html = out / "report.html"
-        ids.append(plan.add("report", video, html, {"runs": done["runs"]},
-                            functools.partial(build_report, out, html,
-                                              title=title or f"xinc report — {dataset} clip {video}"),
-                            xinc_command(["report", out, "--out", html]), deps=list(ids)).id)
+        ids.append(report_step(plan, video, out, title or f"xinc report — {dataset} clip {video}", list(ids)).id)
     done["steps"] = ids
     return done
+
+
+def _analysis_options(given: dict[str, dict[str, Any]], flow_file: Path) -> dict[str, dict[str, Any]]:
+    """The per-analysis options of a clip: the config's, plus A4's exact flow of a synthetic clip."""
+    options = {k: dict(v) for k, v in given.items()}
+    if flow_file.is_file():  # synthetic data: A4 scores against the exact flow
+        options.setdefault("a4", {}).setdefault("flow_file", str(flow_file))
+    return options
+
+
+def config_step(plan: Plan, name: str, clip: str | None, cfg: Any, fn: Callable[..., Any], prog: str,
+                deps: list[str] | None = None, extra: dict[str, Any] | None = None, gpu: bool = True) -> Step:
+    """A step that runs the library function `fn(cfg, command=...)` writing cfg.out; its key hashes the resolved
+    config (and `extra`), and its command is the equivalent `xinc` command line (recorded, never parsed)."""
+    command = command_line(prog, cfg, positional=_POSITIONAL)
+    params = {"config": as_json(cfg), **(extra or {})}
+    return plan.add(name, clip, Path(cfg.out), params, functools.partial(_config_step, fn, cfg, command), command,
+                    deps, gpu)
+
+
+_POSITIONAL = ("model_dir", "run_dir", "src")
+
+
+def _config_step(fn: Callable[..., Any], cfg: Any, command: str) -> None:
+    """Run `fn` on `cfg`; a stale output of ours (run_step checked its marker) is replaced by the function."""
+    exists = Path(cfg.out).exists()
+    fn(dataclasses.replace(cfg, overwrite=exists) if exists else cfg, command=command)
+
+
+def _canvas_step(cfg, *, command: str) -> None:
+    from xinc.canvas.write import run_canvas
+
+    run_canvas(cfg, command=command)
+
+
+def _analyze_step(cfg, *, command: str, options: dict[str, dict[str, Any]]) -> None:
+    from xinc.analysis.runner import analyze
+
+    analyze(cfg, command=command, options=options)
+
+
+def _train_command(kind: str, cfg) -> str:
+    return command_line(f"xinc train {kind}", cfg)
+
+
+def _train_step(kind: str, cfg, command: str) -> None:
+    """Train model `kind` with the library function `xinc train <kind>` calls."""
+    from xinc.train import train_ffn, train_nerv
+
+    if Path(cfg.out).exists():  # a stale output of ours (run_step checked its marker)
+        cfg = dataclasses.replace(cfg, overwrite=True)
+    (train_ffn if kind == "ffn" else train_nerv)(cfg, command=command)
+
+
+def report_step(plan: Plan, clip: str | None, folder: Path, title: str, deps: list[str]) -> Step:
+    """The HTML report of `folder` (`xinc.report.write_report`)."""
+    from xinc.report.config import ReportConfig
+
+    cfg = ReportConfig(run_dir=Path(folder), out=Path(folder) / "report.html", title=title)
+    command = command_line("xinc report", cfg, positional=_POSITIONAL)
+    return plan.add("report", clip, cfg.target(), {"runs": str(folder), "config": as_json(cfg)},
+                    functools.partial(_report_step, cfg), command, deps=deps)
+
+
+def _report_step(cfg) -> None:
+    from xinc.report.config import write_report
+
+    write_report(cfg)
 
 
 def media_steps(plan: Plan, out: Path, models: list[str], *, video: str, seed: int, device: str) -> list[str]:
     """The NeRV's contribution videos (OUT/videos/nerv) and the explorer page of the clip's runs
     (OUT/explorer.html), both cheap at the pipeline's sizes; returns the step ids."""
-    from xinc.explore import build_explorer
+    from xinc.explore.config import ExploreConfig
+    from xinc.video.config import VideoDirConfig
 
     ids = []
     if "nerv" in models:
-        mdir, vdir = out / "models" / "nerv", out / "videos" / "nerv"
-        ids.append(plan.add("video-nerv", video, vdir, {"model": str(mdir), "seed": seed},
-                            functools.partial(_write_video, mdir, vdir, seed, device),
-                            xinc_command(["video", mdir, "--out", vdir, "--seed", seed]),
-                            deps=[f"{video}/train-nerv"], gpu=True).id)
-    html = out / "explorer.html"
-    ids.append(plan.add("explore", video, html, {"runs": [str(out / k) for k in models]},
-                        functools.partial(build_explorer, out, html, title=f"xinc explorer — {out.name}"),
-                        xinc_command(["explore", out, "--out", html]),
+        vcfg = VideoDirConfig(model_dir=out / "models" / "nerv", out=out / "videos" / "nerv", seed=seed, device=device,
+                              progress=False)
+        ids.append(config_step(plan, "video-nerv", video, vcfg, _video_step, "xinc video",
+                               deps=[f"{video}/train-nerv"]).id)
+    ecfg = ExploreConfig(run_dir=out, out=out / "explorer.html", title=f"xinc explorer — {out.name}", progress=False)
+    command = command_line("xinc explore", ecfg, positional=_POSITIONAL)
+    ids.append(plan.add("explore", video, ecfg.target(), {"runs": [str(out / k) for k in models],
+                                                          "config": as_json(ecfg)},
+                        functools.partial(_explore_step, ecfg), command,
                         deps=[f"{video}/analyze-{k}" for k in models]).id)
     return ids
 
 
-def _write_video(mdir: Path, vdir: Path, seed: int, device: str) -> None:
-    from xinc.video import VideoConfig, write_video_dir
+def _video_step(cfg, *, command: str) -> None:
+    from xinc.video.config import write_videos
 
-    write_video_dir(mdir, vdir, VideoConfig(seed=seed, progress=False), device=device, overwrite=True,
-                    command=xinc_command(["video", mdir, "--out", vdir]))
+    write_videos(cfg, command=command)
+
+
+def _explore_step(cfg) -> None:
+    from xinc.explore.config import write_explorer
+
+    write_explorer(cfg)
 
 
 def write_comparison(run_a: Path, run_b: Path, out: Path, seed: int = 0) -> dict[str, Any]:
@@ -573,8 +588,43 @@ def write_comparison(run_a: Path, run_b: Path, out: Path, seed: int = 0) -> dict
 # ----------------------------------------------------------------------------- xinc run
 
 
-def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None, backend: str = "serial",
-                 address: str | None = None, max_retries: int = 2) -> dict[str, Any]:
+@dataclass
+class RunConfig:
+    """Run the whole pipeline (train, canvas, analyze, compare, report) for many clips of a dataset from one
+    config file (JSON, or TOML). Completed steps are skipped when re-run; changed settings rebuild only the
+    affected steps. Keys: out, dataset, root | synthetic {videos, frames, seed, pan, things, size}, videos,
+    size, seed, device, models, ffn {...}, nerv {...}, canvas {...}, analyze {...}, analyze_options
+    {aid: {name: value}}, compare, report, progress (see the docs, "Report, demo and pipeline")."""
+
+    config: tyro.conf.Positional[Path]
+    """pipeline config file (.json or .toml)"""
+    out: Path | None = None
+    """override the config's output folder"""
+    backend: Literal["serial", "ray"] = "serial"
+    """serial: one step after another; ray: one Ray task per clip and step (pip install 'xinc[ray]')"""
+    address: str | None = None
+    """Ray only: an existing cluster's address (default: a local Ray started for this run)"""
+    max_retries: int = 2
+    """Ray only: times a failed task is retried"""
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise XincError(f"--max-retries {self.max_retries}: must be >= 0")
+        if self.address is not None and self.backend != "ray":
+            raise XincError("--address: only with --backend ray")
+
+
+def run_config_file(run: RunConfig, *, command: str | None = None) -> dict[str, Any]:
+    """`xinc run`: load the pipeline config file, apply the overrides, run it; returns the summary."""
+    cfg = load_config(run.config)
+    if run.out is not None:
+        cfg.out = str(run.out)
+    return run_pipeline(cfg, backend=run.backend, address=run.address, max_retries=run.max_retries,
+                        command=command)
+
+
+def run_pipeline(cfg: PipelineConfig, *, backend: str = "serial", address: str | None = None, max_retries: int = 2,
+                 command: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline for every clip of the config with a backend ("serial" or "ray": one task per clip
     and step, in dependency order); returns a summary (also OUT/config.json). Re-runs skip completed steps."""
     validate(cfg)
@@ -592,23 +642,17 @@ def run_pipeline(cfg: PipelineConfig, *, argv: list[str] | None = None, backend:
         for v in list_videos(cfg.dataset, root) if cfg.videos == "all" else cfg.videos:
             plain_name(v, f"{root}: clip id")
     with claimed_folder(out, inputs=[] if cfg.synthetic else [root], kind="run", what="out"):
-        return _run_pipeline(cfg, out, root, argv, backend, address, max_retries)
+        return _run_pipeline(cfg, out, root, command, backend, address, max_retries)
 
 
-def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, argv: list[str] | None, backend: str,
+def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, command: str | None, backend: str,
                   address: str | None, max_retries: int) -> dict[str, Any]:
     from xinc.data.panoptic import list_videos
 
     ran, skipped = [], []
     if cfg.synthetic is not None:  # the data the clips are planned from: generated first, in this process
-        s = cfg.synthetic
-        size = s.size or cfg.size
-        args = ["synth", "--out", root, "--format", cfg.dataset, "--seed", s.seed, "--frames", s.frames,
-                "--size", f"{size[0]}x{size[1]}", "--videos", s.videos, "--pan", s.pan, "--flo", "False"]
-        if s.things is not None:
-            args += ["--things", s.things]
         pre = Plan(out, cfg.device)
-        pre.xinc("synth", None, root, args, confined=False)
+        synth_step(pre, synth_config(cfg.synthetic, root, cfg.dataset, cfg.size))
         r, k = execute(out, list(pre.steps.values()), "serial", progress=False)
         ran, skipped = ran + r, skipped + k
         synth_key = pre.steps["synth"].key
@@ -635,18 +679,13 @@ def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, argv: list[str] | 
             progress=cfg.progress and backend == "serial", layers=cfg.layers,
             after=["data"] if cfg.synthetic is not None else None)
     if cfg.report:
-        from xinc.report.html import build_report
-
-        html = out / "report.html"
-        plan.add("report", None, html, {"videos": videos},
-                 functools.partial(build_report, out, html,
-                                   title=f"xinc report — {cfg.dataset}, {len(videos)} clip(s)"),
-                 xinc_command(["report", out, "--out", html]), deps=[s for c in clips.values() for s in c["steps"]])
+        report_step(plan, None, out, f"xinc report — {cfg.dataset}, {len(videos)} clip(s)",
+                    [s for c in clips.values() for s in c["steps"]])
     steps = [st for st in plan.steps.values() if st.name != "data"]
     resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "backend": backend,
                 "commands": [st.command for st in steps if st.command],
-                "command": "xinc run " + shlex.join(argv or []), "steps_run": ran, "steps_skipped": skipped,
-                "clips": clips}
+                "command": command or "python: xinc.pipeline.run_pipeline(...)", "steps_run": ran,
+                "steps_skipped": skipped, "clips": clips}
     write_json(out / "config.json", resolved)  # before the steps: the report shows its commands
     r, k = execute(out, steps, backend, address=address, max_retries=max_retries, progress=cfg.progress)
     resolved.update(steps_run=ran + r, steps_skipped=skipped + k)
@@ -660,20 +699,50 @@ def _nothing() -> None:
     """The data step of a plan: its key carries the generated dataset's key to every clip (run beforehand)."""
 
 
+def synth_step(plan: Plan, cfg) -> Step:
+    """Generate the synthetic dataset `cfg` (`xinc.data.config.write_synthetic`); the user's root stays unconfined."""
+    command = command_line("xinc synth", cfg)
+    return plan.add("synth", None, Path(cfg.out), {"config": as_json(cfg)}, functools.partial(_synth_step, cfg),
+                    command, confined=False)
+
+
+def _synth_step(cfg) -> None:
+    from xinc.data.config import write_synthetic
+
+    write_synthetic(dataclasses.replace(cfg, overwrite=Path(cfg.out).exists()))
+
+
 # ----------------------------------------------------------------------------- xinc demo
 
 
 @dataclass
 class DemoConfig:
-    """Settings of `xinc demo` (the quick variant shrinks every size and step count)."""
+    """The whole pipeline end to end on generated data: a synthetic Cityscapes-VPS clip (exact flow and panoptic
+    labels), the FFN trained on its first annotated frame and a NeRV on the clip, canvases, analyses A1-A6, the
+    A6 comparison of the two architectures and one self-contained HTML report. About ten minutes on a 2-core CPU
+    (--quick: tiny sizes, about a minute). Re-running skips finished steps. Everything is seeded from --seed."""
 
-    out: str = "runs/demo"
+    out: Path = Path("runs/demo")
+    """output folder (config.json, data/, models/, canvas/, ffn/, nerv/, report.html)"""
     seed: int = 0
+    """seed of the data, the training and every analysis"""
     quick: bool = False
+    """tiny sizes and step counts (the test suite runs this)"""
     device: str = "auto"
+    """auto, cpu or cuda[:i]"""
+    size: OptionalHW = None
+    """HxW of the clip and models (default 64x128; quick 32x64)"""
+    frames: int | None = None
+    """frames of the synthetic clip (default 10: annotated frames 4 and 9)"""
     progress: bool = True
-    size: list[int] | None = None  # (H, W); default 64x128 (quick: 32x64)
-    frames: int | None = None  # synthetic clip length; default 10 (annotated frames 4 and 9)
+    """show progress bars on stderr"""
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            h, w = hw(self.size, "--size")
+            if min(h, w) < 16:
+                raise XincError(f"--size {h}x{w}: both sides must be >= 16 ; e.g. --size 32x64")
+        optional(positive_int, self.frames, "--frames")
 
     def resolved(self) -> dict[str, Any]:
         """Every setting of the demo run, sizes and step counts included."""
@@ -688,14 +757,14 @@ class DemoConfig:
             analyze["sample_neurons"] = 3
         options = {"a6": {"members": 3, "seed_runs": 2}, "a5": {"null": 2}} if q else {"a6": {"members": 6}}
         options["a7"] = {"neurons": 4, "fractions": "0,0.3,1"} if q else {"neurons": 8, "fractions": "0,0.1,0.3,0.6,1"}
-        return {"out": self.out, "seed": self.seed, "quick": q, "device": self.device, "size": size,
+        return {"out": str(self.out), "seed": self.seed, "quick": q, "device": self.device, "size": size,
                 "dataset": "cityscapes-vps", "synthetic": {"frames": frames, "videos": 1, "pan": 0.0, "things": None},
                 "ffn": ffn, "nerv": nerv, "canvas": {"mode": "paper", "top": 8 if q else 12},
                 "analyze": analyze, "analyze_options": options,
                 "layers": {"ffn": "layer2,layer3", "nerv": "block3,head"} if q else {}}
 
 
-def run_demo(cfg: DemoConfig, *, argv: list[str] | None = None) -> dict[str, Any]:
+def run_demo(cfg: DemoConfig, *, command: str | None = None) -> dict[str, Any]:
     """Synthetic Cityscapes-VPS clip -> FFN (first annotated frame) + NeRV (clip) -> canvases -> A1-A6 -> report."""
     r = cfg.resolved()
     out = Path(r["out"])
@@ -704,17 +773,16 @@ def run_demo(cfg: DemoConfig, *, argv: list[str] | None = None) -> dict[str, Any
         canvas=r["canvas"], analyze=r["analyze"], analyze_options=r["analyze_options"], layers=r["layers"]),
         "xinc demo")
     with claimed_folder(out, kind="demo", what="--out"):
-        return _run_demo(cfg, r, out, argv)
+        return _run_demo(cfg, r, out, command or command_line("xinc demo", cfg))
 
 
-def _run_demo(cfg: DemoConfig, r: dict[str, Any], out: Path, argv: list[str] | None) -> dict[str, Any]:
+def _run_demo(cfg: DemoConfig, r: dict[str, Any], out: Path, command: str) -> dict[str, Any]:
     t0 = time.time()
     data = out / "data"
     size = r["size"]
     plan = Plan(out, r["device"])
-    plan.xinc("synth", None, data, ["synth", "--out", data, "--format", r["dataset"], "--seed", r["seed"], "--frames",
-                                     r["synthetic"]["frames"], "--size", f"{size[0]}x{size[1]}", "--videos", "1",
-                                     "--flo", "False"])
+    synth_step(plan, synth_config(SyntheticSpec(videos=1, frames=r["synthetic"]["frames"], seed=r["seed"]), data,
+                                  r["dataset"], size))
     ran, skipped = execute(out, list(plan.steps.values()), "serial", progress=False)
     done = clip_steps(plan, dataset=r["dataset"], root=data, video="0001", out=out, size=size, seed=r["seed"],
                       device=r["device"], models=list(MODELS), ffn=r["ffn"], nerv=r["nerv"], canvas=r["canvas"],
@@ -722,15 +790,17 @@ def _run_demo(cfg: DemoConfig, r: dict[str, Any], out: Path, argv: list[str] | N
                       progress=cfg.progress, layers=r["layers"], after=["synth"])
     steps = [st for st in plan.steps.values() if st.name != "synth"]
     r2, k2 = execute(out, steps, "serial", progress=False)
-    from xinc.report.html import build_report
+    from xinc.report.config import ReportConfig, write_report
 
-    html = out / "report.html"
-    resolved = {"demo": r, "command": "xinc demo " + shlex.join(argv or []),
+    report = ReportConfig(run_dir=out, out=out / "report.html",
+                          title="xinc demo — synthetic Cityscapes-VPS clip, FFN and NeRV")
+    html = report.target()
+    resolved = {"demo": r, "config": as_json(cfg), "command": command,
                 "commands": [st.command for st in plan.steps.values() if st.command]
-                + [xinc_command(["report", out, "--out", html])], "steps_run": ran + r2,
+                + [command_line("xinc report", report, positional=_POSITIONAL)], "steps_run": ran + r2,
                 "steps_skipped": skipped + k2, "runs": done["runs"], "ffn_frame": done["ffn_frame"]}
     write_json(out / "config.json", resolved)
-    build_report(out, html, title="xinc demo — synthetic Cityscapes-VPS clip, FFN and NeRV")
+    write_report(report)
     resolved["report"] = str(html)
     resolved["seconds"] = round(time.time() - t0, 1)
     write_json(out / "config.json", resolved)

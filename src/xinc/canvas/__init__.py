@@ -31,3 +31,8 @@ __all__ += ["grad_x_activation"]
 from xinc.canvas.explainer import explain, explain_stream  # noqa: E402
 
 __all__ += ["explain", "explain_stream"]
+
+from xinc.canvas.config import CanvasConfig  # noqa: E402
+from xinc.canvas.write import run_canvas  # noqa: E402
+
+__all__ += ["CanvasConfig", "run_canvas"]

@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import io
 import re
+import sys
 import typing
 from typing import TypeVar
 
@@ -15,7 +16,7 @@ import tyro
 from xinc.errors import XincError
 
 T = TypeVar("T")
-_BOX = re.compile(r"[\u2500-\u257f]+")
+_BOX = re.compile(r"[\u2500-\u257f]+|-{3,}|^\s*[|+]|[|+]\s*$")  # box drawing, also its ASCII form
 
 
 def bool_fields(cls: type) -> tuple[str, ...]:
@@ -24,18 +25,22 @@ def bool_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if hints.get(f.name) is bool)
 
 
-def expand_bare_flags(argv: list[str], names: tuple[str, ...]) -> list[str]:
-    """`--quick` -> `--quick True`, `--no-progress` -> `--progress False` (bool options given bare)."""
+def old_bool_spelling(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """`--overwrite True` / `--progress False` (the spelling before issue 16) -> `--overwrite` / `--no-progress`,
+    with a deprecation line. Accepted for this release only; `--flag` and `--no-flag` are tyro's own booleans."""
     out: list[str] = []
-    for i, tok in enumerate(argv):
-        name = tok[2:].replace("-", "_") if tok.startswith("--") else None
-        nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if name in names and (nxt is None or nxt.lower() not in ("true", "false")):
-            out += [tok, "True"]
-        elif name and name.startswith("no_") and name[3:] in names:
-            out += [f"--{tok[5:]}", "False"]
+    i = 0
+    while i < len(argv):
+        tok, nxt = argv[i], argv[i + 1] if i + 1 < len(argv) else None
+        if tok.startswith("--") and tok[2:].replace("-", "_") in names and str(nxt).lower() in ("true", "false"):
+            new = tok if str(nxt).lower() == "true" else f"--no-{tok[2:]}"
+            print(f"xinc: deprecated: `{tok} {nxt}` is now written `{new}` (the old spelling goes in the next "
+                  "release)", file=sys.stderr)
+            out.append(new)
+            i += 2
         else:
             out.append(tok)
+            i += 1
     return out
 
 
@@ -54,18 +59,24 @@ def usage_line(text: str) -> str:
 
 
 def parse(cls: type[T], argv: list[str], prog: str) -> T:
-    """Parse argv into an instance of the options dataclass `cls` (its docstring is the help text).
+    """tyro parses argv straight into the library config dataclass `cls` (its docstring is the help text).
 
-    Bare bool flags are accepted; a usage error raises XincError with one line; --help exits 0.
+    Booleans are `--flag` / `--no-flag`; a usage error raises XincError with one line; --help exits 0.
     """
     description = inspect.cleandoc(cls.__doc__ or "")
-    argv = expand_bare_flags(list(argv), bool_fields(cls))
+    argv = old_bool_spelling([str(a) for a in argv], bool_fields(cls))
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            return tyro.cli(cls, args=argv, prog=prog, description=description,
-                            config=(tyro.conf.FlagConversionOff,))
+            return tyro.cli(cls, args=argv, prog=prog, description=description)
     except SystemExit as e:
         if e.code in (0, None):
             raise
         raise XincError(f"{prog}: {usage_line(err.getvalue())} ; run `{prog} --help` for the options") from None
+
+
+def command(prog: str, argv: list[str]) -> str:
+    """The command line as the user typed it (recorded in the output's config.json)."""
+    import shlex
+
+    return " ".join([prog, *(shlex.quote(str(a)) for a in argv)])

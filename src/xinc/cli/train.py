@@ -6,54 +6,8 @@ The options are the fields of `xinc.train.TrainFFNConfig`, `TrainNeRVConfig` and
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-import io
-import shlex
-from typing import TypeVar
-
-import tyro
-
-from xinc.cli.common import bool_fields, usage_line
-from xinc.errors import XincError
-from xinc.train.common import note
-
-T = TypeVar("T")
-
-
-def _old_bool_spelling(argv: list[str], names: tuple[str, ...]) -> list[str]:
-    """`--resume True` / `--progress False` (spelling before issue 16) -> `--resume` / `--no-progress`, with a
-    deprecation line. Accepted for this release only; bare `--resume` and `--no-progress` are tyro's own."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        tok, nxt = argv[i], argv[i + 1] if i + 1 < len(argv) else None
-        if tok.startswith("--") and tok[2:].replace("-", "_") in names and str(nxt).lower() in ("true", "false"):
-            new = tok if str(nxt).lower() == "true" else f"--no-{tok[2:]}"
-            note(f"deprecated: `{tok} {nxt}` is now written `{new}` (the old spelling goes in the next release)")
-            out.append(new)
-            i += 2
-        else:
-            out.append(tok)
-            i += 1
-    return out
-
-
-def parse_config(cls: type[T], argv: list[str], prog: str) -> T:
-    """tyro parses argv straight into the library config `cls`; a usage error is one XincError line, --help exits 0."""
-    argv = _old_bool_spelling([str(a) for a in argv], bool_fields(cls))
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            return tyro.cli(cls, args=argv, prog=prog, description=inspect.cleandoc(cls.__doc__ or ""))
-    except SystemExit as e:
-        if e.code in (0, None):
-            raise
-        raise XincError(f"{prog}: {usage_line(err.getvalue())} ; run `{prog} --help` for the options") from None
-
-
-def _command(prog: str, argv: list[str]) -> str:
-    return " ".join([prog, *(shlex.quote(str(a)) for a in argv)])
+from xinc.cli.common import command as _command
+from xinc.cli.common import parse as parse_config  # tyro parses the library config; old `--flag True` deprecated
 
 
 def _run(fn, argv: list[str], prog: str) -> int:

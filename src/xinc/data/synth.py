@@ -492,7 +492,8 @@ def _write_vipseg_video(root: Path, cfg: SynthConfig, i: int, vid: SynthVideo, j
     _write_flow(root, vname, vid.flow, cfg.flo)
 
 
-def _check(cfg: SynthConfig) -> tuple[int, int]:
+def check_config(cfg: SynthConfig) -> tuple[int, int]:
+    """The generated size (H, W) of `cfg`; one-line XincError for an impossible setting (before any work)."""
     if cfg.format not in FORMATS:
         raise XincError(f"--format {cfg.format!r}: unknown; choose one of {', '.join(FORMATS)}")
     if cfg.frames < 2:
@@ -537,7 +538,7 @@ def generate_synthetic(
         size = parse_hw(size, "--size")
     cfg = SynthConfig(format, int(seed), int(frames), tuple(size) if size else None, int(videos), float(pan),
                       things, bool(flo), bool(void))  # fmt: skip
-    hw = _check(cfg)
+    hw = check_config(cfg)
     with owned_output(out, overwrite=overwrite, kind="synth") as stage:
         cityscapes = cfg.format == CITYSCAPES_VPS
         js: dict = {"images": [], "annotations": []} if cityscapes else {"videos": [], "annotations": []}

@@ -1,4 +1,4 @@
-"""Where `xinc canvas` gets its canvases: our model directories (fast rules) or a foreign model (generic engine).
+"""Where `run_canvas` and `analyze` get canvases: our model directories (fast rules) or a foreign model.
 
 A foreign model is `--model package.module:factory` (a function returning the torch.nn.Module; the module is
 imported from the current directory first, then sys.path) with a safetensors state dict `--weights`, fed either
@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from xinc.canvas import LayerInfo, layer_info, num_frames, stream_canvas
+from xinc.canvas.engine import layer_info, num_frames, stream_canvas
+from xinc.canvas.reduce import LayerInfo
 from xinc.errors import XincError
 from xinc.utils import parse_hw, parse_index_list, read_json
 
@@ -128,8 +129,7 @@ class OwnSource:
                              progress=progress)[frame]
 
     def neuron_maps(self, layer: str, frame: int, neurons: list[int]) -> torch.Tensor:
-        from xinc.canvas import compute_canvas
-        from xinc.canvas.engine import trace_frame
+        from xinc.canvas.engine import compute_canvas, trace_frame
 
         tr = trace_frame(self.model, frame)
         return torch.stack([compute_canvas(self.model, layer, frame, mode=self.opts.mode,
