@@ -96,7 +96,8 @@ class _LogBins:
 
     def index(self, v: torch.Tensor) -> torch.Tensor:
         """Bin of each positive value (float64 log), clamped to [0, bins)."""
-        idx = ((torch.log(v.to(torch.float64)) - self.l0) * self.scale).floor().to(torch.int64)
+        x = v.to(torch.float64, copy=True)  # one float64 temporary, transformed in place
+        idx = x.log_().sub_(self.l0).mul_(self.scale).floor_().to(torch.int64)
         return idx.clamp_(0, self.bins - 1)
 
     def edges(self, b: int) -> tuple[float, float]:
@@ -192,7 +193,6 @@ def _pixel_hist(a: torch.Tensor, bins: _LogBins, mass, count, sel: torch.Tensor 
     interval [lo, hi) restricted to the values whose log bin equals `sel` (P,).
     """
     n, P = a.shape
-    pix = torch.arange(P, device=a.device)[None].expand(n, P)
     keep = a > 0
     if sub is None:
         B = bins.bins
@@ -201,9 +201,10 @@ def _pixel_hist(a: torch.Tensor, bins: _LogBins, mass, count, sel: torch.Tensor 
         lo, hi, B = sub
         keep &= bins.index(a.clamp_min(bins.lo)) == sel[None].to(a.device)
         span = (hi - lo).clamp_min(1e-300).to(a.device)
-        idx = ((a.to(torch.float64) - lo.to(a.device)[None]) / span[None] * B).floor().to(torch.int64)
+        x = a.to(torch.float64, copy=True)
+        idx = x.sub_(lo.to(a.device)[None]).div_(span[None]).mul_(B).floor_().to(torch.int64)
         idx = idx.clamp_(0, B - 1)
-    flat = (pix * B + idx)[keep]
+    flat = idx.add_(torch.arange(0, P * B, B, device=a.device)[None])[keep]  # pixel p's bins start at p * B
     w = a[keep].to(torch.float64)
     if mass is None:  # allocated once per frame; later chunks add in place (no (P * B,) temporaries per chunk)
         mass = torch.zeros(P * B, dtype=torch.float64, device=a.device)
