@@ -65,7 +65,7 @@ def coerce(what: str, tp: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         return _first(what, list(args), value)
     try:
-        return _basic(tp, value)
+        return coerce_basic(tp, value)
     except (TypeError, ValueError):
         name = getattr(tp, "__name__", str(tp))
         raise XincError(f"{what}={value!r}: expected {name} ; give a {name} value") from None
@@ -92,7 +92,8 @@ def _bool(value: Any) -> bool:
     raise ValueError(value)
 
 
-def _basic(tp: Any, value: Any) -> Any:
+def coerce_basic(tp: Any, value: Any) -> Any:
+    """`value` as the basic type `tp` (bool/int/float/str/Path; other types pass through), or TypeError/ValueError."""
     if tp is bool:
         return _bool(value)
     if tp is int:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from xinc.canvas.reduce import LayerInfo, Reducer
+from xinc.config import coerce_basic
 from xinc.errors import XincError
 from xinc.utils import atomic_save, read_json, to_jsonable, write_json
 
@@ -276,35 +277,10 @@ def coerce_option(what: str, tp: Any, value: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return coerce_option(what, inner[0], value)
     try:
-        return _coerce_basic(tp, value)
+        return coerce_basic(tp, value)
     except (TypeError, ValueError):
         name = getattr(tp, "__name__", str(tp))
         raise XincError(f"option {what}={value!r}: expected {name} ; give a {name} value") from None
-
-
-def _coerce_basic(tp: Any, value: Any) -> Any:
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(value)
-    if tp is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise TypeError(value)
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool):
-            raise TypeError(value)
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise TypeError(value)
-        return value
-    return value
 
 
 def parse_option_items(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
