@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xinc.analysis import a2_kernels as a2k
 from xinc.analysis.registry import (
     AnalysisContext,
     AnalysisResult,
@@ -69,6 +70,13 @@ class _Pass1(Reducer):
         self._h = None
 
     def update(self, start, maps):
+        if a2k.usable(maps):  # compiled: H(p) summed in neuron order (float64), extremes, dead maps, one read
+            if self._h is None:
+                self._h = np.zeros(maps[0].numel(), np.float64)
+            vmax, vmin, zero = a2k.pass1(maps, self._h)
+            self.vmax, self.vmin = max(self.vmax, vmax), min(self.vmin, vmin)
+            self.zero_maps, self.maps = self.zero_maps + zero, self.maps + int(maps.shape[0])
+            return
         a = maps.abs()
         part = a.sum(0, dtype=torch.float64)
         self._h = part if self._h is None else self._h + part
@@ -80,7 +88,9 @@ class _Pass1(Reducer):
             self.vmin = min(self.vmin, float(pos.min()))
 
     def end_frame(self):
-        self.heat[self.frame] = self._h
+        h = self._h
+        self.heat[self.frame] = torch.from_numpy(h).reshape(self.info.height, self.info.width) \
+            if isinstance(h, np.ndarray) else h
 
     def result(self):
         return self
@@ -99,6 +109,11 @@ class _LogBins:
         x = v.to(torch.float64, copy=True)  # one float64 temporary, transformed in place
         idx = x.log_().sub_(self.l0).mul_(self.scale).floor_().to(torch.int64)
         return idx.clamp_(0, self.bins - 1)
+
+    @functools.cached_property
+    def table(self) -> a2k.LogTable:
+        """The same bins as float32 bit-pattern tables for the compiled kernels (built with `index` itself)."""
+        return a2k.LogTable(self.index, self.bins)
 
     def edges(self, b: int) -> tuple[float, float]:
         lo = math.exp(self.l0 + b / self.scale) if b > 0 else self.lo
@@ -124,8 +139,12 @@ class _Pass2(Reducer):
         self._c = torch.zeros(self.K, dtype=torch.int64)
         self._top = None
         self._pm = self._pc = None
+        self._k = None
 
     def update(self, start, maps):
+        if a2k.usable(maps):
+            self._update_compiled(start, maps)
+            return
         a = maps.abs().flatten(1)  # (n, P)
         h = self.heat[self.frame].reshape(-1).to(a.device)
         thr = (h / self.K).to(a.dtype)
@@ -140,6 +159,26 @@ class _Pass2(Reducer):
             self.count = c if self.count is None else self.count + c.to(self.count.device)
         self._merge(a)
         self._pm, self._pc = _pixel_hist(a, self.pix, self._pm, self._pc)
+
+    def _update_compiled(self, start: int, maps: torch.Tensor) -> None:
+        """The compiled path: one fused loop per pixel block (coverage, both histograms, top-k)."""
+        if self._k is None:
+            h = self.heat[self.frame].reshape(-1)
+            self._thr, self._hpos = (h / self.K).to(torch.float32).numpy(), (h > 0).numpy()
+            self._k = a2k.Pass2State(h.numel(), self.K, self.topk, self.bins.bins, self.pix.bins)
+        if self._k.seen + maps.shape[0] > self.K:
+            raise ValueError(f"a2: more maps in frame {self.frame} than the layer's {self.K} neurons")
+        cov = self._k.update(maps, self._thr, self._hpos, self.bins.table, self.pix.table)
+        self._c[start:start + maps.shape[0]] = torch.from_numpy(cov)
+
+    def _end_compiled(self) -> torch.Tensor:
+        """Fold the compiled state into the reference path's fields; returns the sorted per-pixel top-k."""
+        st, self._k = self._k, None
+        m, c = torch.from_numpy(st.cmass.sum(0)), torch.from_numpy(st.ccount.sum(0))
+        self.mass = m if self.mass is None else self.mass + m
+        self.count = c if self.count is None else self.count + c
+        self._pm, self._pc = torch.from_numpy(st.pmass), torch.from_numpy(st.pcount)
+        return st.final_top()
 
     def _merge(self, a: torch.Tensor) -> None:
         """Add (n, P) values to the per-pixel top-k: columns collect in a (P, 2k) buffer (the merge buffer
@@ -165,21 +204,32 @@ class _Pass2(Reducer):
 
     def end_frame(self):
         self.counts[self.frame] = self._c
-        top = self._final_top().to(torch.float64)
-        cum = top.cumsum(1)
-        h = self.heat[self.frame].reshape(-1).to(cum.device)
+        h = self.heat[self.frame].reshape(-1)
+        need = self._needed(h)
         self.needed[self.frame], self.censored[self.frame] = {}, {}
         for q in QUANTILES:
-            reach = cum >= (q * h)[:, None] * (1 - 1e-12)
-            ok = reach.any(1)
-            m = reach.to(torch.int8).argmax(1).to(torch.float64) + 1  # first index that reaches q*H
-            m = torch.where(ok, m, torch.full_like(m, math.inf))
-            m = torch.where(h > 0, m, torch.full_like(m, math.nan))
+            m = need[q].to(h.device)
+            ok = torch.isfinite(m) | ~(h > 0)
             self.needed[self.frame][q] = m.reshape(self.info.height, self.info.width).cpu()
             self.censored[self.frame][q] = int((~ok & (h > 0)).sum())
             if self.censored[self.frame][q]:  # where the top-k falls short: the per-pixel histogram's crossing bin
                 self.crossing.setdefault(self.frame, {})[q] = _crossing_bins(self._pm, self._pc, q * h)
         self._top = self._pm = self._pc = None
+
+    def _needed(self, h: torch.Tensor) -> dict[float, torch.Tensor]:
+        """Per pixel, 1 + the first index where the sorted top-k's running sum reaches q H(p) (inf: none; nan: H=0)."""
+        if self._k is not None:  # compiled: the same float64 running sums and compares, in the same order
+            top = self._end_compiled()
+            return dict(zip(QUANTILES, torch.from_numpy(a2k.needed(top, h, QUANTILES)), strict=True))
+        cum = self._final_top().to(torch.float64).cumsum(1)
+        h = h.to(cum.device)
+        out = {}
+        for q in QUANTILES:
+            reach = cum >= (q * h)[:, None] * (1 - 1e-12)
+            m = reach.to(torch.int8).argmax(1).to(torch.float64) + 1  # first index that reaches q*H
+            m = torch.where(reach.any(1), m, torch.full_like(m, math.inf))
+            out[q] = torch.where(h > 0, m, torch.full_like(m, math.nan))
+        return out
 
     def result(self):
         return self
@@ -221,6 +271,8 @@ def _crossing_bins(mass: torch.Tensor, count: torch.Tensor, target: torch.Tensor
     above the histogram (for sub-bins). Returns (bin (P,), mass above the bin, count above the bin,
     count in the bin).
     """
+    if a2k.usable(mass, torch.float64):
+        return a2k.crossing(mass, count, target, above)
     P = target.numel()
     m, c = mass.view(P, -1), count.view(P, -1)
     cm = m.flip(1).cumsum(1).flip(1)  # cm[:, b] = mass in bins >= b
@@ -257,13 +309,22 @@ class _PassRefine(Reducer):
     def update(self, start, maps):
         if not self._h:
             return
+        if a2k.usable(maps):
+            for q, st in self._h.items():
+                if st[2] is None:
+                    n = st[0].numel() * self.sub
+                    st[2], st[3] = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+                    st.append(((st[1] - st[0]).clamp_min(1e-300).numpy(), self.crossing[self.frame][q][0].numpy()))
+                span, sel = st[4]
+                a2k.refine(maps, self.pix.table, sel, st[0].numpy(), span, self.sub, st[2].numpy(), st[3].numpy())
+            return
         a = maps.abs().flatten(1)
         for q, st in self._h.items():
             b = self.crossing[self.frame][q][0]
             st[2], st[3] = _pixel_hist(a, self.pix, st[2], st[3], sel=b, sub=(st[0], st[1], self.sub))
 
     def end_frame(self):
-        for q, (_, _, m, c) in self._h.items():
+        for q, (_, _, m, c, *_) in self._h.items():
             b, m_above, c_above, _ = self.crossing[self.frame][q]
             target = self.target[self.frame] * q
             _, _, c_in_above, c_in = _crossing_bins(m, c, target, above=(m_above, c_above))
@@ -279,10 +340,18 @@ class _Pass3(Reducer):
 
     def __init__(self, bins: _LogBins, brackets: dict[float, int], sub_bins: int) -> None:
         self.bins, self.brackets, self.sub = bins, brackets, sub_bins
-        self.fine = {a: torch.zeros(sub_bins, dtype=torch.float64) for a in brackets}
-        self.fmin = {a: torch.full((sub_bins,), math.inf, dtype=torch.float64) for a in brackets}
+        self._fine = np.zeros((len(brackets), sub_bins), np.float64)  # both paths write through these views
+        self._fmin = np.full((len(brackets), sub_bins), math.inf, np.float64)
+        self.fine = {a: torch.from_numpy(self._fine[i]) for i, a in enumerate(brackets)}
+        self.fmin = {a: torch.from_numpy(self._fmin[i]) for i, a in enumerate(brackets)}
+        lo_hi = [bins.edges(b) for b in brackets.values()]
+        self._arr = (np.array(list(brackets.values()), np.int64), np.array([lo for lo, _ in lo_hi]),
+                     np.array([hi - lo for lo, hi in lo_hi]))
 
     def update(self, start, maps):
+        if a2k.usable(maps):
+            a2k.pass3(maps, self.bins.table, *self._arr, self.sub, self._fine, self._fmin)
+            return
         a = maps.abs().reshape(-1)
         pos = a[a > 0]
         if not pos.numel():
@@ -294,7 +363,7 @@ class _Pass3(Reducer):
                 continue
             lo, hi = self.bins.edges(b)
             j = ((v - lo) / (hi - lo) * self.sub).floor().to(torch.int64).clamp_(0, self.sub - 1)
-            self.fine[lev] += torch.bincount(j, weights=v, minlength=self.sub).cpu()
+            self.fine[lev].add_(torch.bincount(j, weights=v, minlength=self.sub).cpu())
             self.fmin[lev].scatter_reduce_(0, j.cpu(), v.cpu(), reduce="amin")
 
     def result(self):
@@ -314,6 +383,14 @@ class _Pass4(Reducer):
         self._n = {}
 
     def update(self, start, maps):
+        if a2k.usable(maps):  # compared in float32 like the reference (a float32 tensor > a Python float)
+            if not self._n:
+                self._cnt = np.zeros((len(self.taus), maps[0].numel()), np.int64)
+                self._n = {lev: torch.from_numpy(self._cnt[i]).view(maps.shape[1:]) for i, lev in enumerate(self.taus)}
+            above = a2k.pass4(maps, np.array(list(self.taus.values()), np.float32), self._cnt)
+            for i, lev in enumerate(self.taus):
+                self.above[lev] += float(above[i])
+            return
         a = maps.abs()
         for lev, tau in self.taus.items():
             over = a > tau
@@ -364,11 +441,19 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     p2 = _Pass2(p1.heat, lb, topk, lbp)
     stream([p2])
     K = p2.K
-    bounds = {}
-    if p2.crossing:  # some pixels need more than k neurons: bracket them with per-pixel histograms
-        pr = _PassRefine(p2.crossing, lbp, pb, p1.heat)
-        stream([pr])
-        bounds = pr.bounds
+    mass = p2.mass.cpu().numpy()
+    desc = np.cumsum(mass[::-1])  # mass held by the top bins, from the top
+    brackets, cum_above = {}, {}
+    for a in levels:
+        target = (1 - a) * float(mass.sum())
+        j = _crossing(desc, target)
+        b = bins - 1 - j
+        brackets[a] = b
+        cum_above[a] = (float(desc[j - 1]) if j > 0 else 0.0, target)
+    p3 = _Pass3(lb, brackets, sub_bins)
+    pr = _PassRefine(p2.crossing, lbp, pb, p1.heat) if p2.crossing else None  # pixels the top-k cannot resolve
+    stream([p3] + ([pr] if pr else []))  # both need only pass 2: one stream
+    bounds = pr.bounds if pr else {}
     needed_lo, needed_hi = {}, {}
     for q in QUANTILES:
         needed_lo[q], needed_hi[q] = {}, {}
@@ -381,17 +466,6 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
                 lo[cens], hi[cens] = blo[cens], bhi[cens]
             needed_lo[q][f] = lo.reshape(p2.needed[f][q].shape).numpy()
             needed_hi[q][f] = hi.reshape(p2.needed[f][q].shape).numpy()
-    mass = p2.mass.cpu().numpy()
-    desc = np.cumsum(mass[::-1])  # mass held by the top bins, from the top
-    brackets, cum_above = {}, {}
-    for a in levels:
-        target = (1 - a) * float(mass.sum())
-        j = _crossing(desc, target)
-        b = bins - 1 - j
-        brackets[a] = b
-        cum_above[a] = (float(desc[j - 1]) if j > 0 else 0.0, target)
-    p3 = _Pass3(lb, brackets, sub_bins)
-    stream([p3])
     taus, tau_info = {}, {}
     for a, b in brackets.items():
         above_bin, target = cum_above[a]
