@@ -61,9 +61,10 @@ def _needed_brute(A: np.ndarray, q: float) -> np.ndarray:
     return np.where(cum[:, -1] > 0, need, np.nan)
 
 
-@pytest.mark.parametrize("topk", [4, 12, None])
-def test_compiled_path_equals_reference_and_brute_force(monkeypatch, topk):
-    maps = _canvas(topk or 0)
+@pytest.mark.parametrize(("topk", "K"), [(4, 45), (12, 45), (None, 45), (70, 150)])
+def test_compiled_path_equals_reference_and_brute_force(monkeypatch, topk, K):
+    """Zeros, ties, dead maps, censored pixels (small k), deep sorted prefixes (k = 70), chunks 1 / 3 / all."""
+    maps = _canvas(topk or 0, T=3 if K < 100 else 2, K=K)
     A = maps.abs().numpy().astype(np.float64)
     T, K = A.shape[:2]
     runs = {c: _both(maps, monkeypatch, chunk=c, topk=topk, bins=256, sub_bins=128) for c in (1, 3, None)}
@@ -92,6 +93,8 @@ def test_compiled_path_equals_reference_and_brute_force(monkeypatch, topk):
         assert np.array_equal(lo[truth <= kcap], truth[truth <= kcap])
     if topk == 4:
         assert fast["neurons_needed"]["0.9"]["censored_fraction"] > 0.5  # the bracket path really ran
+    if topk == 70:  # some pixels resolved beyond the first 32 of their top-k (the full-sort path)
+        assert np.nanmax(np.where(np.isfinite(lo), lo, np.nan)) > 32
 
 
 def test_bit_pattern_bins_equal_the_float64_log_bins():

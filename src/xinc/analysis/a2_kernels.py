@@ -22,6 +22,7 @@ from xinc.canvas import kernels
 
 SHIFT = 12  # table cell = float32 bit pattern >> SHIFT: 2^11 cells per octave (relative width <= 2^-11)
 _MAXF = 0x7F7FFFFF  # largest finite float32 bit pattern
+QUANTILES_PROBE = (0.5, 0.9)
 _BLOCK = 64  # pixels per block: a block's per-pixel histogram rows stay in cache across a chunk's neurons
 
 
@@ -144,31 +145,88 @@ def _pass2_source(x, xi, p0, p1, thr, hpos, cov, ccell, cedges, cmass, ccount, p
             cov[j] += c
 
 
-def _final_top_source(top, fill, p0, p1, kk, out):
-    """out[p] = the kk largest of top[p, :fill[p]], sorted descending."""
+def _sort_desc_source(a, lo, hi):
+    """Insertion sort of a[lo:hi], descending (short runs)."""
+    for i in range(lo + 1, hi):
+        v = a[i]
+        j = i - 1
+        while j >= lo and a[j] < v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+def _needed_source(top, fill, p0, p1, kk, h, qs, need):  # noqa: C901 - one compiled kernel
+    """need[l, p] = 1 + the first index where the running float64 sum of the kk largest of top[p, :fill[p]], in
+    descending order, reaches (qs[l] h[p]) (1 - 1e-12); inf when none does, nan where h[p] = 0 (the reference's
+    cumsum / compare / argmax). Pixels whose buffer cannot reach a level are settled by one sum; the others sort
+    only the prefix they need, 32 values at a time (quickselect, then insertion sort)."""
+    L = qs.shape[0]
+    slack = 1.0 + 4.0 * (top.shape[1] + 1) * 2.3e-16  # bounds the sums' rounding in any order
     for p in range(p0, p1):
         row = top[p]
-        _select(row, fill[p], kk)
-        s = np.sort(row[:kk])
-        for t in range(kk):
-            out[p, t] = s[kk - 1 - t]
+        n = fill[p]
+        if not h[p] > 0:
+            for lev in range(L):
+                need[lev, p] = np.nan
+            continue
+        tot = 0.0
+        for i in range(n):
+            tot += np.float64(row[i])
+        todo = 0
+        for lev in range(L):
+            need[lev, p] = np.inf
+            if tot * slack >= (qs[lev] * h[p]) * (1 - 1e-12):
+                todo += 1
+        if todo == 0:
+            continue  # the whole buffer (a superset of the top kk) falls short of every level
+        if n > kk:
+            _select(row, n, kk)
+        e = min(kk, 32)  # the first 32 by quickselect + insertion sort; the rest, if needed, by one full sort
+        if e < kk:
+            _select(row, kk, e)
+        _sort_desc(row, 0, e)
+        if e < kk and not _prefix(row, 0, e, 0.0, p, h, qs, need, todo)[1] == 0:
+            rest = np.sort(row[e:kk])[::-1]
+            row[e:kk] = rest
+        _prefix(row, 0, kk, 0.0, p, h, qs, need, todo)
+
+
+def _prefix_source(row, i, e, cum, p, h, qs, need, todo):
+    """Running float64 sum over row[i:e] (sorted descending): need[l, p] = 1 + the index where it first reaches
+    (qs[l] h[p]) (1 - 1e-12); returns (the sum, levels still unresolved)."""
+    for t in range(i, e):
+        if todo == 0:
+            break
+        cum += np.float64(row[t])
+        for lev in range(qs.shape[0]):
+            if need[lev, p] == np.inf and cum >= (qs[lev] * h[p]) * (1 - 1e-12):
+                need[lev, p] = t + 1.0
+                todo -= 1
+    return cum, todo
 
 
 def _refine_source(x, xi, p0, p1, pcell, pedges, sel, lo, span, S, mass, count):
-    """Linear sub-bins of each pixel's own log bin sel[p] = [lo[p], lo[p] + span[p]): mass and count (P * S,)."""
+    """Per level l: linear sub-bins of each pixel's own log bin sel[l, p] = [lo[l, p], lo[l, p] + span[l, p]):
+    mass and count (levels, P * S)."""
     n = x.shape[0]
+    Q = sel.shape[0]
     for b0 in range(p0, p1, 64):
         b1 = min(p1, b0 + 64)
         for j in range(n):
             for p in range(b0, b1):
                 bits = xi[j, p] & 0x7FFFFFFF
-                if bits == 0 or _bin(bits, pcell, pedges) != sel[p]:
+                if bits == 0:
                     continue
-                v = np.float64(abs(x[j, p]))
-                t = math.floor((v - lo[p]) / span[p] * S)
-                t = min(max(t, 0), S - 1)
-                mass[p * S + t] += v
-                count[p * S + t] += 1.0
+                i = _bin(bits, pcell, pedges)
+                for q in range(Q):
+                    if i != sel[q, p]:
+                        continue
+                    v = np.float64(abs(x[j, p]))
+                    t = math.floor((v - lo[q, p]) / span[q, p] * S)
+                    t = min(max(t, 0), S - 1)
+                    mass[q, p * S + t] += v
+                    count[q, p * S + t] += 1.0
 
 
 def _pass3_source(x, xi, r0, r1, ccell, cedges, bracket, lo, span, S, fine, fmin):
@@ -206,23 +264,6 @@ def _pass4_source(x, p0, p1, taus, cnt, above):
         above[lev] += s
 
 
-def _needed_source(top, p0, p1, h, qs, need):
-    """need[l, p] = 1 + the first t where the running float64 sum of the sorted top[p] reaches (qs[l] h[p]) (1 -
-    1e-12) (inf when none does, nan where h[p] = 0): the reference's cumsum / compare / argmax, in its order."""
-    kk = top.shape[1]
-    for p in range(p0, p1):
-        for lev in range(qs.shape[0]):
-            t = (qs[lev] * h[p]) * (1 - 1e-12)
-            m = np.inf
-            cum = 0.0
-            for i in range(kk):
-                cum += np.float64(top[p, i])
-                if cum >= t:
-                    m = i + 1.0
-                    break
-            need[lev, p] = m if h[p] > 0 else np.nan
-
-
 def _crossing_source(mass, count, B, p0, p1, target, m0, c0, b_out, m_out, c_out, n_out):
     """Per pixel p (histograms mass, count (P * B,)): the last bin b whose mass from the top plus m0[p] reaches
     target[p] (1 - 1e-12) (0 when none), the mass and count above it (plus m0, c0) and its count; the
@@ -250,18 +291,20 @@ def _crossing_source(mass, count, B, p0, p1, target, m0, c0, b_out, m_out, c_out
         n_out[p] = count[p * B + b]
 
 
-_bin, _select = _bin_source, _select_source  # replaced by their compiled versions before the passes compile
+_bin, _select, _sort_desc, _prefix = _bin_source, _select_source, _sort_desc_source, _prefix_source  # compiled later
 
 
 @functools.cache
 def _compiled() -> dict:
-    global _bin, _select  # numba resolves these globals when it compiles the kernels that call them
+    global _bin, _select, _sort_desc, _prefix  # numba resolves these globals when it compiles the kernels calling them
     _bin = kernels.jit(_bin_source, fastmath=False)
     _select = kernels.jit(_select_source, fastmath=False)
-    src = {"pass1": _pass1_source, "pass2": _pass2_source, "final_top": _final_top_source,
+    _sort_desc = kernels.jit(_sort_desc_source, fastmath=False)
+    _prefix = kernels.jit(_prefix_source, fastmath=False)
+    src = {"pass1": _pass1_source, "pass2": _pass2_source,
            "refine": _refine_source, "pass3": _pass3_source, "pass4": _pass4_source,
            "needed": _needed_source, "crossing": _crossing_source}
-    return {name: kernels.jit(fn, fastmath=False) for name, fn in src.items()}
+    return {"select": _select, **{name: kernels.jit(fn, fastmath=False) for name, fn in src.items()}}
 
 
 # ------------------------------------------------------------------------------------------- wrappers
@@ -305,6 +348,15 @@ class Pass2State:
         self.pmass = np.zeros(P * pix_bins, np.float64)
         self.pcount = np.zeros(P * pix_bins, np.float64)
 
+    def reset(self) -> Pass2State:
+        """Ready for the next frame, reusing the buffers (no new pages to fault in per frame)."""
+        self.seen = 0
+        self.fill[:] = 0
+        self.kth[:] = -1.0
+        for a in (self.cmass, self.ccount, self.pmass, self.pcount):
+            a[...] = 0
+        return self
+
     def update(self, maps: torch.Tensor, thr: np.ndarray, hpos: np.ndarray, ctab: LogTable,
                ptab: LogTable) -> np.ndarray:
         """Fold in one chunk of maps (n, H, W); returns its coverage counts per neuron (n,) int64."""
@@ -320,23 +372,38 @@ class Pass2State:
         self.seen += x.shape[0]
         return cov.sum(0)
 
-    def final_top(self) -> torch.Tensor:
-        """(P, min(k, neurons seen)) the per-pixel largest values, sorted descending."""
+    def needed(self, h: torch.Tensor, qs: tuple[float, ...]) -> np.ndarray:
+        """(levels, P) neurons needed per pixel (see _needed_source) from the top-k buffers and H (P,) float64."""
         kk = min(self.k, self.seen)
-        out = np.empty((self.top.shape[0], kk), np.float32)
-        kern = _compiled()["final_top"]
-        kernels.map_ranges(len(self.rng), lambda i: kern(self.top, self.fill, *self.rng[i], kk, out))
-        return torch.from_numpy(out)
+        out = np.empty((len(qs), self.top.shape[0]), np.float64)
+        kern = _compiled()["needed"]
+        args = (self.top, self.fill)
+        kernels.map_ranges(len(self.rng), lambda i: kern(*args, *self.rng[i], kk, h.numpy(), np.array(qs), out))
+        return out
 
 
-def needed(top: torch.Tensor, h: torch.Tensor, qs: tuple[float, ...]) -> np.ndarray:
-    """(levels, P) neurons needed per pixel from the sorted top-k (P, kk) float32 and H (P,) float64."""
-    t, hn = top.numpy(), h.numpy()
-    out = np.empty((len(qs), t.shape[0]), np.float64)
-    rng = _blocks(t.shape[0])
-    kern = _compiled()["needed"]
-    kernels.map_ranges(len(rng), lambda i: kern(t, *rng[i], hn, np.array(qs, np.float64), out))
-    return out
+def probe_topk(rows: int, k: int, seed: int = 0) -> tuple[float, float]:
+    """Wall seconds per pixel of (one cut of a full 2k top-k buffer back to k, the end-of-frame neurons-needed
+    of a full buffer whose top-k reaches both levels late: a select and a prefix sort of most of the k values),
+    timed on `rows` pixels of random values."""
+    import time
+
+    rng = np.random.default_rng(seed)
+    buf = rng.random((rows, 2 * k), dtype=np.float32)
+    kern = _compiled()
+    kern["select"](buf[0].copy(), 2 * k, k)  # compiled (or loaded) before the timing
+    t0 = time.perf_counter()
+    for p in range(rows):
+        kern["select"](buf[p], 2 * k, k)
+    t1 = time.perf_counter()
+    buf = rng.random((rows, 2 * k), dtype=np.float32)
+    fill, h = np.full(rows, 2 * k, np.int64), buf.sum(1, dtype=np.float64) * 0.75  # levels reached deep in the
+    h[1::2] *= 4  # top-k at even pixels (a select and a full sort), out of reach at odd ones (one sum)
+    out, qs = np.empty((2, rows)), np.array(QUANTILES_PROBE)
+    kern["needed"](buf, fill, 0, 1, k, h, qs, out)
+    t2 = time.perf_counter()
+    kern["needed"](buf, fill, 1, rows, k, h, qs, out)
+    return (t1 - t0) / rows, (time.perf_counter() - t2) / max(1, rows - 1)
 
 
 def crossing(mass: torch.Tensor, count: torch.Tensor, target: torch.Tensor, above=None) -> tuple[torch.Tensor, ...]:
@@ -352,9 +419,9 @@ def crossing(mass: torch.Tensor, count: torch.Tensor, target: torch.Tensor, abov
     return tuple(torch.from_numpy(v) for v in (b, ma, ca, n))
 
 
-def refine(maps: torch.Tensor, ptab: LogTable, sel: np.ndarray, lo: np.ndarray, span: np.ndarray, S: int,
-           mass: np.ndarray, count: np.ndarray) -> None:
-    """Add one chunk to the per-pixel linear sub-bin histograms of each pixel's log bin sel[p]."""
+def refine(maps: torch.Tensor, ptab: LogTable, sel: np.ndarray, lo: np.ndarray, span: np.ndarray,
+           mass: np.ndarray, count: np.ndarray, S: int) -> None:
+    """Add one chunk to every level's per-pixel linear sub-bin histograms (levels, P * S) of bins sel (levels, P)."""
     x, xi = _np(maps)
     rng = _blocks(x.shape[1])
     kern = _compiled()["refine"]

@@ -308,11 +308,11 @@ def _frame_estimates(results: dict[str, Any], run_ids: list[str]) -> list[str]:
 def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], run_ids: list[str], memo_mb: float,
                 device) -> tuple[float, list[str]]:
     """(estimated seconds, lines saying so): each (layer, mode) canvas probe-timed on this machine and scaled to
-    the frames; canvases the memo holds are computed once, others once per pass (A2 streams up to 5 times)."""
-    from xinc.analysis.distributed import work_seconds
+    the frames; canvases the memo holds are computed once, others once per pass (A2 streams up to 4 times)."""
+    from xinc.analysis.distributed import STREAMS, work_seconds
     from xinc.canvas.cost import estimate, format_seconds
 
-    passes = 5 if "a2" in run_ids else 2
+    passes = STREAMS if "a2" in run_ids else 2
     total, lines = 0.0, []
     budget = memo_mb * 2**20
     for layer in layers:
