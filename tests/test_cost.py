@@ -106,3 +106,28 @@ def test_probe_takes_the_median_chunk_rate():
 
     rate, done, warm = probe_rate(Rule(), 2, torch.device("cpu"), probe_seconds=0.0, min_chunks=5)
     assert done == 10 and 0.0009 < rate < 0.01
+
+
+def test_a7_estimate_follows_rank_modes_and_frames(monkeypatch, tmp_path, capsys):
+    """A7 alone: the ranking modes cost their whole canvas, the others only a7.neurons sampled maps, over
+    a7.frames frames (seconds from a fixed stand-in probe: 1 s set-up + 0.01 s per map of 96)."""
+    import xinc.canvas.cost as cost
+
+    def fixed(model, layer, mode, frame=0, probe_seconds=0.2, trace=None):
+        return cost.CanvasCost(layer, mode, 96, 96 * 32 * 32 * 4, 1.0 + 0.96, 96, 1.0, 0.0)
+
+    monkeypatch.setattr(cost, "estimate", fixed)
+    save_model(tiny_nerv(), tmp_path / "model")
+    base = ["analyze", str(tmp_path / "model"), "--out", str(tmp_path / "run"), "--analyses", "a7", "--layers",
+            "block1", "--estimate-only", "--no-progress", "--frames", "0-3"]
+
+    def printed(*options):
+        capsys.readouterr()
+        assert main([*base, "--option", *options]) == 0
+        return capsys.readouterr().err
+
+    both = printed("a7.frames=2")
+    assert "estimated cost 7.8 s" in both  # 2 modes x 2 frames x (1 + 0.96)
+    paper = printed("a7.frames=2", "a7.rank_modes=paper", "a7.neurons=4")
+    assert "A7 4 sampled maps x 2 frame(s)" in paper
+    assert "estimated cost 6.0 s" in paper  # 2 x 1.96 (paper) + 2 x (1 + 0.04) (linear sample)

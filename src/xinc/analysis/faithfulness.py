@@ -62,6 +62,15 @@ def parse_rank_modes(text: str) -> set[str]:
     return modes
 
 
+def canvas_need(opts: A7Options, num_frames: int, mode: str, num_neurons: int) -> tuple[int, int]:
+    """(maps per frame, frames) of `mode`'s canvas that A7 computes: the whole layer in the ranking modes
+    (a7.rank_modes), only the sampled neurons in the others, over a7.frames of the run's frames (cost estimate)."""
+    frames = min(opts.frames, num_frames)
+    if mode in parse_rank_modes(opts.rank_modes) or opts.neurons == 0:
+        return num_neurons, frames
+    return min(opts.neurons, num_neurons), frames
+
+
 def parse_fractions(text: str) -> np.ndarray:
     """Sorted unique fractions in [0, 1] from '0,0.1,...' (at least two)."""
     try:

@@ -33,6 +33,11 @@ class CanvasCost:
     prepare_seconds: float = 0.0  # per-frame set-up: forward pass and the rule's prepare (in seconds_per_frame)
     warmup_seconds: float = 0.0  # the untimed first chunk (one-time costs; not part of seconds_per_frame)
 
+    def seconds_for(self, maps: int) -> float:
+        """Estimated seconds for `maps` of the layer's maps of one frame (a neuron sample), set-up included."""
+        per_map = (self.seconds_per_frame - self.prepare_seconds) / max(self.neurons, 1)
+        return self.prepare_seconds + per_map * min(maps, self.neurons)
+
 
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
