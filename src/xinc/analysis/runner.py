@@ -310,9 +310,8 @@ def _canvas_seconds(c, frames: int, run_ids: list[str], options: dict[str, Any],
     """(seconds, what they cover) of one (layer, mode) canvas for the run: every analysis but A7 streams the
     whole canvas of every frame (once when the memo holds it, else once per pass: A2 up to 4); A7 follows its
     options (xinc.analysis.faithfulness.canvas_need: sampled maps only outside a7.rank_modes, a7.frames frames)."""
-    from xinc.canvas.cost import format_seconds
-
     from xinc.analysis.distributed import STREAMS
+    from xinc.canvas.cost import format_seconds
 
     full = [a for a in run_ids if a != "a7"]
     passes = STREAMS if "a2" in run_ids else 2
