@@ -310,6 +310,15 @@ def tap_arrays(r: int, k: int, route: bool) -> tuple[tuple, ...]:
     return d, c, cnt
 
 
+@functools.lru_cache(maxsize=32)
+def chain_taps(stages: tuple[tuple[int, int, bool], ...]) -> tuple:
+    """(upscaling per stage (S,) int64, kernels.pack_taps of their tap tables) for stages (r, k, route?)."""
+    import numpy as np
+
+    rs = np.array([r for r, _, _ in stages], np.int64)
+    return rs, kernels.pack_taps([tap_arrays(r, k, route) for r, k, route in stages])
+
+
 def _shift_mac(x: torch.Tensor, dim: int, ds, coef: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """out += sum_d coef[..., d] * (x shifted by d along dim), zero padding; coef broadcasts against out."""
     L = x.shape[dim]
@@ -903,27 +912,21 @@ class ConvBlockPaperRule(_BlockBase):
         return [(self.r, ks[0], True)] + [(blk.stride, k, False) for blk, k in zip(downstream, ks[1:])]
 
     def use_kernel(self) -> bool:
-        return kernels.available() and self.u.device.type == "cpu" and self.u.dtype == torch.float32
+        return (kernels.available() and self.u.device.type == "cpu" and self.u.dtype == torch.float32
+                and self.model.config.act in kernels.ACTS)
 
     def kernel_stages(self, start: int, stop: int, reduce: bool):
-        """The compiled path: every stage one pass of kernels.stage_filter over the chunk's maps (activations by
-        PyTorch in place between stages). (maps (n, H, W) or, reduce=True, (heat, gap, totals); the part)."""
+        """The compiled path: every stage of each map of the chunk in one kernels.block_chain call, the activations
+        compiled in. (maps (n, H, W) or, reduce=True, (heat, gap, totals); the part)."""
         z = kernel_conv(self.u, self.W, self.b, start, stop)
         part = sum_over_inputs(z, start, self.cout)  # may view z: z itself is never modified
-        name, fn = self.model.config.act, self.model.act
-        x, n = fn(z), z.shape[0]
         sub = torch.arange(start, stop) % (self.r * self.r)  # o mod r^2 (r^2 divides C_out)
-        zeros = torch.zeros(n, dtype=torch.int64)
+        zeros = torch.zeros_like(sub)
         stages = self.stages()
-        for q, (r, k, route) in enumerate(stages):
-            if q:
-                activation_(name, fn, x)
-            taps = tap_arrays(r, k, route)
-            hsel, vsel = (sub % r, sub // r) if route else (zeros, zeros)
-            if q == len(stages) - 1:
-                return kernels.stage_filter(x, r, taps, taps, hsel, vsel, reduce=reduce), part
-            x = kernels.stage_filter(x, r, taps, taps, hsel, vsel,
-                                     out=self.ws.get(f"k{q % 2}", (n, x.shape[1] * r, x.shape[2] * r), x))
+        sel = [(sub % r, sub // r) if route else (zeros, zeros) for r, _, route in stages]
+        res = kernels.block_chain(z, self.model.config.act, True, *chain_taps(tuple(stages)),
+                                  torch.stack([h for h, _ in sel]), torch.stack([v for _, v in sel]), reduce=reduce)
+        return res, part
 
     def compute(self, start: int, stop: int):
         if self.use_kernel():
