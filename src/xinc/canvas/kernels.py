@@ -163,7 +163,6 @@ def _wpass_source(A, h, w, P, r, d, c, cnt, Tt, T):
     x held in A with zero padding columns (h, w + 2P), P >= |d|. Each phase is one flat loop over all padded rows
     into Tt[t] (its padding columns get values nobody reads), then the rows are interleaved."""
     Wp = w + 2 * P
-    R = r * w
     if r == 2 and cnt[0] <= 2 and cnt[1] <= 2:  # the common stride: one pass per row, phases stored interleaved
         _wpass2(A, h, w, P, d, c, cnt, T)
         return
@@ -184,6 +183,12 @@ def _wpass_source(A, h, w, P, r, d, c, cnt, Tt, T):
             cq, yq = c[t, q], A[P - d[t, q]:P - d[t, q] + n]
             for i in range(n):
                 out[i] += cq * yq[i]
+    _interleave(Tt, h, w, P, r, T)
+
+
+def _interleave_source(Tt, h, w, P, r, T):
+    """Rows of phase planes Tt[t] (h, w + 2P; padding columns skipped) -> T (h, r w) with phases interleaved."""
+    Wp, R = w + 2 * P, r * w
     for m in range(h):
         o, s = T[m * R:(m + 1) * R], m * Wp + P
         if r == 1:
@@ -285,64 +290,123 @@ def _hpass_source(T, h, w, r, d, c, cnt, mode, B, P2, acc, tmp, rows, cs):  # no
     return total
 
 
+def _hpass_pair_source(T, U, h, w, r, d, c, cnt, acc, rows, cs):
+    """_hpass mode 1 for two maps with the same taps (at most two per row): acc += |y_T| + |y_U|, which halves the
+    accumulator's traffic. Returns (sum |y_T|, sum |y_U|)."""
+    R = r * w
+    ta, tb, zero = np.float64(0.0), np.float64(0.0), np.float32(0.0)
+    for m in range(h):
+        for t in range(r):
+            k = 0
+            for q in range(cnt[t]):
+                mm = m - d[t, q]
+                if 0 <= mm < h:
+                    rows[k], cs[k] = mm * R, c[t, q]
+                    k += 1
+            if k == 0:
+                continue
+            M = r * m + t
+            out = acc[M * R:(M + 1) * R]
+            c0, c1 = cs[0], (cs[1] if k >= 2 else zero)
+            r0, r1 = rows[0], (rows[1] if k >= 2 else rows[0])
+            y0, y1, z0, z1 = T[r0:r0 + R], T[r1:r1 + R], U[r0:r0 + R], U[r1:r1 + R]
+            sa, sb = zero, zero
+            for i in range(R):
+                ya = abs(c0 * y0[i] + c1 * y1[i])
+                yb = abs(c0 * z0[i] + c1 * z1[i])
+                out[i] += ya + yb
+                sa += ya
+                sb += yb
+            ta += sa
+            tb += sb
+    return ta, tb
+
+
+def _front_source(x, j, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows, cs):
+    """Map x[j] through act (when `first`) and every stage but the last, act after each: (the buffer holding the
+    last stage's input with pads[-1] zero columns each side (A or B), its height, its width)."""
+    h, w, P = x.shape[1], x.shape[2], pads[0]
+    Wp = w + 2 * P
+    xj = x[j]
+    for m in range(h):
+        for i in range(P):
+            A[m * Wp + i] = np.float32(0.0)
+            A[m * Wp + P + w + i] = np.float32(0.0)
+        for i in range(w):
+            A[m * Wp + P + i] = xj[m, i]
+    if first:
+        _act(A, h * Wp, act)
+    for s in range(rs.shape[0] - 1):
+        r, a, b = rs[s], hsel[s, j], vsel[s, j]
+        _wpass(A, h, w, pads[s], r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
+        _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], B, tmp, rows, cs)
+        h, w = h * r, w * r
+        _act(B, h * (w + 2 * pads[s + 1]), act)
+        A, B = B, A
+    return A, h, w
+
+
 def _chain_source(x, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, reduce, out, heat, gap, gsum, used,
-                  tot, A, B, Tt, T, tmp, rows, cs):
-    """Every stage (rs[s], tap tables [s]) of every map x[j] (n, h, w), one map at a time in cache: act(x) when
-    `first`, then stage by stage with act between stages (ACTS codes); planes are held with pads[s] zero columns
-    on each side. reduce=False: the last stage's maps into out (n, H W). reduce=True: heat (H W) += |y_j|,
-    tot[j] = sum |y_j|, and the signed sum of the maps by linearity: the last stage's inputs summed per tap
+                  tot, A, B, Tt, T, U, tmp, rows, cs):
+    """Every stage (rs[s], tap tables [s]) of every map x[j] (n, h, w), one map at a time in cache (_front, then
+    the last stage); planes are held with pads[s] zero columns on each side. reduce=False: the last stage's maps
+    into out (n, H W). reduce=True: heat (H W) += |y_j|, tot[j] = sum |y_j| (two maps at a time where they share
+    the last stage's taps), and the signed sum of the maps by linearity: the last stage's inputs summed per tap
     selection in gsum, filtered once at the end into gap."""
-    n, h0, w0 = x.shape
-    S = rs.shape[0]
-    for j in range(n):
-        h, w, P = h0, w0, pads[0]
-        Wp = w + 2 * P
-        xj = x[j]
-        for m in range(h):
-            for i in range(P):
-                A[m * Wp + i] = np.float32(0.0)
-                A[m * Wp + P + w + i] = np.float32(0.0)
-            for i in range(w):
-                A[m * Wp + P + i] = xj[m, i]
-        if first:
-            _act(A, h * Wp, act)
-        for s in range(S):
-            r, a, b, P = rs[s], hsel[s, j], vsel[s, j], pads[s]
-            _wpass(A, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
-            if s < S - 1:
-                _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], heat, tmp, rows, cs)
-                h, w = h * r, w * r
-                _act(B, h * (w + 2 * pads[s + 1]), act)
-                A, B = B, A
-            elif not reduce:
-                _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, out[j], 0, heat, tmp, rows, cs)
-            else:
-                tot[j] = _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 1, B, 0, heat, tmp, rows, cs)
-                g = gsum[a, b]
-                for i in range(h * (w + 2 * P)):
-                    g[i] += A[i]
-                used[a, b] = True
+    n = x.shape[0]
+    s = rs.shape[0] - 1
+    r, P = rs[s], pads[s]
+    j = 0
+    while j < n:
+        a, b = hsel[s, j], vsel[s, j]
+        X, h, w = _front(x, j, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows, cs)
+        _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
+        if not reduce:
+            _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, out[j], 0, heat, tmp, rows, cs)
+            j += 1
+            continue
+        g = gsum[a, b]
+        for i in range(h * (w + 2 * P)):
+            g[i] += X[i]
+        used[a, b] = True
+        pair = j + 1 < n and hsel[s, j + 1] == a and vsel[s, j + 1] == b
+        for t in range(r):
+            pair = pair and VN[s, b, t] <= 2
+        if not pair:
+            tot[j] = _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 1, B, 0, heat, tmp, rows, cs)
+            j += 1
+            continue
+        X, h, w = _front(x, j + 1, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, U, tmp, rows,
+                         cs)
+        _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, U)
+        for i in range(h * (w + 2 * P)):
+            g[i] += X[i]
+        tot[j], tot[j + 1] = _hpass_pair(T, U, h, w, r, VD[s, b], VC[s, b], VN[s, b], heat, rows, cs)
+        j += 2
     if not reduce:
         return
-    s, h, w = S - 1, h0, w0
-    for q in range(S - 1):
+    h, w = x.shape[1], x.shape[2]
+    for q in range(s):
         h, w = h * rs[q], w * rs[q]
     for a in range(used.shape[0]):
         for b in range(used.shape[1]):
             if used[a, b]:
-                _wpass(gsum[a, b], h, w, pads[s], rs[s], HD[s, a], HC[s, a], HN[s, a], Tt, T)
-                _hpass(T, h, w, rs[s], VD[s, b], VC[s, b], VN[s, b], 2, B, 0, gap, tmp, rows, cs)
+                _wpass(gsum[a, b], h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
+                _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 2, B, 0, gap, tmp, rows, cs)
 
 
 _act = _act_source
-_wpass2, _wpass, _hpass = _wpass2_source, _wpass_source, _hpass_source  # compiled before _chain_source is
+_wpass2, _interleave, _wpass, _hpass = _wpass2_source, _interleave_source, _wpass_source, _hpass_source
+_hpass_pair = _hpass_pair_source
+_front = _front_source  # all compiled before _chain_source is
 
 
 @functools.cache
 def _chain_kernel():
-    global _act, _wpass2, _wpass, _hpass  # numba resolves these globals when it compiles the callers
-    _act, _wpass2 = _jit(_act_source), _jit(_wpass2_source)
-    _wpass, _hpass = _jit(_wpass_source), _jit(_hpass_source)
+    global _act, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _front  # resolved when the callers compile
+    _act, _wpass2, _interleave = _jit(_act_source), _jit(_wpass2_source), _jit(_interleave_source)
+    _wpass, _hpass, _hpass_pair = _jit(_wpass_source), _jit(_hpass_source), _jit(_hpass_pair_source)
+    _front = _jit(_front_source)
     return _jit(_chain_source)
 
 
@@ -404,8 +468,9 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
         gap = np.zeros_like(heat)
         gsum = np.zeros((NT, NT, h * (w + 2 * int(pads[-1]))) if reduce else (1, 1, 1), np.float32)
         used = np.zeros((NT, NT) if reduce else (1, 1), np.bool_)
-        bufs = (np.empty(plane, np.float32), np.empty(plane, np.float32), np.empty((int(rs.max()), plane), np.float32),
-                np.empty(inter, np.float32), np.empty(row, np.float32), np.empty(T, np.int64), np.empty(T, np.float32))
+        f32 = np.float32
+        bufs = (np.empty(plane, f32), np.empty(plane, f32), np.empty((int(rs.max()), plane), f32), np.empty(inter, f32),
+                np.empty(inter, f32), np.empty(row, f32), np.empty(T, np.int64), np.empty(T, f32))
         kern(xn[a:b], code, first, rs, pads, HD, HC, HN, HD, HC, HN, hs[:, a:b], vs[:, a:b], reduce, out[a:b], heat,
              gap, gsum, used, tot[a:b], *bufs)
         accs.append((heat, gap))
