@@ -486,3 +486,11 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
         heat += hp
         gap += gp
     return torch.from_numpy(heat).view(H, W), torch.from_numpy(gap).view(H, W), torch.from_numpy(tot)
+
+
+def activation(x: torch.Tensor, act: str) -> torch.Tensor:
+    """The block kernel's compiled activation (ACTS) of a float32 CPU tensor, as a new tensor (for checks)."""
+    _chain_kernel()
+    v = x.detach().to(torch.float32).contiguous().reshape(-1).numpy().copy()
+    _act(v, v.size, ACTS[act])
+    return torch.from_numpy(v).view(x.shape)
