@@ -111,3 +111,25 @@ def test_run_many_categories_with_underscores(tmp_path):
     figs = draw("a3", res, tmp_path)
     assert len(figs) == 4 and all(f.path.is_file() for f in figs)
     assert (tmp_path / "tables" / "a3_categories.csv").read_text().count("_cat_1_with_underscores") == 2
+
+
+@pytest.mark.parametrize("T", [1, 2])
+def test_title_says_one_frame_for_one_frame(tmp_path, T):
+    """One frame (an FFN image): the title in results.json (the report's heading) does not say 'over time'."""
+    import json
+
+    ids = _ids()
+    clip = PanopticClip(frames=torch.rand(T, 3, 8, 12), annotated=list(range(T)), ids=dict.fromkeys(range(T), ids),
+                        segments=dict.fromkeys(range(T), SEGS),
+                        categories={c: Category(c, n, c > 1) for c, n in ((1, "road_surface"), (2, "_car"),
+                                                                          (3, "person"))},
+                        vanished=[], dataset="test", video="v")
+    ctx = AnalysisContext(model=None, model_dir=tmp_path, layers=["blockX"], frames=list(range(T)),
+                          images=clip.frames, out=tmp_path, panoptic=clip, canvases={"blockX": _canvas(2)[0][:T]},
+                          mode="paper", seed=0)
+    res = run(ctx, ["a3"], {"a3": {"sample_neurons": 2}})["a3"]
+    title = json.loads((tmp_path / "results.json").read_text())["a3"]["title"]
+    if T == 1:
+        assert res.title == title == "Contributions to objects in one frame"
+    else:
+        assert res.title is None and title == "Contributions to objects over time"

@@ -66,3 +66,33 @@ def test_analyze_sample_frames_records_error_bounds(tmp_path, capsys):
     se = math.sqrt(sum((v - m) ** 2 for v in vals) / 2) / math.sqrt(3) * math.sqrt(5 / 7)
     assert est["mean"] == pytest.approx(m) and est["se"] == pytest.approx(se)
     assert est["ci95"][0] == pytest.approx(m - 4.302652729749464 * se)  # t(0.975, 2)
+
+
+def test_median_interval_order_statistics_hand_computed():
+    from xinc.analysis.estimates import median_interval
+
+    # n = 10: P(B <= 1) = 11/1024 <= 2.5 % < P(B <= 2) = 56/1024, so j = 2: [x_(2), x_(9)], coverage 1 - 22/1024
+    vals = [9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0, 10.0]
+    est = median_interval(vals, 1000)
+    assert est["median"] == pytest.approx(5.5) and est["ci"] == [2.0, 9.0]
+    assert est["coverage"] == pytest.approx(1 - 22 / 1024)
+    assert median_interval(vals[:5], 100)["ci"] is None  # n = 5: even [x_(1), x_(5)] covers only 93.75 %
+    assert median_interval(vals[:6], 100)["ci"] == [1.0, 9.0]  # n = 6: P(B = 0) = 1/64 <= 2.5 %
+    census = median_interval(vals, 10)
+    assert census["ci"] == [5.5, 5.5] and census["coverage"] == 1.0
+    assert median_interval([float("nan"), None], 3)["median"] is None
+    with pytest.raises(ValueError):
+        median_interval(vals, 5)
+
+
+def test_median_interval_covers_the_population_median():
+    import numpy as np
+
+    from xinc.analysis.estimates import median_interval
+
+    rng = np.random.default_rng(0)
+    pop = rng.standard_normal(2000) ** 3  # skewed, heavy-tailed population
+    truth = float(np.median(pop))
+    hits = sum(lo <= truth <= hi for lo, hi in
+               (median_interval(rng.choice(pop, 40, replace=False), pop.size)["ci"] for _ in range(400)))
+    assert hits / 400 >= 0.93  # nominal coverage >= 96 % at n = 40; 400 draws leave ~1 % SE

@@ -74,6 +74,25 @@ def test_a7_on_nerv_head_exact_blocks_not(tmp_path):
         tuple(res.numbers["region_box"]) == region_box("auto", m.config.height, m.config.width)
 
 
+def test_a7_sampled_medians_carry_order_statistic_intervals(tmp_path):
+    m = tiny_nerv("two_blocks_s2s1_table")
+    ctx = _ctx(m, [0, 1], tmp_path, mode="paper")
+    res = run(ctx, ["a7"], {"a7": {"neurons": 8, "fractions": "0,1"}}, save=False)["a7"]
+    b1 = res.numbers["layers"]["block1"]
+    assert b1["num_neurons"] > 8
+    r = np.sort(res.arrays["block1/pearson/paper"][np.isfinite(res.arrays["block1/pearson/paper"])])
+    # n = 8: P(B <= 0) = 1/256 <= 2.5 % < P(B <= 1) = 9/256, so the interval is [x_(1), x_(8)]
+    if r.size == 8:
+        assert b1["paper"]["pearson_median_ci95"] == pytest.approx([r[0], r[-1]])
+    e = np.sort(res.arrays["block1/rel_error/paper"])
+    assert b1["paper"]["rel_error_median_ci95"] == pytest.approx([e[0], e[-1]])
+    assert b1["paper"]["pearson_mean_estimate"]["of"] == b1["num_neurons"]
+    every = run(ctx, ["a7"], {"a7": {"neurons": 0, "fractions": "0,1"}}, save=False)["a7"]
+    head = every.numbers["layers"]["head"]["paper"]
+    assert head["rel_error_median_ci95"] == [head["rel_error_median"]] * 2  # a census: no sampling error
+    assert "CI" not in " ".join(every.summary)
+
+
 def test_ablation_check_catches_a_wrong_map():
     """Fed the true maps of an exact layer it reports r = 1 and no error; one map scaled by 1.5 is caught."""
     m = tiny_nerv("one_block_s3_k5")

@@ -75,8 +75,9 @@ class AnalyzeConfig:
     sample_neurons: int = 6
     """neurons sampled (seeded) for per-neuron plots (A3; same as --option a3.sample_neurons=N)"""
     option: tuple[str, ...] = ()
-    """per-analysis options as AID.NAME=VALUE, e.g. a5.null=8 a2.topk=1024 (repeatable; unknown names and
-    mistyped values are an error; see each analysis' options dataclass)"""
+    """per-analysis options as AID.NAME=VALUE, e.g. `--option a5.null=8 a2.topk=1024` or `--option a5.null=8
+    --option a2.topk=1024` (every occurrence counts; unknown names and mistyped values are an error; see each
+    analysis' options dataclass)"""
     progress: bool = True
     """show tqdm progress bars on stderr"""
     overwrite: bool = False

@@ -7,7 +7,12 @@ s (ddof = 1):
     SE = s / sqrt(n) * sqrt((N - n) / (N - 1))       (finite-population correction, FPC)
     95 % interval = m -/+ t_{0.975, n-1} * SE         (Student t with n - 1 degrees of freedom)
 
-n = N is a census (SE = 0); n = 1 has no spread estimate (SE and the interval are None). Not an analysis
+n = N is a census (SE = 0); n = 1 has no spread estimate (SE and the interval are None).
+
+A median over a sample of n (neurons of a layer, in A7) gets the distribution-free interval of order
+statistics: [x_(j), x_(n+1-j)] with the largest j such that P(B <= j - 1) <= 2.5 %, B ~ Binomial(n, 1/2). Its
+coverage 1 - 2 P(B <= j - 1) is at least 95 % (sampling without replacement only narrows the spread of B, so
+the interval is conservative); n < 6 has no such interval. Not an analysis
 module: no `register_analysis` here, `xinc analyze` calls it after the analyses when frames were sampled.
 """
 
@@ -17,8 +22,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 METHOD = ("simple random sample without replacement: mean, SE = s/sqrt(n) * sqrt((N-n)/(N-1)) (s with ddof=1, "
           "finite-population correction), 95% interval mean -/+ t(0.975, n-1) * SE")
+MEDIAN_METHOD = ("order-statistic interval [x_(j), x_(n+1-j)], largest j with P(Binomial(n, 1/2) <= j-1) <= 2.5%; "
+                 "coverage >= 95%, conservative without replacement")
 
 
 def mean_estimate(values: Sequence[float], population: int) -> dict[str, Any]:
@@ -41,6 +50,27 @@ def mean_estimate(values: Sequence[float], population: int) -> dict[str, Any]:
     se = sd / math.sqrt(n) * fpc
     half = float(t.ppf(0.975, n - 1)) * se
     return {"n": n, "of": N, "mean": mean, "se": se, "ci95": [mean - half, mean + half], "fpc": fpc, "sd": sd}
+
+
+def median_interval(values: Sequence[float], population: int, level: float = 0.95) -> dict[str, Any]:
+    """Sample median of n values out of N and its distribution-free order-statistic interval (see module)."""
+    v = np.sort(np.asarray([float(x) for x in values if x is not None and math.isfinite(float(x))]))
+    n, N = int(v.size), int(population)
+    out: dict[str, Any] = {"n": n, "of": N, "median": float(np.median(v)) if n else None, "ci": None,
+                           "coverage": None, "method": MEDIAN_METHOD}
+    if n == 0 or n > N:
+        if n > N:
+            raise ValueError(f"median_interval: sample of {n} from a population of {N}")
+        return out
+    if n == N:  # a census: the median is known
+        return {**out, "ci": [out["median"], out["median"]], "coverage": 1.0}
+    from scipy.stats import binom
+
+    cdf = binom.cdf(np.arange(n + 1), n, 0.5)
+    j = int(np.count_nonzero(cdf <= (1 - level) / 2))  # ranks 1..j below: P(B <= j - 1) <= alpha / 2
+    if j == 0:
+        return out
+    return {**out, "ci": [float(v[j - 1]), float(v[n - j])], "coverage": float(1 - 2 * cdf[j - 1])}
 
 
 def add_frame_estimates(node: Any, population: int) -> int:

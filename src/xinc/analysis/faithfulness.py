@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from xinc.analysis.estimates import mean_estimate, median_interval
 from xinc.analysis.registry import AnalysisContext, AnalysisResult, register_analysis
 from xinc.canvas.ablation import ablation_effects, logits_without, num_neurons, weight_l1
 from xinc.canvas.reduce import GroupSums, NeuronTotals, Reducer
@@ -60,6 +62,15 @@ def parse_rank_modes(text: str) -> set[str]:
         raise XincError(f"a7.rank_modes {text!r}: not a list of canvas modes ; give paper,linear, paper, linear "
                         "or none")
     return modes
+
+
+def canvas_need(opts: A7Options, num_frames: int, mode: str, num_neurons: int) -> tuple[int, int]:
+    """(maps per frame, frames) of `mode`'s canvas that A7 computes: the whole layer in the ranking modes
+    (a7.rank_modes), only the sampled neurons in the others, over a7.frames of the run's frames (cost estimate)."""
+    frames = min(opts.frames, num_frames)
+    if mode in parse_rank_modes(opts.rank_modes) or opts.neurons == 0:
+        return num_neurons, frames
+    return min(opts.neurons, num_neurons), frames
 
 
 def parse_fractions(text: str) -> np.ndarray:
@@ -283,18 +294,27 @@ def _traces(model, frames: list[int]) -> dict:
         return {f: model.trace([f]) if hasattr(model, "blocks") else model.trace() for f in frames}
 
 
-def mode_summary(res: dict[str, torch.Tensor], exact: bool) -> dict[str, float | int | bool]:
+def mode_summary(res: dict[str, torch.Tensor], exact: bool, population: int | None = None) -> dict[str, Any]:
     """Median/mean/10th-percentile Pearson and median/mean relative error over the checked neurons, and whether
-    the canvas was complete (its maps sum exactly to what they decompose: the completeness flag, not ablation)."""
+    the canvas was complete (its maps sum exactly to what they decompose: the completeness flag, not ablation).
+
+    With the layer's neuron count `population`, the medians carry their sampling error: a distribution-free
+    95 % interval (order statistics; exact when every neuron was checked) and the mean an SE with the FPC.
+    """
     r, e = res["pearson"].numpy(), res["rel_error"].numpy()
     ok = np.isfinite(r)
 
     def q(x, fn):
         return float(fn(x)) if x.size else float("nan")
 
-    return {"neurons": int(r.size), "constant": int((~ok).sum()), "pearson_median": q(r[ok], np.median),
-            "pearson_mean": q(r[ok], np.mean), "pearson_p10": q(r[ok], lambda x: np.percentile(x, 10)),
-            "rel_error_median": q(e, np.median), "rel_error_mean": q(e, np.mean), "maps_sum_exact": bool(exact)}
+    out = {"neurons": int(r.size), "constant": int((~ok).sum()), "pearson_median": q(r[ok], np.median),
+           "pearson_mean": q(r[ok], np.mean), "pearson_p10": q(r[ok], lambda x: np.percentile(x, 10)),
+           "rel_error_median": q(e, np.median), "rel_error_mean": q(e, np.mean), "maps_sum_exact": bool(exact)}
+    if population:
+        N = max(int(population), int(r.size))
+        out.update(pearson_median_ci95=median_interval(r, N)["ci"], rel_error_median_ci95=median_interval(e, N)["ci"],
+                   pearson_mean_estimate=mean_estimate(r[ok], N))
+    return out
 
 
 def sample_runs(sample: torch.Tensor) -> list[tuple[int, int]]:
@@ -339,8 +359,8 @@ def check_layer(ctx: AnalysisContext, layer: str, opts: A7Options, frames: list[
         else:
             stream_sample(ctx, layer, cmode, frames, traces, sample, [check])
         res = check.result()
-        per_mode[cmode] = {"summary": {**mode_summary(res, all(check.exact)), "ranked": f"contribution-{cmode}"
-                                       in scores}, **res}
+        summary = mode_summary(res, all(check.exact), population=num_neurons(ctx.model, layer))
+        per_mode[cmode] = {"summary": {**summary, "ranked": f"contribution-{cmode}" in scores}, **res}
     return per_mode, scores, region
 
 
@@ -364,14 +384,20 @@ def layer_curves(ctx: AnalysisContext, layer: str, scores: dict, region: dict, t
     return out
 
 
+def _ci(rec: dict, key: str) -> str:
+    """' [95% CI lo, hi]' of a sampled median, '' when every neuron was checked or n is too small for one."""
+    ci = rec.get(f"{key}_ci95")
+    return "" if not ci or ci[0] == ci[1] else f" [95% CI {ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def finding(layer: str, modes: dict[str, dict]) -> str | None:
     """Which rule predicts the ablations better on this layer, with the numbers (None with one mode)."""
     if not {"paper", "linear"} <= set(modes):
         return None
     p, lin = modes["paper"], modes["linear"]
-    numbers = (f"median Pearson {lin['pearson_median']:.3f} (linear) vs {p['pearson_median']:.3f} (paper), median "
-               f"relative error {lin['rel_error_median']:.3g} vs {p['rel_error_median']:.3g} over {p['neurons']} "
-               "neurons")
+    numbers = (f"median Pearson {lin['pearson_median']:.3f}{_ci(lin, 'pearson_median')} (linear) vs "
+               f"{p['pearson_median']:.3f}{_ci(p, 'pearson_median')} (paper), median relative error "
+               f"{lin['rel_error_median']:.3g} vs {p['rel_error_median']:.3g} over {p['neurons']} neurons")
     tie = abs(lin["pearson_median"] - p["pearson_median"]) < 1e-3 and \
         abs(lin["rel_error_median"] - p["rel_error_median"]) <= 1e-3 * max(p["rel_error_median"], 1e-3)
     if tie:  # the same maps (exact layers: the head, the FFN's last layer)
@@ -443,12 +469,14 @@ def run(ctx: AnalysisContext, opts: A7Options) -> AnalysisResult:
 
 def report_tables(layers: dict[str, dict]) -> dict[str, dict]:
     """Flat per-mode and per-ranking tables of the per-layer records (what the report shows as grids)."""
-    keys = ("neurons", "pearson_median", "pearson_p10", "rel_error_median", "maps_sum_exact")
+    keys = ("neurons", "pearson_median", "pearson_median_ci95", "pearson_p10", "rel_error_median",
+            "rel_error_median_ci95", "maps_sum_exact")
     out: dict[str, dict] = {"faithfulness": {}, "deletion_auc_db": {}, "insertion_auc_db": {}, "seconds": {}}
     for layer, rec in layers.items():
         for mode in ("paper", "linear"):
             if mode in rec:
-                out["faithfulness"][f"{layer} {mode}"] = {"of": rec["num_neurons"], **{k: rec[mode][k] for k in keys}}
+                row = {k: rec[mode].get(k) for k in keys}
+                out["faithfulness"][f"{layer} {mode}"] = {"of": rec["num_neurons"], **row}
         out["deletion_auc_db"][layer] = rec["deletion_auc"]
         out["insertion_auc_db"][layer] = rec["insertion_auc"]
         out["seconds"][layer] = {"ablation check": rec["seconds_check"], "total": rec["seconds_total"]}

@@ -206,6 +206,8 @@ def run(ctx: AnalysisContext, opts: ObjectsOptions) -> AnalysisResult:
     res = AnalysisResult(numbers={"frames": frames, "canvas_modes": dict(ctx.variants()),
                                   "normalisation": "min-max per neuron over the variant's cells of the clip",
                                   "sampling": {"seed": ctx.seed, "neurons_per_layer": opts.sample_neurons}})
+    if len(frames) == 1:  # an image model (FFN) or one annotated frame: nothing happens over time
+        res.title = "Contributions to objects in one frame"
     res.tables = {"categories": [], "sampled_cells": []}
     for v, layers in grid.items():
         res.numbers[v] = {la: r["section"] for la, r in layers.items()}

@@ -71,10 +71,11 @@ class AnalysisResult:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
+    title: str | None = None  # this run's wording of the title (e.g. one frame, not a clip); None: the registry's
 
     def section(self, title: str) -> dict[str, Any]:
-        """The results.json section of this result: title, numbers and summary."""
-        return {"title": title, **to_jsonable(self.numbers), "summary": list(self.summary)}
+        """The results.json section of this result: title (self.title when set), numbers and summary."""
+        return {"title": self.title or title, **to_jsonable(self.numbers), "summary": list(self.summary)}
 
 
 @dataclass

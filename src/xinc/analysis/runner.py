@@ -305,35 +305,60 @@ def _frame_estimates(results: dict[str, Any], run_ids: list[str]) -> list[str]:
             estimate_line("mean PSNR (8-bit)", rec["estimate"]["psnr_8bit"], " dB")]
 
 
+def _canvas_seconds(c, frames: int, run_ids: list[str], options: dict[str, Any],
+                    memo_bytes: float) -> tuple[float, str]:
+    """(seconds, what they cover) of one (layer, mode) canvas for the run: every analysis but A7 streams the
+    whole canvas of every frame (once when the memo holds it, else once per pass: A2 up to 5); A7 follows its
+    options (xinc.analysis.faithfulness.canvas_need: sampled maps only outside a7.rank_modes, a7.frames frames)."""
+    from xinc.canvas.cost import format_seconds
+
+    full = [a for a in run_ids if a != "a7"]
+    passes = 5 if "a2" in run_ids else 2
+    once = c.bytes_per_frame * frames <= memo_bytes
+    secs, notes = 0.0, []
+    if full:
+        secs += c.seconds_per_frame * frames * (1 if once else passes)
+        notes.append(f"{format_seconds(c.seconds_per_frame)} per frame x {frames} frame(s)"
+                     + ("" if once else f" x up to {passes} passes (over --memo-mb)"))
+    if "a7" in run_ids:
+        from xinc.analysis.faithfulness import canvas_need
+        from xinc.analysis.registry import make_options
+
+        maps, n7 = canvas_need(options.get("a7") or make_options("a7", {}), frames, c.mode, c.neurons)
+        if maps < c.neurons:
+            secs += c.seconds_for(maps) * n7
+            notes.append(f"A7 {maps} sampled maps x {n7} frame(s): {format_seconds(c.seconds_for(maps) * n7)}")
+        elif not (full and once):  # else A7's frames come from the memo
+            secs += c.seconds_per_frame * n7
+            notes.append(f"A7 {format_seconds(c.seconds_per_frame)} per frame x {n7} frame(s)")
+    return secs, "; ".join(notes)
+
+
 def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], run_ids: list[str], memo_mb: float,
-                device) -> tuple[float, list[str]]:
+                device, options: dict[str, Any] | None = None) -> tuple[float, list[str]]:
     """(estimated seconds, lines saying so): each (layer, mode) canvas probe-timed on this machine and scaled to
-    the frames; canvases the memo holds are computed once, others once per pass (A2 streams up to 5 times)."""
+    what the run's analyses compute of it (_canvas_seconds), plus A2's own statistics."""
     from xinc.analysis.distributed import work_seconds
     from xinc.canvas.cost import estimate, format_seconds
 
-    passes = 5 if "a2" in run_ids else 2
     total, lines = 0.0, []
-    budget = memo_mb * 2**20
     for layer in layers:
         for mode in modes:
             c = estimate(model, layer, mode, frames[0], probe_seconds=0.1)
-            per_run = c.seconds_per_frame * len(frames)
-            once = c.bytes_per_frame * len(frames) <= budget
-            total += per_run * (1 if once else passes)
+            secs, what = _canvas_seconds(c, len(frames), run_ids, options or {}, memo_mb * 2**20)
+            total += secs
             a2 = ""
             if "a2" in run_ids:  # A2's per-pixel statistics over every map, on top of the canvases
                 w = work_seconds(c.neurons, model.config.height, model.config.width, len(frames), device=device)
                 total += w
                 a2 = f"; A2 statistics {format_seconds(w)}"
-            lines.append(f"  {layer:8s} {mode:6s} {c.neurons:7d} maps: {format_seconds(c.seconds_per_frame)} per frame"
-                         f" x {len(frames)} frame(s)" + ("" if once else f" x up to {passes} passes (over --memo-mb)")
-                         + a2)
+            lines.append(f"  {layer:8s} {mode:6s} {c.neurons:7d} maps: {what}" + a2)
     head = (f"xinc analyze: estimated cost {format_seconds(total)} on {device} (probe-timed under this machine's "
             "current load: canvases" + (" and A2's statistics" if "a2" in run_ids else "") + "; other analyses' own "
             "work comes on top)")
     tips = ["  to cut it: --sample-frames N (seeded frame subset), --frames, --layers, --mode paper, --memo-mb, "
-            "or --device cuda on a GPU machine"]
+            "or --device cuda on a GPU machine" + (", --option a7.rank_modes=paper (A7 samples the linear maps)"
+                                                  if "a7" in run_ids else "")]
     return total, [head, *lines, *tips]
 
 
@@ -370,7 +395,8 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, 
     run_ids, skipped = _runnable(ids, explicit, data, found)
     from xinc.analysis.registry import UNAVAILABLE
 
-    cost = _cost_lines(model, layers, [c for _, c in variants(o.mode)], data["frames"], run_ids, o.memo_mb, device)
+    cost = _cost_lines(model, layers, [c for _, c in variants(o.mode)], data["frames"], run_ids, o.memo_mb, device,
+                       options)
     if o.estimate_only or cost[0] > 30:
         print("\n".join(cost[1]), file=sys.stderr, flush=True)
     if o.estimate_only:

@@ -8,6 +8,7 @@ import inspect
 import io
 import re
 import sys
+import types
 import typing
 from typing import TypeVar
 
@@ -44,6 +45,59 @@ def old_bool_spelling(argv: list[str], names: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _variadic(tp) -> bool:
+    """A list[X] / tuple[X, ...] type (optionally `| None`); fixed tuples and one-token HxW options are not."""
+    if typing.get_origin(tp) is typing.Annotated:
+        meta = getattr(tp, "__metadata__", ())
+        if any(getattr(m, "nargs", None) == 1 for m in meta):
+            return False
+        return _variadic(typing.get_args(tp)[0])
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_variadic(a) for a in args if a is not type(None))
+    if typing.get_origin(tp) is list:
+        return True
+    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def list_fields(cls: type) -> tuple[str, ...]:
+    """Names of the list-valued options of an options dataclass (they may be repeated: `--option a --option b`)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return tuple(f.name for f in dataclasses.fields(cls) if _variadic(hints.get(f.name)))
+
+
+def merge_repeated(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """Gather every occurrence of a list option into its first one: `--option a --option b c` -> `--option a b c`
+    (tyro keeps only the last occurrence, silently). `--name=v` counts as an occurrence; values run up to the
+    next `--flag` (or -h)."""
+    flags = {f"--{n}" for n in names} | {f"--{n.replace('_', '-')}" for n in names}
+    out: list[str] = []
+    first: dict[str, int] = {}  # canonical name -> index in out after which its values go
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        flag, eq, val = tok.partition("=")
+        if flag not in flags:
+            out.append(tok)
+            i += 1
+            continue
+        values = [val] if eq else []
+        i += 1
+        while i < len(argv) and not argv[i].startswith("--") and argv[i] != "-h":
+            values.append(argv[i])
+            i += 1
+        key = flag[2:].replace("-", "_")
+        if key in first:
+            at = first[key]
+            out[at:at] = values
+            first = {k: v + len(values) if v >= at and k != key else v for k, v in first.items()}
+            first[key] = at + len(values)
+        else:
+            out += [flag, *values]
+            first[key] = len(out)
+    return out
+
+
 def usage_line(text: str) -> str:
     """tyro's boxed usage error -> one line: '<title>: <message>'."""
     lines = [_BOX.sub(" ", ln).strip() for ln in text.splitlines()]
@@ -61,10 +115,11 @@ def usage_line(text: str) -> str:
 def parse(cls: type[T], argv: list[str], prog: str) -> T:
     """tyro parses argv straight into the library config dataclass `cls` (its docstring is the help text).
 
-    Booleans are `--flag` / `--no-flag`; a usage error raises XincError with one line; --help exits 0.
+    Booleans are `--flag` / `--no-flag`; list options take several values after one flag, and a repeated
+    flag adds to them (merge_repeated); a usage error raises XincError with one line; --help exits 0.
     """
     description = inspect.cleandoc(cls.__doc__ or "")
-    argv = old_bool_spelling([str(a) for a in argv], bool_fields(cls))
+    argv = merge_repeated(old_bool_spelling([str(a) for a in argv], bool_fields(cls)), list_fields(cls))
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):

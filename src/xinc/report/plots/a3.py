@@ -1,4 +1,4 @@
-"""Figures of A3 (contributions to objects over time): sampled neurons per segment, things vs stuff."""
+"""Figures of A3 (contributions to objects, over time or in one frame): sampled neurons per segment, things vs stuff."""
 
 from __future__ import annotations
 
