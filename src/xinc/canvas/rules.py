@@ -294,7 +294,8 @@ def box_route_planes(z: torch.Tensor, r: int, k: int, sub: torch.Tensor, out: to
 @functools.lru_cache(maxsize=64)
 def tap_arrays(r: int, k: int, route: bool) -> tuple[tuple, ...]:
     """_phase_taps of box_k o up_r (one table) or of box_k o route_{r,s} (one table per sub-pixel s) as the
-    (d (nt, r, T) int64, c (nt, r, T) float32, count (nt, r) int64) arrays kernels.stage_filter reads."""
+    (d (nt, r, T) int64, c (nt, r, T) float32, count (nt, r) int64) arrays
+    kernels.pack_taps packs for kernels.block_chain."""
     import numpy as np
 
     tables = [_phase_taps(r, k, s) for s in range(r)] if route else [_phase_taps(r, k, None)]
