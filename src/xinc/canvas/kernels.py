@@ -322,9 +322,12 @@ def _hpass_pair_source(T, U, h, w, r, d, c, cnt, acc, rows, cs):
     return ta, tb
 
 
-def _front_source(x, j, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows, cs):
+def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows,
+                  cs):
     """Map x[j] through act (when `first`) and every stage but the last, act after each: (the buffer holding the
-    last stage's input with pads[-1] zero columns each side (A or B), its height, its width)."""
+    last stage's input with pads[-1] zero columns each side (A or B), its height, its width). A stage whose outputs
+    each read at most one input sample with one coefficient c (single[s, a, b] = c, a route stage with k <= r)
+    gets act(c x) / c on its input instead of act on its r^2 times larger output (the same values: act(0) = 0)."""
     h, w, P = x.shape[1], x.shape[2], pads[0]
     Wp = w + 2 * P
     xj = x[j]
@@ -338,16 +341,26 @@ def _front_source(x, j, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel
         _act(A, h * Wp, act)
     for s in range(rs.shape[0] - 1):
         r, a, b = rs[s], hsel[s, j], vsel[s, j]
+        c = single[s, a, b]
+        if c != 0 and act != 0:
+            n = h * (w + 2 * pads[s])
+            for i in range(n):
+                A[i] *= c
+            _act(A, n, act)
+            ic = np.float32(1.0) / c
+            for i in range(n):
+                A[i] *= ic
         _wpass(A, h, w, pads[s], r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
         _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], B, tmp, rows, cs)
         h, w = h * r, w * r
-        _act(B, h * (w + 2 * pads[s + 1]), act)
+        if c == 0:
+            _act(B, h * (w + 2 * pads[s + 1]), act)
         A, B = B, A
     return A, h, w
 
 
-def _chain_source(x, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, reduce, out, heat, gap, gsum, used,
-                  tot, A, B, Tt, T, U, tmp, rows, cs):
+def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, reduce, out, heat, gap, gsum,
+                  used, tot, A, B, Tt, T, U, tmp, rows, cs):
     """Every stage (rs[s], tap tables [s]) of every map x[j] (n, h, w), one map at a time in cache (_front, then
     the last stage); planes are held with pads[s] zero columns on each side. reduce=False: the last stage's maps
     into out (n, H W). reduce=True: heat (H W) += |y_j|, tot[j] = sum |y_j| (two maps at a time where they share
@@ -359,7 +372,8 @@ def _chain_source(x, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, r
     j = 0
     while j < n:
         a, b = hsel[s, j], vsel[s, j]
-        X, h, w = _front(x, j, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows, cs)
+        X, h, w = _front(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp,
+                         rows, cs)
         _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
         if not reduce:
             _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, out[j], 0, heat, tmp, rows, cs)
@@ -376,8 +390,8 @@ def _chain_source(x, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, r
             tot[j] = _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 1, B, 0, heat, tmp, rows, cs)
             j += 1
             continue
-        X, h, w = _front(x, j + 1, act, first, rs, pads, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, U, tmp, rows,
-                         cs)
+        X, h, w = _front(x, j + 1, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, U,
+                         tmp, rows, cs)
         _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, U)
         for i in range(h * (w + 2 * P)):
             g[i] += X[i]
@@ -435,6 +449,61 @@ def pack_taps(tables) -> tuple[np.ndarray, ...]:
     return d, c, cnt
 
 
+def _conv_source(up, W, bias, start, z):
+    """z[n] = u_i * W[o, i] + bias[o] / C_in ('same' zero padding; up = u padded by k // 2 on each side) for the
+    neurons k = start + n = i C_out + o: one map at a time, each tap one contiguous loop along a row."""
+    cout, cin, K = W.shape[0], W.shape[1], W.shape[2]
+    h, w = z.shape[1], z.shape[2]
+    for n in range(z.shape[0]):
+        i, o = (start + n) // cout, (start + n) % cout
+        b = bias[o] / np.float32(cin)
+        for y in range(h):
+            row = z[n, y]
+            for x in range(w):
+                row[x] = b
+            for dy in range(K):
+                src = up[i, y + dy]
+                for dx in range(K):
+                    c, sx = W[o, i, dy, dx], src[dx:dx + w]
+                    for x in range(w):
+                        row[x] += c * sx[x]
+
+
+@functools.cache
+def _conv_kernel():
+    return _jit(_conv_source)
+
+
+def kernel_maps(u_padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: int, stop: int):
+    """Per-kernel conv maps z_k = u_i * W[o, i] + b_o / C_in of neurons k = i C_out + o in [start, stop) for float32
+    CPU tensors (u_padded: the layer input (C_in, h + k - 1, w + k - 1) with its 'same' zero padding): (n, h, w)."""
+    k = weight.shape[-1]
+    up = u_padded.detach().contiguous().numpy()
+    z = np.empty((stop - start, up.shape[1] - k + 1, up.shape[2] - k + 1), np.float32)
+    _conv_kernel()(up, weight.detach().contiguous().numpy(), bias.detach().contiguous().numpy(), start, z)
+    return torch.from_numpy(z)
+
+
+def _one_coef(c: np.ndarray, cnt: np.ndarray) -> float:
+    """c when every phase of a 1-D tap table reads at most one sample, all with the same coefficient c; else 0."""
+    vals = {float(c[t, 0]) for t in range(len(cnt)) if cnt[t] == 1}
+    return vals.pop() if len(vals) == 1 and cnt.max() == 1 else 0.0
+
+
+def _single_taps(rs: np.ndarray, HC: np.ndarray, HN: np.ndarray) -> np.ndarray:
+    """(S, nt, nt) float32: c_h c_v where stage s with tables (a, b) maps each output to at most one input sample
+    with that one coefficient (_front then applies the activation before the stage), else 0."""
+    S, NT = HN.shape[:2]
+    out = np.zeros((S, NT, NT), np.float32)
+    for s in range(S):
+        r = int(rs[s])
+        one = [_one_coef(HC[s, a, :r], HN[s, a, :r]) for a in range(NT)]
+        for a in range(NT):
+            for b in range(NT):
+                out[s, a, b] = one[a] * one[b]
+    return out
+
+
 def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hsel: torch.Tensor,
                 vsel: torch.Tensor, reduce: bool = False, threads: int | None = None):
     """Every filter stage of the paper block rule for float32 CPU maps x (n, h, w), one map at a time in cache
@@ -446,6 +515,7 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
     HD, HC, HN = taps
     S, NT, T = len(rs), HD.shape[1], HD.shape[3]
     pads = np.abs(HD).reshape(S, -1).max(1)  # zero columns each side of a stage's input: every tap in range
+    single = _single_taps(rs, HC, HN)
     dims = [(h0, w0)]
     for r in rs:
         dims.append((dims[-1][0] * int(r), dims[-1][1] * int(r)))
@@ -471,8 +541,8 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
         f32 = np.float32
         bufs = (np.empty(plane, f32), np.empty(plane, f32), np.empty((int(rs.max()), plane), f32), np.empty(inter, f32),
                 np.empty(inter, f32), np.empty(row, f32), np.empty(T, np.int64), np.empty(T, f32))
-        kern(xn[a:b], code, first, rs, pads, HD, HC, HN, HD, HC, HN, hs[:, a:b], vs[:, a:b], reduce, out[a:b], heat,
-             gap, gsum, used, tot[a:b], *bufs)
+        kern(xn[a:b], code, first, rs, pads, single, HD, HC, HN, HD, HC, HN, hs[:, a:b], vs[:, a:b], reduce, out[a:b],
+             heat, gap, gsum, used, tot[a:b], *bufs)
         accs.append((heat, gap))
 
     if len(ranges) == 1:
