@@ -51,6 +51,16 @@ class LogTable:
         self.edges = e
         starts = np.arange(0, (1 << 31) >> SHIFT, dtype=np.int64) << SHIFT
         self.cell = (np.searchsorted(e[1:bins], starts, side="right")).astype(np.int32)
+        self.bins, self._nests = bins, {}
+
+    def nests(self, coarser: LogTable) -> int:
+        """s when every bin of `coarser` is exactly 2^s of ours (bin >> s is its bin: checked edge by edge), else -1."""
+        if id(coarser) not in self._nests:
+            s = (self.bins // coarser.bins).bit_length() - 1
+            ok = s >= 0 and coarser.bins << s == self.bins
+            ok = ok and np.array_equal(coarser.edges[1:-1], self.edges[1 << s:-1:1 << s])
+            self._nests[id(coarser)] = s if ok else -1
+        return self._nests[id(coarser)]
 
 
 # ----------------------------------------------------------------------------------------- compiled sources
@@ -63,20 +73,38 @@ def _bin_source(bits, cell, edges):
     return i
 
 
-def _pass1_source(x, p0, p1, heat, rmax, rmin):
-    """heat[p] = sum_j |x[j, p]| (float64, neuron order); per row j: max and smallest positive |x| of the range."""
+def _pass1_source(x, xi, p0, p1, heat, rmax, rmin, qc):
+    """heat[p] += sum_j |x[j, p]| (float64, neuron order); per row j: max and smallest positive |x| (into rmax,
+    rmin); qc[p, bits >> 21] += 1 per positive value (quarter-octave counts that bound each pixel's k-th largest)."""
     n = x.shape[0]
-    for j in range(n):
-        mx = np.float32(0.0)
-        mn = np.float32(np.inf)
-        for p in range(p0, p1):
-            v = abs(x[j, p])
-            heat[p] += v
-            mx = max(mx, v)
-            if v > 0 and v < mn:
-                mn = v
-        rmax[j] = mx
-        rmin[j] = mn
+    for b0 in range(p0, p1, 64):
+        b1 = min(p1, b0 + 64)
+        for j in range(n):
+            mx = rmax[j]
+            mn = rmin[j]
+            for p in range(b0, b1):
+                v = abs(x[j, p])
+                heat[p] += v
+                mx = max(mx, v)
+                bits = xi[j, p] & 0x7FFFFFFF
+                if bits != 0:
+                    mn = min(mn, v)
+                    qc[p, bits >> 21] += 1
+            rmax[j] = mx
+            rmin[j] = mn
+
+
+def _floor_source(qc, k, out):
+    """out[p] = the largest float32 below the start of the quarter-octave holding pixel p's k-th largest value
+    (every value of its top-k is > out[p]); -1 when it has fewer than k positive values or the bin is the lowest."""
+    for p in range(qc.shape[0]):
+        c = 0
+        out[p] = -1.0
+        for b in range(qc.shape[1] - 1, 0, -1):
+            c += qc[p, b]
+            if c >= k:
+                out[p] = np.nextafter(np.int32(b << 21).view(np.float32), np.float32(0.0))
+                break
 
 
 def _select_source(buf, n, k):
@@ -106,10 +134,12 @@ def _select_source(buf, n, k):
             return
 
 
-def _pass2_source(x, xi, p0, p1, thr, hpos, cov, ccell, cedges, cmass, ccount, pcell, pedges, pmass, pcount, B,
+def _pass2_source(x, xi, p0, p1, thr, hpos, cov, ccell, cedges, cmass, ccount, pcell, pedges, pshift, phist, B,
                   top, fill, kth, k):  # noqa: C901 - one fused loop
     """Per pixel block, every neuron of the chunk: coverage counts, the coarse mass histogram, the per-pixel
-    log histograms and the per-pixel top-k (threshold kth[p], buffer top[p], cut back to k when full)."""
+    log histograms phist (P * B, 2) = (mass, count) side by side (one cache line per value; pixel bin = coarse
+    bin >> pshift when the tables nest, else its own lookup) and the per-pixel top-k (threshold kth[p], buffer
+    top[p], cut back to k when full)."""
     n = x.shape[0]
     cap = top.shape[1]
     for b0 in range(p0, p1, 64):
@@ -126,9 +156,9 @@ def _pass2_source(x, xi, p0, p1, thr, hpos, cov, ccell, cedges, cmass, ccount, p
                     i = _bin(bits, ccell, cedges)
                     cmass[i] += w
                     ccount[i] += 1
-                    i = p * B + _bin(bits, pcell, pedges)
-                    pmass[i] += w
-                    pcount[i] += 1.0
+                    i = p * B + ((i >> pshift) if pshift >= 0 else _bin(bits, pcell, pedges))
+                    phist[i, 0] += w
+                    phist[i, 1] += 1.0
                 if v > kth[p]:
                     f = fill[p]
                     top[p, f] = v
@@ -301,7 +331,7 @@ def _compiled() -> dict:
     _select = kernels.jit(_select_source, fastmath=False)
     _sort_desc = kernels.jit(_sort_desc_source, fastmath=False)
     _prefix = kernels.jit(_prefix_source, fastmath=False)
-    src = {"pass1": _pass1_source, "pass2": _pass2_source,
+    src = {"pass1": _pass1_source, "floor": _floor_source, "pass2": _pass2_source,
            "refine": _refine_source, "pass3": _pass3_source, "pass4": _pass4_source,
            "needed": _needed_source, "crossing": _crossing_source}
     return {"select": _select, **{name: kernels.jit(fn, fastmath=False) for name, fn in src.items()}}
@@ -322,22 +352,36 @@ def _blocks(P: int) -> list[tuple[int, int]]:
     return [(a * _BLOCK, min(P, b * _BLOCK)) for a, b in kernels.split(nb, kernels.threads())]
 
 
-def pass1(maps: torch.Tensor, heat: np.ndarray) -> tuple[float, float, int]:
-    """heat += sum_j |maps[j]| (float64); returns (max |x|, smallest positive |x|, maps all zero)."""
-    x, _ = _np(maps)
+def pass1(maps: torch.Tensor, heat: np.ndarray, qc: np.ndarray) -> tuple[float, float, int]:
+    """heat += sum_j |maps[j]| (float64), qc (P, 1024) += quarter-octave counts; returns (max |x|, smallest
+    positive |x|, maps all zero)."""
+    x, xi = _np(maps)
     rng = _blocks(x.shape[1])
     rmax = np.zeros((len(rng), x.shape[0]), np.float32)
     rmin = np.full((len(rng), x.shape[0]), np.inf, np.float32)
     k = _compiled()["pass1"]
-    kernels.map_ranges(len(rng), lambda i: k(x, *rng[i], heat, rmax[i], rmin[i]))
+    kernels.map_ranges(len(rng), lambda i: k(x, xi, *rng[i], heat, rmax[i], rmin[i], qc))
     mx = rmax.max(0)
     return float(mx.max()), float(rmin.min()), int((mx == 0).sum())
+
+
+def quarter_counts(P: int, K: int) -> np.ndarray:
+    """Zeroed (P, 1024) quarter-octave counts (uint16 while K < 2^16)."""
+    return np.zeros((P, 1 << 10), np.uint16 if K < 1 << 16 else np.uint32)
+
+
+def topk_floor(qc: np.ndarray, k: int) -> np.ndarray:
+    """(P,) float32 admission thresholds of the per-pixel top-k (see _floor_source)."""
+    out = np.empty(qc.shape[0], np.float32)
+    _compiled()["floor"](qc, k, out)
+    return out
 
 
 class Pass2State:
     """One frame's compiled pass-2 state: per-pixel top-k buffers and histograms, per-thread coarse histograms."""
 
     def __init__(self, P: int, K: int, k: int, bins: int, pix_bins: int) -> None:
+        """Buffers for P pixels, K neurons, top-k capacity k, coarse and per-pixel bin counts."""
         self.rng = _blocks(P)
         self.k, self.B, self.seen = k, pix_bins, 0
         self.top = np.empty((P, min(2 * k, K)), np.float32)
@@ -345,15 +389,16 @@ class Pass2State:
         self.kth = np.full(P, -1.0, np.float32)  # accept everything (zeros too) until a buffer first fills
         self.cmass = np.zeros((len(self.rng), bins), np.float64)
         self.ccount = np.zeros((len(self.rng), bins), np.int64)
-        self.pmass = np.zeros(P * pix_bins, np.float64)
-        self.pcount = np.zeros(P * pix_bins, np.float64)
+        self.phist = np.zeros((P * pix_bins, 2), np.float64)  # (mass, count) side by side
+        self.pmass, self.pcount = self.phist[:, 0], self.phist[:, 1]
 
-    def reset(self) -> Pass2State:
-        """Ready for the next frame, reusing the buffers (no new pages to fault in per frame)."""
+    def reset(self, floor: np.ndarray | None = None) -> Pass2State:
+        """Ready for the next frame, reusing the buffers (no new pages to fault in per frame); `floor`: the
+        frame's admission thresholds from pass 1 (topk_floor), else everything is admitted until a buffer fills."""
         self.seen = 0
         self.fill[:] = 0
-        self.kth[:] = -1.0
-        for a in (self.cmass, self.ccount, self.pmass, self.pcount):
+        self.kth[:] = -1.0 if floor is None else floor
+        for a in (self.cmass, self.ccount, self.phist):
             a[...] = 0
         return self
 
@@ -363,10 +408,11 @@ class Pass2State:
         x, xi = _np(maps)
         cov = np.zeros((len(self.rng), x.shape[0]), np.int64)
         kern = _compiled()["pass2"]
+        shift = ctab.nests(ptab)
 
         def job(i: int) -> None:
             kern(x, xi, *self.rng[i], thr, hpos, cov[i], ctab.cell, ctab.edges, self.cmass[i], self.ccount[i],
-                 ptab.cell, ptab.edges, self.pmass, self.pcount, self.B, self.top, self.fill, self.kth, self.k)
+                 ptab.cell, ptab.edges, shift, self.phist, self.B, self.top, self.fill, self.kth, self.k)
 
         kernels.map_ranges(len(self.rng), job)
         self.seen += x.shape[0]

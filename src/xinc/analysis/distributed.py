@@ -64,9 +64,12 @@ QUANTILES = (0.5, 0.9)
 
 
 class _Pass1(Reducer):
-    """H(p) per frame (float64), global max and min positive |C|."""
+    """H(p) per frame (float64), global max and min positive |C|; compiled: each pixel's top-k admission floor."""
 
-    def __init__(self) -> None:
+    def __init__(self, topk: Callable[[int], int] | None = None) -> None:
+        self.topk = topk  # k for P pixels (the compiled path bounds each pixel's k-th largest for pass 2)
+        self.floor: dict[int, np.ndarray] = {}
+        self._qc = None
         self.heat: dict[int, torch.Tensor] = {}
         self.vmax, self.vmin = 0.0, math.inf
         self.zero_maps = 0  # (neuron, frame) maps that are zero at every pixel
@@ -79,8 +82,12 @@ class _Pass1(Reducer):
     def update(self, start, maps):
         if a2k.usable(maps):  # compiled: H(p) summed in neuron order (float64), extremes, dead maps, one read
             if self._h is None:
-                self._h = np.zeros(maps[0].numel(), np.float64)
-            vmax, vmin, zero = a2k.pass1(maps, self._h)
+                P = maps[0].numel()
+                self._h = np.zeros(P, np.float64)
+                if self._qc is None or self._qc.shape[0] != P:
+                    self._qc = a2k.quarter_counts(P, self.info.num_neurons)
+                self._qc[...] = 0
+            vmax, vmin, zero = a2k.pass1(maps, self._h, self._qc)
             self.vmax, self.vmin = max(self.vmax, vmax), min(self.vmin, vmin)
             self.zero_maps, self.maps = self.zero_maps + zero, self.maps + int(maps.shape[0])
             return
@@ -96,8 +103,12 @@ class _Pass1(Reducer):
 
     def end_frame(self):
         h = self._h
-        self.heat[self.frame] = torch.from_numpy(h).reshape(self.info.height, self.info.width) \
-            if isinstance(h, np.ndarray) else h
+        if isinstance(h, np.ndarray):
+            self.heat[self.frame] = torch.from_numpy(h).reshape(self.info.height, self.info.width)
+            if self.topk is not None:
+                self.floor[self.frame] = a2k.topk_floor(self._qc, self.topk(h.size))
+        else:
+            self.heat[self.frame] = h
 
     def result(self):
         return self
@@ -131,8 +142,10 @@ class _LogBins:
 class _Pass2(Reducer):
     """Share counts per neuron and frame, coarse mass histogram, per-pixel top-k of A."""
 
-    def __init__(self, heat: dict[int, torch.Tensor], bins: _LogBins, topk: int, pix_bins: _LogBins) -> None:
+    def __init__(self, heat: dict[int, torch.Tensor], bins: _LogBins, topk: int, pix_bins: _LogBins,
+                 floor: dict[int, np.ndarray] | None = None) -> None:
         self.heat, self.bins, self.topk, self.pix = heat, bins, topk, pix_bins
+        self.floor = floor or {}  # compiled path: per frame, each pixel's top-k admission threshold (pass 1)
         self.counts: dict[int, torch.Tensor] = {}
         self.needed: dict[int, dict[float, torch.Tensor]] = {}
         self.censored: dict[int, dict[float, int]] = {}
@@ -175,8 +188,9 @@ class _Pass2(Reducer):
             self._thr, self._hpos = (h / self.K).to(torch.float32).numpy(), (h > 0).numpy()
             sp = self._spare
             same = sp is not None and sp.top.shape == (h.numel(), min(2 * self.topk, self.K))
-            self._k = sp.reset() if same else a2k.Pass2State(h.numel(), self.K, self.topk, self.bins.bins,
-                                                             self.pix.bins)
+            if not same:
+                sp = a2k.Pass2State(h.numel(), self.K, self.topk, self.bins.bins, self.pix.bins)
+            self._k = sp.reset(self.floor.get(self.frame))
         if self._k.seen + maps.shape[0] > self.K:
             raise ValueError(f"a2: more maps in frame {self.frame} than the layer's {self.K} neurons")
         cov = self._k.update(maps, self._thr, self._hpos, self.bins.table, self.pix.table)
@@ -449,7 +463,7 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
 
     topk: per-pixel capacity of the exact neurons-needed merge (default: what fits topk_mb MB).
     """
-    p1 = _Pass1()
+    p1 = _Pass1(functools.partial(topk_for, topk=topk, topk_mb=topk_mb))
     stream([p1])
     frames = sorted(p1.heat)
     total = float(sum(float(h.sum()) for h in p1.heat.values()))
@@ -463,7 +477,7 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     P = p1.heat[frames[0]].numel()
     pb = pixel_bins_for(P, topk_mb)
     lbp = _LogBins(p1.vmin, p1.vmax, pb)
-    p2 = _Pass2(p1.heat, lb, topk, lbp)
+    p2 = _Pass2(p1.heat, lb, topk, lbp, p1.floor)
     stream([p2])
     K = p2.K
     mass = p2.mass.cpu().numpy()
