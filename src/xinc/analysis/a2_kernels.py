@@ -53,6 +53,12 @@ class LogTable:
         self.cell = (np.searchsorted(e[1:bins], starts, side="right")).astype(np.int32)
         self.bins, self._nests = bins, {}
 
+    def range_of(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The float32 bit patterns [low, high) of the positive values in bins b (any shape): the bin's edges
+        (bin 0 starts at 1: zero is in no bin)."""
+        b = np.asarray(b, np.int64)
+        return np.maximum(self.edges[b], 1), np.minimum(self.edges[b + 1], 1 << 31)
+
     def nests(self, coarser: LogTable) -> int:
         """s when every bin of `coarser` is exactly 2^s of ours (bin >> s is its bin: checked edge by edge), else -1."""
         if id(coarser) not in self._nests:
@@ -236,21 +242,19 @@ def _prefix_source(row, i, e, cum, p, h, qs, need, todo):
     return cum, todo
 
 
-def _refine_source(x, xi, p0, p1, pcell, pedges, sel, lo, span, S, mass, count):
-    """Per level l: linear sub-bins of each pixel's own log bin sel[l, p] = [lo[l, p], lo[l, p] + span[l, p]):
-    mass and count (levels, P * S)."""
+def _refine_source(x, xi, p0, p1, bl, bh, lo, span, S, mass, count):
+    """Per level l: linear sub-bins of each pixel's own log bin, the float32 bit patterns [bl[l, p], bh[l, p])
+    (its table edges: no lookup per value) = the values [lo[l, p], lo[l, p] + span[l, p]): mass and count
+    (levels, P * S)."""
     n = x.shape[0]
-    Q = sel.shape[0]
+    Q = bl.shape[0]
     for b0 in range(p0, p1, 64):
         b1 = min(p1, b0 + 64)
         for j in range(n):
             for p in range(b0, b1):
                 bits = xi[j, p] & 0x7FFFFFFF
-                if bits == 0:
-                    continue
-                i = _bin(bits, pcell, pedges)
                 for q in range(Q):
-                    if i != sel[q, p]:
+                    if bits < bl[q, p] or bits >= bh[q, p]:
                         continue
                     v = np.float64(abs(x[j, p]))
                     t = math.floor((v - lo[q, p]) / span[q, p] * S)
@@ -259,18 +263,16 @@ def _refine_source(x, xi, p0, p1, pcell, pedges, sel, lo, span, S, mass, count):
                     count[q, p * S + t] += 1.0
 
 
-def _pass3_source(x, xi, r0, r1, ccell, cedges, bracket, lo, span, S, fine, fmin):
-    """Fine linear histograms (mass, smallest value) of the coarse bins bracket[l], rows r0..r1 of the chunk."""
-    L = bracket.shape[0]
+def _pass3_source(x, xi, r0, r1, bl, bh, lo, span, S, fine, fmin):
+    """Fine linear histograms (mass, smallest value) of the coarse bins [bl[l], bh[l]) (float32 bit patterns: the
+    bins' table edges), rows r0..r1 of the chunk."""
+    L = bl.shape[0]
     P = x.shape[1]
     for j in range(r0, r1):
         for p in range(P):
             bits = xi[j, p] & 0x7FFFFFFF
-            if bits == 0:
-                continue
-            i = _bin(bits, ccell, cedges)
             for lev in range(L):
-                if i != bracket[lev]:
+                if bits < bl[lev] or bits >= bh[lev]:
                     continue
                 v = np.float64(abs(x[j, p]))
                 t = math.floor((v - lo[lev]) / span[lev] * S)
@@ -465,14 +467,14 @@ def crossing(mass: torch.Tensor, count: torch.Tensor, target: torch.Tensor, abov
     return tuple(torch.from_numpy(v) for v in (b, ma, ca, n))
 
 
-def refine(maps: torch.Tensor, ptab: LogTable, sel: np.ndarray, lo: np.ndarray, span: np.ndarray,
+def refine(maps: torch.Tensor, bits: tuple[np.ndarray, np.ndarray], lo: np.ndarray, span: np.ndarray,
            mass: np.ndarray, count: np.ndarray, S: int) -> None:
-    """Add one chunk to every level's per-pixel linear sub-bin histograms (levels, P * S) of bins sel (levels, P)."""
+    """Add one chunk to every level's per-pixel linear sub-bin histograms (levels, P * S) of the bins whose
+    bit-pattern ranges are bits = (low, high) (levels, P) (LogTable.range_of)."""
     x, xi = _np(maps)
     rng = _blocks(x.shape[1])
     kern = _compiled()["refine"]
-    kernels.map_ranges(len(rng), lambda i: kern(x, xi, *rng[i], ptab.cell, ptab.edges, sel, lo, span, S,
-                                                mass, count))
+    kernels.map_ranges(len(rng), lambda i: kern(x, xi, *rng[i], *bits, lo, span, S, mass, count))
 
 
 def pass3(maps: torch.Tensor, ctab: LogTable, bracket: np.ndarray, lo: np.ndarray, span: np.ndarray, S: int,
@@ -482,8 +484,8 @@ def pass3(maps: torch.Tensor, ctab: LogTable, bracket: np.ndarray, lo: np.ndarra
     rng = kernels.split(x.shape[0], kernels.threads())
     parts = [(np.zeros_like(fine), np.full_like(fmin, np.inf)) for _ in rng]
     kern = _compiled()["pass3"]
-    kernels.map_ranges(len(rng), lambda i: kern(x, xi, *rng[i], ctab.cell, ctab.edges, bracket, lo, span, S,
-                                                *parts[i]))
+    bl, bh = ctab.range_of(bracket)
+    kernels.map_ranges(len(rng), lambda i: kern(x, xi, *rng[i], bl, bh, lo, span, S, *parts[i]))
     for f, m in parts:
         fine += f
         np.minimum(fmin, m, out=fmin)

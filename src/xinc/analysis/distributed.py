@@ -338,7 +338,7 @@ class _PassRefine(Reducer):
         if a2k.usable(maps):  # every level in one read of the chunk
             if self._arr is None:
                 self._arr = self._compiled_state()
-            a2k.refine(maps, self.pix.table, *self._arr, self.sub)
+            a2k.refine(maps, *self._arr, self.sub)
             return
         a = maps.abs().flatten(1)
         for q, st in self._h.items():
@@ -346,8 +346,8 @@ class _PassRefine(Reducer):
             st[2], st[3] = _pixel_hist(a, self.pix, st[2], st[3], sel=b, sub=(st[0], st[1], self.sub))
 
     def _compiled_state(self) -> tuple[np.ndarray, ...]:
-        """(sel, lo, span, mass, count), each (levels, ...), for a2k.refine; the histograms are zeroed views
-        that the levels' entries of self._h share."""
+        """((low, high) bit patterns of each pixel's crossing bin, lo, span, mass, count), each (levels, ...), for
+        a2k.refine; the histograms are zeroed views that the levels' entries of self._h share."""
         qs = list(self._h)
         n = self._h[qs[0]][0].numel() * self.sub
         if self._spare is None or self._spare[0].shape != (len(qs), n):
@@ -360,7 +360,7 @@ class _PassRefine(Reducer):
         sel = np.stack([self.crossing[self.frame][q][0].numpy() for q in qs])
         lo = np.stack([self._h[q][0].numpy() for q in qs])
         span = np.stack([(self._h[q][1] - self._h[q][0]).clamp_min(1e-300).numpy() for q in qs])
-        return sel, lo, span, m, c
+        return self.pix.table.range_of(sel), lo, span, m, c
 
     def end_frame(self):
         for q, (_, _, m, c) in self._h.items():
@@ -583,9 +583,9 @@ def work_seconds(num_neurons: int, height: int, width: int, num_frames: int, *, 
     the refinement pass assumed needed), from a probe on this machine; the canvases are not included."""
     k = topk_for(height * width, topk, topk_mb)
     per_map, per_frame, per_cut = _probe(num_neurons > k, height, width, k, topk_mb, str(device))
-    # compiled top-k: a full 2k buffer is cut back to k about 1 + 2 ln(K / 2k) times per pixel (values in random
-    # order: the i-th value enters the top-k with probability ~k / i, the stale threshold admits ~2k / i)
-    cuts = 1 + 2 * math.log(num_neurons / (2 * k)) if num_neurons > 2 * k else 0.0
+    # compiled top-k: pass 1's floor admits about k + a quarter-octave's share of values per pixel, so a 2k
+    # buffer is cut back to k at most about once per pixel (counted once where K > 2k)
+    cuts = 1.0 if num_neurons > 2 * k else 0.0
     return (per_map * num_neurons + per_frame + per_cut * cuts) * num_frames
 
 
