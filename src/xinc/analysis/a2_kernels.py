@@ -199,9 +199,11 @@ def _needed_source(top, fill, p0, p1, kk, h, qs, need):  # noqa: C901 - one comp
     only the prefix they need, 32 values at a time (quickselect, then insertion sort)."""
     L = qs.shape[0]
     slack = 1.0 + 4.0 * (top.shape[1] + 1) * 2.3e-16  # bounds the sums' rounding in any order
+    kcap = kk
     for p in range(p0, p1):
         row = top[p]
         n = fill[p]
+        kk = min(kcap, n)  # = kcap: pass 1's floor admits at least min(k, neurons) values per pixel
         if not h[p] > 0:
             for lev in range(L):
                 need[lev, p] = np.nan
