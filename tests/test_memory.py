@@ -35,8 +35,10 @@ def test_rss_readings_and_budget_shares(no_budget, monkeypatch):
     memory.set_budget_mb(3000)
     try:
         assert memory.budget_mb() == 3000
-        assert memory.memo_mb_within(1024) == 3000 * memory.MEMO_SHARE < 1024
-        assert memory.memo_mb_within(10) == 10  # never raised
+        assert memory.memo_mb_within(1024) == 0  # the default budget leaves nothing above the step's reserve
+        memory.set_budget_mb(memory.MEMO_RESERVE_MB + 800)
+        assert memory.memo_mb_within(1024) == 800 * memory.MEMO_SHARE and memory.memo_mb_within(10) == 10
+        memory.set_budget_mb(3000)
         assert memory.chunk_mb_within(512) == 3000 * memory.CHUNK_SHARE and memory.chunk_mb_within(8) == 8
         assert memory.rss_limit_mb() == 3000 * memory.RSS_SHARE
     finally:
@@ -66,12 +68,13 @@ def test_memo_stores_nothing_over_its_rss_limit():
 
 def test_analyze_under_a_budget_lowers_the_memo(tmp_path, monkeypatch):
     save_model(tiny_video(), tmp_path / "m")
-    monkeypatch.setenv(memory.ENV, "800")
+    monkeypatch.setenv(memory.ENV, str(memory.MEMO_RESERVE_MB + 800))
     out = tmp_path / "run"
     assert main(["analyze", str(tmp_path / "m"), "--out", str(out), "--analyses", "a1", "--layers", "head",
                  "--mode", "paper", "--no-progress"]) == 0
     got = json.loads((out / "config.json").read_text())["memory"]
-    assert got == {"budget_mb": 800.0, "memo_mb": 800 * memory.MEMO_SHARE, "memory_budget_mb": None}
+    assert got == {"budget_mb": memory.MEMO_RESERVE_MB + 800, "memo_mb": 800 * memory.MEMO_SHARE,
+                   "memory_budget_mb": None}
 
 
 def test_ray_memory_declaration_fits_the_cluster():

@@ -2,8 +2,9 @@
 
 `xinc run --backend ray` gives each worker a budget (`--worker-memory-mb`, default 3000; the environment
 variable XINC_MEMORY_BUDGET_MB carries it, so any xinc process can be given one). Under a budget, an analysis
-step's canvas memo is lowered to `MEMO_SHARE` of it and stores a canvas only while the process' resident
-memory plus the canvas stays under `RSS_SHARE` of it (the memo is the one large store a step may skip without
+step's canvas memo is lowered to `MEMO_SHARE` of what the budget leaves above `MEMO_RESERVE_MB` (nothing at
+the default 3000) and stores a canvas only while the process' resident memory plus the canvas stays under
+`RSS_SHARE` of the budget (the memo is the one large store a step may skip without
 changing a result: the analyses' own working set, e.g. A2's per-pixel top-k, and the model are not), and
 explicit canvas chunk budgets are capped at `CHUNK_SHARE` of it. docs/reference/scale.md §7 has the measurements.
 """
@@ -14,7 +15,8 @@ import os
 import resource
 
 ENV = "XINC_MEMORY_BUDGET_MB"
-MEMO_SHARE = 1 / 16  # 3000 MB -> a 187 MB canvas memo (a 128x256 step peaked at 2.77 GB without one)
+MEMO_RESERVE_MB = 3000.0  # kept for a step's own work: the heaviest 128x256 analysis (A1+A2) peaked at 2.77 GB
+MEMO_SHARE = 1 / 4  # of what the budget leaves above MEMO_RESERVE_MB goes to the canvas memo
 CHUNK_SHARE = 1 / 64
 RSS_SHARE = 0.8  # the memo stores a canvas only while RSS + it stays under this share of the budget
 
@@ -61,9 +63,11 @@ def budget_mb() -> float | None:
 
 
 def memo_mb_within(requested: float) -> float:
-    """The canvas memo size to use: `requested`, lowered to MEMO_SHARE of the process budget when one is set."""
+    """The canvas memo size to use: `requested`, or under a process budget at most MEMO_SHARE of what the budget
+    leaves above MEMO_RESERVE_MB (none at the default 3000 MiB: with a 187 MiB memo a 128x256 A1+A2 step
+    peaked at 2.93 GiB, 3.07 GB)."""
     b = budget_mb()
-    return float(requested) if b is None else min(float(requested), b * MEMO_SHARE)
+    return float(requested) if b is None else min(float(requested), max(0.0, b - MEMO_RESERVE_MB) * MEMO_SHARE)
 
 
 def rss_limit_mb() -> float | None:
