@@ -385,8 +385,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         t0 = time.perf_counter()
         for layer in ffn.layer_names:
             engine_heat(ffn, layer, tr)
+        nerv = paper_nerv()  # and the paper block rule's kernel (two maps of block1)
+        with torch.no_grad():
+            engine_heat(nerv, "block1", nerv.trace_embedding(nerv.embed([0])), neurons=(0, 2))
         first = time.perf_counter() - t0
-        print(f"compiled CPU kernels ({kernels.backend()}): first FFN calls took {first:.2f} s "
+        print(f"compiled CPU kernels ({kernels.backend()}): first FFN and NeRV block calls took {first:.2f} s "
               "(import, and JIT compile or on-disk cache load; once per process)", flush=True)
     else:
         print("compiled CPU kernels: not available (numba missing); eager PyTorch tiles", flush=True)

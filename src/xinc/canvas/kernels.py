@@ -43,10 +43,12 @@ def backend() -> str | None:
     return f"numba {_numba().__version__}" if available() else None
 
 
-def _jit(fn):
-    """njit with an on-disk cache where the package directory is writable (else compiled per process)."""
+def _jit(fn, fastmath: bool = True):
+    """njit with an on-disk cache where the package directory is writable (else compiled per process);
+    fastmath=False keeps IEEE order (kernels that must round exactly like a PyTorch reference)."""
     numba = _numba()
-    opts = dict(nogil=True, fastmath={"reassoc", "contract"})
+    opts = dict(nogil=True, fastmath={"reassoc", "contract"} if fastmath else False,
+                error_model="numpy")  # no zero-division branches
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -119,158 +121,309 @@ def mlp_reduce(a: torch.Tensor, start: int, stop: int, s: torch.Tensor, beta: fl
     return torch.from_numpy(heat), torch.from_numpy(part), torch.from_numpy(tot) if totals else None
 
 
-# ------------------------------------------------------------------ paper block rule: one filter stage per neuron
+# ------------------------------------------------------------------ paper block rule: every stage of a neuron at once
+
+ACTS = {"identity": 0, "relu": 1, "gelu": 2, "silu": 3}  # activation codes of the block kernel
+
+# GELU(x) = x/2 (1 + erf(x / sqrt 2)) with erf(t) ~ t P(t^2) / Q(t^2) for |t| <= 4 (erf(t) rounds to +-1 in float32
+# beyond): a rational fit made for xinc (Lawson-weighted least squares, relative error of erf 2.0e-9 on [0, 4] in
+# exact arithmetic). Evaluated in float32 it is within 2.2e-7 |x| of the exact GELU, PyTorch's float32 gelu within
+# 3.7e-7 |x| (dense grid, tests/test_canvas.py). Branch-free, so it vectorises: numba has no vectorised erf/exp
+# without Intel's SVML.
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(v) for v in (
+    1.1283791693768774, 0.18520318115712586, 0.05431690902291431, 0.0038496103586665997, 0.0003796089210307097,
+    4.684779664071536e-06, -1.3202238679592094e-08))
+_Q1, _Q2, _Q3, _Q4, _Q5 = (np.float32(v) for v in (
+    0.49746545966195727, 0.11395840207146339, 0.015462087527231041, 0.0013075697167077341, 6.311060019369464e-05))
+_ONE, _HALF, _FOUR, _RSQRT2 = np.float32(1.0), np.float32(0.5), np.float32(4.0), np.float32(0.7071067811865476)
 
 
-def _line_source(src, s0, dst, d0, n, ds, cs, cnt, reduce, heat, gap):  # noqa: C901 - one compiled kernel
-    """y[i] = sum_q cs[q] src[s0 + i - ds[q]] for i in range(n) (every tap valid there): written to dst[d0 + i], or
-    with reduce heat[d0 + i] += |y|, gap[d0 + i] += y and sum |y| returned (float32). One loop, taps in registers
-    (1-3 taps; more accumulate in dst first)."""
-    acc = np.float32(0.0)
-    if cnt == 0:
-        if not reduce:
-            for i in range(n):
-                dst[d0 + i] = np.float32(0.0)
-        return acc
-    a0, c0 = s0 - ds[0], cs[0]
-    if cnt == 1:
-        y0 = src[a0:a0 + n]
-        if reduce:
-            hr, gr = heat[d0:d0 + n], gap[d0:d0 + n]
-            for i in range(n):
-                y = c0 * y0[i]
-                hr[i] += abs(y)
-                gr[i] += y
-                acc += abs(y)
-        else:
-            out = dst[d0:d0 + n]
-            for i in range(n):
-                out[i] = c0 * y0[i]
-        return acc
-    a1, c1 = s0 - ds[1], cs[1]
-    y0, y1 = src[a0:a0 + n], src[a1:a1 + n]
-    if cnt == 2:
-        if reduce:
-            hr, gr = heat[d0:d0 + n], gap[d0:d0 + n]
-            for i in range(n):
-                y = c0 * y0[i] + c1 * y1[i]
-                hr[i] += abs(y)
-                gr[i] += y
-                acc += abs(y)
-        else:
-            out = dst[d0:d0 + n]
-            for i in range(n):
-                out[i] = c0 * y0[i] + c1 * y1[i]
-        return acc
-    a2, c2 = s0 - ds[2], cs[2]
-    y2 = src[a2:a2 + n]
-    out = dst[d0:d0 + n]
-    for i in range(n):
-        out[i] = c0 * y0[i] + c1 * y1[i] + c2 * y2[i]
-    for q in range(3, cnt):
-        aq, cq = s0 - ds[q], cs[q]
-        yq = src[aq:aq + n]
+def _act_source(v, n, act):
+    """v[:n] = act(v[:n]) in place (codes ACTS; 0 leaves v alone). One branch-free loop per activation."""
+    if act == 1:
         for i in range(n):
-            out[i] += cq * yq[i]
-    if reduce:
-        hr, gr = heat[d0:d0 + n], gap[d0:d0 + n]
+            x = v[i]
+            v[i] = (x + abs(x)) * _HALF
+    elif act == 2:
         for i in range(n):
-            hr[i] += abs(out[i])
-            gr[i] += out[i]
-            acc += abs(out[i])
-    return acc
+            x = v[i]
+            t = x * _RSQRT2
+            t = t if t < _FOUR else _FOUR
+            t = t if t > -_FOUR else -_FOUR
+            z = t * t
+            p = (((((_P6 * z + _P5) * z + _P4) * z + _P3) * z + _P2) * z + _P1) * z + _P0
+            q = ((((_Q5 * z + _Q4) * z + _Q3) * z + _Q2) * z + _Q1) * z + _ONE
+            v[i] = _HALF * x * (_ONE + t * p / q)
+    elif act == 3:
+        for i in range(n):
+            x = v[i]
+            v[i] = x / (_ONE + np.exp(-x))
 
 
-def _pass_source(src, dst, h, w, d, c, cnt, along_w, reduce, heat, gap, sd, sc):
-    """One 1-D tap pass over a whole (h, w) plane (flat src -> dst): y[m, l] = sum_q c[q] src[m, l - d[q]] along
-    w, or src[m - d[q], l] along h; zero padding. The interior, where every tap is valid, is one flat _line; along
-    h the edge rows use only their valid taps, along w the edge columns of every row are redone the same way
-    (the flat loop wrapped them into the neighbouring row). Returns sum |y| (reduce; along h only)."""
-    if cnt == 0:
-        return _line(src, 0, dst, 0, h * w, d, c, 0, reduce, heat, gap)
-    dmax, dmin = d[0], d[0]
-    for q in range(cnt):
-        dmax, dmin = max(dmax, d[q]), min(dmin, d[q])
-    lo, hi = max(dmax, 0), (w if along_w else h) + min(dmin, 0)
-    unit = 1 if along_w else w
-    for q in range(cnt):
-        sd[q] = d[q] * unit
-    total = np.float64(0.0)
-    if hi > lo:
-        a, b = lo * unit, (h * w if along_w else hi * w) + (hi - w if along_w else 0)
-        total += _line(src, a, dst, a, b - a, sd, c, cnt, reduce, heat, gap)
-    L = w if along_w else h
-    for e in range(L):  # an edge column (along w, in every row) or row (along h) with only its valid taps
-        if lo <= e < hi:
+def _wpass_source(A, h, w, P, r, d, c, cnt, Tt, T):
+    """Along w: T (h, r w) (row-major, phases interleaved) with T[m, r i + t] = sum_q c[t, q] x[m, i - d[t, q]] for
+    x held in A with zero padding columns (h, w + 2P), P >= |d|. Each phase is one flat loop over all padded rows
+    into Tt[t] (its padding columns get values nobody reads), then the rows are interleaved."""
+    Wp = w + 2 * P
+    if r == 2 and cnt[0] <= 2 and cnt[1] <= 2:  # the common stride: one pass per row, phases stored interleaved
+        _wpass2(A, h, w, P, d, c, cnt, T)
+        return
+    n = h * Wp - 2 * P
+    for t in range(r):
+        out = Tt[t, P:P + n]
+        k = cnt[t]
+        if k == 0:
+            for i in range(n):
+                out[i] = np.float32(0.0)
             continue
-        k = 0
-        for q in range(cnt):
-            if 0 <= e - d[q] < L:
-                sd[k], sc[k] = d[q] * unit, c[q]
-                k += 1
-        if along_w:  # write mode only
-            for m in range(h):
-                y = np.float32(0.0)
-                for q in range(k):
-                    y += sc[q] * src[m * w + e - sd[q]]
-                dst[m * w + e] = y
+        c0, c1 = c[t, 0], (c[t, 1] if k >= 2 else np.float32(0.0))
+        y0 = A[P - d[t, 0]:P - d[t, 0] + n]
+        y1 = A[P - d[t, 1]:P - d[t, 1] + n] if k >= 2 else y0
+        for i in range(n):
+            out[i] = c0 * y0[i] + c1 * y1[i]
+        for q in range(2, k):
+            cq, yq = c[t, q], A[P - d[t, q]:P - d[t, q] + n]
+            for i in range(n):
+                out[i] += cq * yq[i]
+    _interleave(Tt, h, w, P, r, T)
+
+
+def _interleave_source(Tt, h, w, P, r, T):
+    """Rows of phase planes Tt[t] (h, w + 2P; padding columns skipped) -> T (h, r w) with phases interleaved."""
+    Wp, R = w + 2 * P, r * w
+    for m in range(h):
+        o, s = T[m * R:(m + 1) * R], m * Wp + P
+        if r == 1:
+            o[:] = Tt[0, s:s + w]
+        elif r == 4:  # constant strides: interleaves the compiler vectorises
+            p0, p1, p2, p3 = Tt[0, s:s + w], Tt[1, s:s + w], Tt[2, s:s + w], Tt[3, s:s + w]
+            for i in range(w):
+                o[4 * i] = p0[i]
+                o[4 * i + 1] = p1[i]
+                o[4 * i + 2] = p2[i]
+                o[4 * i + 3] = p3[i]
         else:
-            total += _line(src, e * w, dst, e * w, w, sd, sc, k, reduce, heat, gap)
+            for t in range(r):
+                pt = Tt[t, s:s + w]
+                for i in range(w):
+                    o[r * i + t] = pt[i]
+
+
+def _wpass2_source(A, h, w, P, d, c, cnt, T):
+    """_wpass for r = 2 with at most two taps per phase (zero-coefficient taps fill in): both phases of a row in one
+    loop, stored interleaved."""
+    Wp, zero = w + 2 * P, np.float32(0.0)
+    a0, c00 = P - d[0, 0], (c[0, 0] if cnt[0] >= 1 else zero)
+    a1, c01 = (P - d[0, 1], c[0, 1]) if cnt[0] >= 2 else (a0, zero)
+    b0, c10 = P - d[1, 0], (c[1, 0] if cnt[1] >= 1 else zero)
+    b1, c11 = (P - d[1, 1], c[1, 1]) if cnt[1] >= 2 else (b0, zero)
+    for m in range(h):
+        s = m * Wp
+        x0, x1, z0, z1 = A[s + a0:s + a0 + w], A[s + a1:s + a1 + w], A[s + b0:s + b0 + w], A[s + b1:s + b1 + w]
+        o = T[2 * w * m:2 * w * (m + 1)]
+        for i in range(w):
+            o[2 * i] = c00 * x0[i] + c01 * x1[i]
+            o[2 * i + 1] = c10 * z0[i] + c11 * z1[i]
+
+
+def _hpass_source(T, h, w, r, d, c, cnt, mode, B, P2, acc, tmp, rows, cs):  # noqa: C901 - one compiled kernel
+    """Along h: output row M = r m + t of the stage is y = sum_q c[t, q] T[m - d[t, q]] (rows of T (h, r w); taps
+    outside the map skipped). mode 0: y into B (r h, r w + 2 P2) between zero padding columns; 1: acc (r h, r w)
+    += |y| and sum |y| returned (float32 per row, float64 across); 2: acc += y. Every loop runs along a row."""
+    R = r * w
+    Wn = R + 2 * P2
+    total = np.float64(0.0)
+    zero = np.float32(0.0)
+    for m in range(h):
+        for t in range(r):
+            M = r * m + t
+            k = 0
+            for q in range(cnt[t]):
+                mm = m - d[t, q]
+                if 0 <= mm < h:
+                    rows[k], cs[k] = mm * R, c[t, q]
+                    k += 1
+            if mode == 0:
+                for i in range(P2):
+                    B[M * Wn + i] = zero
+                    B[M * Wn + P2 + R + i] = zero
+                out = B[M * Wn + P2:M * Wn + P2 + R]
+            else:
+                out = acc[M * R:(M + 1) * R]
+            if k == 0:
+                if mode == 0:
+                    for i in range(R):
+                        out[i] = zero
+                continue
+            c0, c1 = cs[0], (cs[1] if k >= 2 else zero)
+            y0 = T[rows[0]:rows[0] + R]
+            y1 = T[rows[1]:rows[1] + R] if k >= 2 else y0
+            if k <= 2 and mode == 1:
+                s = zero
+                for i in range(R):
+                    y = abs(c0 * y0[i] + c1 * y1[i])
+                    out[i] += y
+                    s += y
+                total += s
+                continue
+            if k <= 2 and mode == 0:
+                for i in range(R):
+                    out[i] = c0 * y0[i] + c1 * y1[i]
+                continue
+            for i in range(R):
+                tmp[i] = c0 * y0[i] + c1 * y1[i]
+            for q in range(2, k):
+                cq, yq = cs[q], T[rows[q]:rows[q] + R]
+                for i in range(R):
+                    tmp[i] += cq * yq[i]
+            if mode == 0:
+                for i in range(R):
+                    out[i] = tmp[i]
+            elif mode == 1:
+                s = zero
+                for i in range(R):
+                    y = abs(tmp[i])
+                    out[i] += y
+                    s += y
+                total += s
+            else:
+                for i in range(R):
+                    out[i] += tmp[i]
     return total
 
 
-def _stage_source(x, r, hd, hc, hn, vd, vc, vn, hsel, vsel, reduce, out, heat, gap, tot):  # noqa: C901
-    """One separable stage y_j = box_k(up_r or route_r(x_j)) for maps x (n, h, w), as 1-D taps per output phase:
-    y[r m + t] = sum_q c[t, q] x[m - d[t, q]] (zero padding), along w with tap table hsel[j], then along h with
-    vsel[j]. reduce=False writes y into out (n, r h, r w); reduce=True never writes y: heat += |y_j|, gap += y_j
-    (phase planes (r, r, h w)) and tot[j] = sum |y_j| (float32 per line, float64 across). One map at a time,
-    its planes in cache; each pass is a long contiguous loop with its taps in registers (_pass)."""
-    n, h, w = x.shape
-    P = h * w
-    mid = np.empty((r, P), np.float32)  # along-w pass of one map: phase t2 plane
-    Y = np.empty((r, P), np.float32)  # the map's phase planes of one output phase t1
-    T = max(hd.shape[2], vd.shape[2])
-    sd, sc = np.empty(T, np.int64), np.empty(T, np.float32)
-    for j in range(n):
-        a, b = hsel[j], vsel[j]
-        xj = x[j].reshape(P)
+def _hpass_pair_source(T, U, h, w, r, d, c, cnt, acc, rows, cs):
+    """_hpass mode 1 for two maps with the same taps (at most two per row): acc += |y_T| + |y_U|, which halves the
+    accumulator's traffic. Returns (sum |y_T|, sum |y_U|)."""
+    R = r * w
+    ta, tb, zero = np.float64(0.0), np.float64(0.0), np.float32(0.0)
+    for m in range(h):
         for t in range(r):
-            _pass(xj, mid[t], h, w, hd[a, t], hc[a, t], hn[a, t], True, False, Y[0], Y[0], sd, sc)
-        s = 0.0
-        for t1 in range(r):
-            for t2 in range(r):
-                if reduce:
-                    s += _pass(mid[t2], Y[t2], h, w, vd[b, t1], vc[b, t1], vn[b, t1], False, True,
-                               heat[t1, t2], gap[t1, t2], sd, sc)
-                else:
-                    _pass(mid[t2], Y[t2], h, w, vd[b, t1], vc[b, t1], vn[b, t1], False, False, Y[t2], Y[t2], sd, sc)
-            if reduce:
+            k = 0
+            for q in range(cnt[t]):
+                mm = m - d[t, q]
+                if 0 <= mm < h:
+                    rows[k], cs[k] = mm * R, c[t, q]
+                    k += 1
+            if k == 0:
                 continue
-            for m in range(h):
-                orow = out[j, r * m + t1]
-                if r == 2:  # the common stride: a constant-factor interleave the compiler vectorises
-                    y0, y1 = Y[0, m * w:(m + 1) * w], Y[1, m * w:(m + 1) * w]
-                    for i in range(w):
-                        orow[2 * i] = y0[i]
-                        orow[2 * i + 1] = y1[i]
-                else:
-                    for t2 in range(r):
-                        yr = Y[t2, m * w:(m + 1) * w]
-                        for i in range(w):
-                            orow[r * i + t2] = yr[i]
-        if reduce:
-            tot[j] = s
+            M = r * m + t
+            out = acc[M * R:(M + 1) * R]
+            c0, c1 = cs[0], (cs[1] if k >= 2 else zero)
+            r0, r1 = rows[0], (rows[1] if k >= 2 else rows[0])
+            y0, y1, z0, z1 = T[r0:r0 + R], T[r1:r1 + R], U[r0:r0 + R], U[r1:r1 + R]
+            sa, sb = zero, zero
+            for i in range(R):
+                ya = abs(c0 * y0[i] + c1 * y1[i])
+                yb = abs(c0 * z0[i] + c1 * z1[i])
+                out[i] += ya + yb
+                sa += ya
+                sb += yb
+            ta += sa
+            tb += sb
+    return ta, tb
 
 
-_line, _pass = _line_source, _pass_source  # replaced by their compiled versions before _stage_source compiles
+def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows,
+                  cs):
+    """Map x[j] through act (when `first`) and every stage but the last, act after each: (the buffer holding the
+    last stage's input with pads[-1] zero columns each side (A or B), its height, its width). A stage whose outputs
+    each read at most one input sample with one coefficient c (single[s, a, b] = c, a route stage with k <= r)
+    gets act(c x) / c on its input instead of act on its r^2 times larger output (the same values: act(0) = 0)."""
+    h, w, P = x.shape[1], x.shape[2], pads[0]
+    Wp = w + 2 * P
+    xj = x[j]
+    for m in range(h):
+        for i in range(P):
+            A[m * Wp + i] = np.float32(0.0)
+            A[m * Wp + P + w + i] = np.float32(0.0)
+        for i in range(w):
+            A[m * Wp + P + i] = xj[m, i]
+    if first:
+        _act(A, h * Wp, act)
+    for s in range(rs.shape[0] - 1):
+        r, a, b = rs[s], hsel[s, j], vsel[s, j]
+        c = single[s, a, b]
+        if c != 0 and act != 0:
+            n = h * (w + 2 * pads[s])
+            for i in range(n):
+                A[i] *= c
+            _act(A, n, act)
+            ic = np.float32(1.0) / c
+            for i in range(n):
+                A[i] *= ic
+        _wpass(A, h, w, pads[s], r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
+        _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], B, tmp, rows, cs)
+        h, w = h * r, w * r
+        if c == 0:
+            _act(B, h * (w + 2 * pads[s + 1]), act)
+        A, B = B, A
+    return A, h, w
+
+
+def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, reduce, out, heat, gap, gsum,
+                  used, tot, A, B, Tt, T, U, tmp, rows, cs):
+    """Every stage (rs[s], tap tables [s]) of every map x[j] (n, h, w), one map at a time in cache (_front, then
+    the last stage); planes are held with pads[s] zero columns on each side. reduce=False: the last stage's maps
+    into out (n, H W). reduce=True: heat (H W) += |y_j|, tot[j] = sum |y_j| (two maps at a time where they share
+    the last stage's taps), and the signed sum of the maps by linearity: the last stage's inputs summed per tap
+    selection in gsum, filtered once at the end into gap."""
+    n = x.shape[0]
+    s = rs.shape[0] - 1
+    r, P = rs[s], pads[s]
+    j = 0
+    while j < n:
+        a, b = hsel[s, j], vsel[s, j]
+        X, h, w = _front(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp,
+                         rows, cs)
+        _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
+        if not reduce:
+            _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, out[j], 0, heat, tmp, rows, cs)
+            j += 1
+            continue
+        g = gsum[a, b]
+        for i in range(h * (w + 2 * P)):
+            g[i] += X[i]
+        used[a, b] = True
+        pair = j + 1 < n and hsel[s, j + 1] == a and vsel[s, j + 1] == b
+        for t in range(r):
+            pair = pair and VN[s, b, t] <= 2
+        if not pair:
+            tot[j] = _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 1, B, 0, heat, tmp, rows, cs)
+            j += 1
+            continue
+        X, h, w = _front(x, j + 1, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, U,
+                         tmp, rows, cs)
+        _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, U)
+        for i in range(h * (w + 2 * P)):
+            g[i] += X[i]
+        tot[j], tot[j + 1] = _hpass_pair(T, U, h, w, r, VD[s, b], VC[s, b], VN[s, b], heat, rows, cs)
+        j += 2
+    if not reduce:
+        return
+    h, w = x.shape[1], x.shape[2]
+    for q in range(s):
+        h, w = h * rs[q], w * rs[q]
+    for a in range(used.shape[0]):
+        for b in range(used.shape[1]):
+            if used[a, b]:
+                _wpass(gsum[a, b], h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
+                _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 2, B, 0, gap, tmp, rows, cs)
+
+
+_act = _act_source
+_wpass2, _interleave, _wpass, _hpass = _wpass2_source, _interleave_source, _wpass_source, _hpass_source
+_hpass_pair = _hpass_pair_source
+_front = _front_source  # all compiled before _chain_source is
 
 
 @functools.cache
-def _stage_kernel():
-    global _line, _pass  # numba resolves these globals when it compiles the stage kernel
-    _line = _jit(_line_source)
-    _pass = _jit(_pass_source)
-    return _jit(_stage_source)
+def _chain_kernel():
+    global _act, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _front  # resolved when the callers compile
+    _act, _wpass2, _interleave = _jit(_act_source), _jit(_wpass2_source), _jit(_interleave_source)
+    _wpass, _hpass, _hpass_pair = _jit(_wpass_source), _jit(_hpass_source), _jit(_hpass_pair_source)
+    _front = _jit(_front_source)
+    return _jit(_chain_source)
 
 
 @functools.cache
@@ -287,45 +440,147 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(a, min(n, a + step)) for a in range(0, n, step)]
 
 
-def stage_filter(x: torch.Tensor, r: int, taps_h, taps_v, hsel: torch.Tensor, vsel: torch.Tensor,
-                 reduce: bool = False, out: torch.Tensor | None = None, threads: int | None = None):
-    """Apply one stage (see _stage_source) to float32 CPU maps x (n, h, w) with tap tables taps_* = (d (nt, r, T)
-    int64, c (nt, r, T) float32, count (nt, r) int64). reduce=False: the maps (n, r h, r w) (into `out`).
-    reduce=True: (heat, gap (r h, r w) float32, totals (n,) float64). Maps are split over `threads` worker
-    threads (torch's thread count by default; the kernel drops the GIL and torch's pool is idle meanwhile)."""
-    n, h, w = x.shape
+jit = _jit  # public: other modules' compiled kernels (xinc.analysis.a2_kernels)
+split = _split
+
+
+def threads() -> int:
+    """Worker threads the kernels split work over: torch's intra-op thread count (its pool is idle meanwhile)."""
+    return max(1, torch.get_num_threads())
+
+
+def map_ranges(parts: int, job) -> None:
+    """Run job(i) for i in range(parts) on the kernel worker threads (inline when parts == 1)."""
+    if parts <= 1:
+        for i in range(parts):
+            job(i)
+        return
+    list(_pool(parts).map(job, range(parts)))
+
+
+def pack_taps(tables) -> tuple[np.ndarray, ...]:
+    """Per-stage tap tables ((d (nt, r, T), c, count (nt, r)), ...) padded into (S, nt, r, T) arrays."""
+    S = len(tables)
+    NT, R, T = (max(t[0].shape[i] for t in tables) for i in range(3))
+    d, c, cnt = np.zeros((S, NT, R, T), np.int64), np.zeros((S, NT, R, T), np.float32), np.zeros((S, NT, R), np.int64)
+    for s, (ds, cs, ns) in enumerate(tables):
+        nt, r, t = ds.shape
+        d[s, :nt, :r, :t], c[s, :nt, :r, :t], cnt[s, :nt, :r] = ds, cs, ns
+    return d, c, cnt
+
+
+def _conv_source(up, W, bias, start, z):
+    """z[n] = u_i * W[o, i] + bias[o] / C_in ('same' zero padding; up = u padded by k // 2 on each side) for the
+    neurons k = start + n = i C_out + o: one map at a time, each tap one contiguous loop along a row."""
+    cout, cin, K = W.shape[0], W.shape[1], W.shape[2]
+    h, w = z.shape[1], z.shape[2]
+    for n in range(z.shape[0]):
+        i, o = (start + n) // cout, (start + n) % cout
+        b = bias[o] / np.float32(cin)
+        for y in range(h):
+            row = z[n, y]
+            for x in range(w):
+                row[x] = b
+            for dy in range(K):
+                src = up[i, y + dy]
+                for dx in range(K):
+                    c, sx = W[o, i, dy, dx], src[dx:dx + w]
+                    for x in range(w):
+                        row[x] += c * sx[x]
+
+
+@functools.cache
+def _conv_kernel():
+    return _jit(_conv_source)
+
+
+def kernel_maps(u_padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: int, stop: int):
+    """Per-kernel conv maps z_k = u_i * W[o, i] + b_o / C_in of neurons k = i C_out + o in [start, stop) for float32
+    CPU tensors (u_padded: the layer input (C_in, h + k - 1, w + k - 1) with its 'same' zero padding): (n, h, w)."""
+    k = weight.shape[-1]
+    up = u_padded.detach().contiguous().numpy()
+    z = np.empty((stop - start, up.shape[1] - k + 1, up.shape[2] - k + 1), np.float32)
+    _conv_kernel()(up, weight.detach().contiguous().numpy(), bias.detach().contiguous().numpy(), start, z)
+    return torch.from_numpy(z)
+
+
+def _one_coef(c: np.ndarray, cnt: np.ndarray) -> float:
+    """c when every phase of a 1-D tap table reads at most one sample, all with the same coefficient c; else 0."""
+    vals = {float(c[t, 0]) for t in range(len(cnt)) if cnt[t] == 1}
+    return vals.pop() if len(vals) == 1 and cnt.max() == 1 else 0.0
+
+
+def _single_taps(rs: np.ndarray, HC: np.ndarray, HN: np.ndarray) -> np.ndarray:
+    """(S, nt, nt) float32: c_h c_v where stage s with tables (a, b) maps each output to at most one input sample
+    with that one coefficient (_front then applies the activation before the stage), else 0."""
+    S, NT = HN.shape[:2]
+    out = np.zeros((S, NT, NT), np.float32)
+    for s in range(S):
+        r = int(rs[s])
+        one = [_one_coef(HC[s, a, :r], HN[s, a, :r]) for a in range(NT)]
+        for a in range(NT):
+            for b in range(NT):
+                out[s, a, b] = one[a] * one[b]
+    return out
+
+
+def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hsel: torch.Tensor,
+                vsel: torch.Tensor, reduce: bool = False, threads: int | None = None):
+    """Every filter stage of the paper block rule for float32 CPU maps x (n, h, w), one map at a time in cache
+    (see _chain_source). rs (S,) int64: each stage's upscaling; taps: pack_taps of the stages' tap tables;
+    hsel/vsel (S, n): each map's table per stage; act in ACTS, applied to x when `first` and between stages.
+    reduce=False: the maps (n, H, W). reduce=True: (heat, gap (H, W) float32, totals (n,) float64). Maps are split
+    over `threads` worker threads (torch's thread count by default; the kernel drops the GIL, torch's pool idles)."""
+    n, h0, w0 = x.shape
+    HD, HC, HN = taps
+    S, NT, T = len(rs), HD.shape[1], HD.shape[3]
+    pads = np.abs(HD).reshape(S, -1).max(1)  # zero columns each side of a stage's input: every tap in range
+    single = _single_taps(rs, HC, HN)
+    dims = [(h0, w0)]
+    for r in rs:
+        dims.append((dims[-1][0] * int(r), dims[-1][1] * int(r)))
+    (H, W), (h, w), r = dims[-1], dims[-2], int(rs[-1])
+    plane = max(hh * (ww + 2 * int(p)) for (hh, ww), p in zip(dims[:-1], pads))  # a stage's padded input
+    row = max(int(rr) * ww for (_, ww), rr in zip(dims[:-1], rs))  # a stage's output row
+    inter = max(int(rr) * hh * ww for (hh, ww), rr in zip(dims[:-1], rs))  # a stage's along-w result
     xn = x.detach().contiguous().numpy()
-    hs, vs = hsel.to(torch.int64).contiguous().numpy(), vsel.to(torch.int64).contiguous().numpy()
-    R1, R2 = r * h, r * w
+    hs, vs = (t.to(torch.int64).reshape(S, n).contiguous().numpy() for t in (hsel, vsel))
+    code = ACTS[act]
     ranges = _split(n, threads or torch.get_num_threads())
-    kern = _stage_kernel()
-    if reduce:
-        tot = np.empty(n, np.float64)
-        accs = [(np.zeros((r, r, h * w), np.float32), np.zeros((r, r, h * w), np.float32)) for _ in ranges]
-        dummy = np.empty((1, 1, 1), np.float32)
+    kern = _chain_kernel()
+    tot = np.zeros(n, np.float64)
+    out = np.empty((n, H * W) if not reduce else (1, 1), np.float32)
+    accs = []
 
-        def job(i: int) -> None:
-            a, b = ranges[i]
-            kern(xn[a:b], r, *taps_h, *taps_v, hs[a:b], vs[a:b], True, dummy, accs[i][0], accs[i][1], tot[a:b])
-    else:
-        res = x.new_empty(n, R1, R2) if out is None else out
-        on = res.numpy()
-        none, no_tot = np.empty((1, 1, 1), np.float32), np.empty(1, np.float64)
+    def job(i: int) -> None:
+        a, b = ranges[i]
+        heat = np.zeros(H * W if reduce else 1, np.float32)
+        gap = np.zeros_like(heat)
+        gsum = np.zeros((NT, NT, h * (w + 2 * int(pads[-1]))) if reduce else (1, 1, 1), np.float32)
+        used = np.zeros((NT, NT) if reduce else (1, 1), np.bool_)
+        f32 = np.float32
+        bufs = (np.empty(plane, f32), np.empty(plane, f32), np.empty((int(rs.max()), plane), f32), np.empty(inter, f32),
+                np.empty(inter, f32), np.empty(row, f32), np.empty(T, np.int64), np.empty(T, f32))
+        kern(xn[a:b], code, first, rs, pads, single, HD, HC, HN, HD, HC, HN, hs[:, a:b], vs[:, a:b], reduce, out[a:b],
+             heat, gap, gsum, used, tot[a:b], *bufs)
+        accs.append((heat, gap))
 
-        def job(i: int) -> None:
-            a, b = ranges[i]
-            kern(xn[a:b], r, *taps_h, *taps_v, hs[a:b], vs[a:b], False, on[a:b], none, none, no_tot)
     if len(ranges) == 1:
         job(0)
     else:
         list(_pool(len(ranges)).map(job, range(len(ranges))))
     if not reduce:
-        return res
+        return torch.from_numpy(out).view(n, H, W)
     heat, gap = accs[0]
     for hp, gp in accs[1:]:
         heat += hp
         gap += gp
-    def interleave(p):  # phase planes (r, r, h w) -> (r h, r w)
-        return torch.from_numpy(p).view(r, r, h, w).permute(2, 0, 3, 1).reshape(R1, R2)
+    return torch.from_numpy(heat).view(H, W), torch.from_numpy(gap).view(H, W), torch.from_numpy(tot)
 
-    return interleave(heat), interleave(gap), torch.from_numpy(tot)
+
+def activation(x: torch.Tensor, act: str) -> torch.Tensor:
+    """The block kernel's compiled activation (ACTS) of a float32 CPU tensor, as a new tensor (for checks)."""
+    _chain_kernel()
+    v = x.detach().to(torch.float32).contiguous().reshape(-1).numpy().copy()
+    _act(v, v.size, ACTS[act])
+    return torch.from_numpy(v).view(x.shape)

@@ -294,7 +294,8 @@ def box_route_planes(z: torch.Tensor, r: int, k: int, sub: torch.Tensor, out: to
 @functools.lru_cache(maxsize=64)
 def tap_arrays(r: int, k: int, route: bool) -> tuple[tuple, ...]:
     """_phase_taps of box_k o up_r (one table) or of box_k o route_{r,s} (one table per sub-pixel s) as the
-    (d (nt, r, T) int64, c (nt, r, T) float32, count (nt, r) int64) arrays kernels.stage_filter reads."""
+    (d (nt, r, T) int64, c (nt, r, T) float32, count (nt, r) int64) arrays
+    kernels.pack_taps packs for kernels.block_chain."""
     import numpy as np
 
     tables = [_phase_taps(r, k, s) for s in range(r)] if route else [_phase_taps(r, k, None)]
@@ -308,6 +309,15 @@ def tap_arrays(r: int, k: int, route: bool) -> tuple[tuple, ...]:
             for q, (dd, cc) in enumerate(row):
                 d[a, t, q], c[a, t, q] = dd, cc
     return d, c, cnt
+
+
+@functools.lru_cache(maxsize=32)
+def chain_taps(stages: tuple[tuple[int, int, bool], ...]) -> tuple:
+    """(upscaling per stage (S,) int64, kernels.pack_taps of their tap tables) for stages (r, k, route?)."""
+    import numpy as np
+
+    rs = np.array([r for r, _, _ in stages], np.int64)
+    return rs, kernels.pack_taps([tap_arrays(r, k, route) for r, k, route in stages])
 
 
 def _shift_mac(x: torch.Tensor, dim: int, ds, coef: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -858,7 +868,8 @@ class ConvBlockPaperRule(_BlockBase):
 
     name = "conv-block-paper"
     tile_elems = {"cpu": 1 << 22, "cuda": 1 << 26}  # fused reductions: output floats per neuron tile
-    kernel_tile_elems = 1 << 20  # compiled path: floats of the last stage's input per neuron tile
+    kernel_tile_elems = 1 << 23  # compiled path: floats of the last stage's input per neuron tile (maps never
+    # leave the kernel's cache-sized buffers, so a tile only bounds the per-call overhead and the progress steps)
     notes = ("approximate: per-neuron activation, downstream convs -> box filters, PixelShuffle -> nearest "
              "upsampling + activation (paper stand-ins)")
     gap_of = "box-filtered block output (each channel through the same stand-ins, summed)"
@@ -903,27 +914,24 @@ class ConvBlockPaperRule(_BlockBase):
         return [(self.r, ks[0], True)] + [(blk.stride, k, False) for blk, k in zip(downstream, ks[1:])]
 
     def use_kernel(self) -> bool:
-        return kernels.available() and self.u.device.type == "cpu" and self.u.dtype == torch.float32
+        return (kernels.available() and self.u.device.type == "cpu" and self.u.dtype == torch.float32
+                and self.model.config.act in kernels.ACTS)
 
     def kernel_stages(self, start: int, stop: int, reduce: bool):
-        """The compiled path: every stage one pass of kernels.stage_filter over the chunk's maps (activations by
-        PyTorch in place between stages). (maps (n, H, W) or, reduce=True, (heat, gap, totals); the part)."""
-        z = kernel_conv(self.u, self.W, self.b, start, stop)
+        """The compiled path: every stage of each map of the chunk in one kernels.block_chain call, the activations
+        compiled in. (maps (n, H, W) or, reduce=True, (heat, gap, totals); the part)."""
+        if getattr(self, "u_pad", None) is None:  # the compiled per-kernel convs read a zero-padded copy
+            p = self.W.shape[-1] // 2
+            self.u_pad = F.pad(self.u, (p, p, p, p)).contiguous()
+        z = kernels.kernel_maps(self.u_pad, self.W, self.b, start, stop)
         part = sum_over_inputs(z, start, self.cout)  # may view z: z itself is never modified
-        name, fn = self.model.config.act, self.model.act
-        x, n = fn(z), z.shape[0]
         sub = torch.arange(start, stop) % (self.r * self.r)  # o mod r^2 (r^2 divides C_out)
-        zeros = torch.zeros(n, dtype=torch.int64)
+        zeros = torch.zeros_like(sub)
         stages = self.stages()
-        for q, (r, k, route) in enumerate(stages):
-            if q:
-                activation_(name, fn, x)
-            taps = tap_arrays(r, k, route)
-            hsel, vsel = (sub % r, sub // r) if route else (zeros, zeros)
-            if q == len(stages) - 1:
-                return kernels.stage_filter(x, r, taps, taps, hsel, vsel, reduce=reduce), part
-            x = kernels.stage_filter(x, r, taps, taps, hsel, vsel,
-                                     out=self.ws.get(f"k{q % 2}", (n, x.shape[1] * r, x.shape[2] * r), x))
+        sel = [(sub % r, sub // r) if route else (zeros, zeros) for r, _, route in stages]
+        res = kernels.block_chain(z, self.model.config.act, True, *chain_taps(tuple(stages)),
+                                  torch.stack([h for h, _ in sel]), torch.stack([v for _, v in sel]), reduce=reduce)
+        return res, part
 
     def compute(self, start: int, stop: int):
         if self.use_kernel():
@@ -934,6 +942,7 @@ class ConvBlockPaperRule(_BlockBase):
     def prepare(self, trace: Trace) -> None:
         super().prepare(trace)
         self.ws = Workspace()
+        self.u_pad = None
 
     def fusable(self) -> frozenset[str]:
         return frozenset({"heat", "totals"})
