@@ -700,7 +700,7 @@ class RunConfig:
     """Ray only: times a failed task is retried"""
     worker_memory_mb: float = WORKER_MEMORY_MB
     """Ray only: memory budget per worker in MiB (declared to Ray as `memory`; analysis steps lower their canvas
-    memo to 1/16 of it, explicit chunk budgets to 1/64); 0: no budget"""
+    memo to a quarter of what it leaves above 3000 MiB, explicit chunk budgets to 1/64; xinc.memory); 0: none"""
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
