@@ -582,7 +582,8 @@ def work_seconds(num_neurons: int, height: int, width: int, num_frames: int, *, 
     """Estimated seconds of A2's own work on one layer (its reducers' updates in every pass, the top-k merges,
     the refinement pass assumed needed), from a probe on this machine; the canvases are not included."""
     k = topk_for(height * width, topk, topk_mb)
-    per_map, per_frame, per_cut = _probe(num_neurons > k, height, width, k, topk_mb, str(device))
+    per_map, per_frame, per_cut, final = _probe(num_neurons > k, height, width, k, topk_mb, str(device))
+    per_frame += final * min(1.0, num_neurons / k)  # the end-of-frame select + sort grows with min(K, k)
     # compiled top-k: pass 1's floor admits about k + a quarter-octave's share of values per pixel, so a 2k
     # buffer is rarely cut back to k (never on bunny block1: 2,373 of 18,352 admitted on average); counted
     # as a quarter cut per pixel where K > 2k
@@ -592,8 +593,9 @@ def work_seconds(num_neurons: int, height: int, width: int, num_frames: int, *, 
 
 @functools.lru_cache(maxsize=16)
 def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device: str,
-           probe_maps: int = 32) -> tuple[float, float, float]:
-    """(wall seconds per map, per frame, per top-k buffer cut) of every A2 pass: each reducer updated twice with
+           probe_maps: int = 32) -> tuple[float, float, float, float]:
+    """(wall seconds per map, per frame, per top-k buffer cut, per frame's neurons-needed select + sort at K >= k)
+    of every A2 pass: each reducer updated twice with
     `probe_maps` random maps in its second frame (the first update also pays the frame's set-up; pass 2 admits
     15 % of the values to its top-k, as pass 1's floor does on real layers) and the frame ended; plus,
     timed on a sixteenth of the pixels, the top-k merges (PyTorch: one torch.topk of the (P, 2k) buffer per k
@@ -627,18 +629,17 @@ def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device
         t2 = time.perf_counter()
         red.end_frame()
         first, again, ends = first + t1 - t0, again + t2 - t1, ends + time.perf_counter() - t2
-    per_map, per_frame, per_cut = again / probe_maps, max(0.0, first - again) + ends, 0.0
+    per_map, per_frame, per_cut, final = again / probe_maps, max(0.0, first - again) + ends, 0.0, 0.0
     rows = max(1, P // 16)
     if compiled:
         cut, final = a2k.probe_topk(rows, k)
-        per_frame += final * P
-        per_cut = cut * P
+        per_cut, final = cut * P, final * P
     elif merges:
         buf = torch.rand(rows, 2 * k, generator=g).to(device)
         t0 = time.perf_counter()
         torch.topk(buf, k, dim=1, sorted=False)
         per_map += (time.perf_counter() - t0) * (P / rows) / k
-    return per_map, per_frame, per_cut
+    return per_map, per_frame, per_cut, final
 
 
 @functools.cache
