@@ -465,6 +465,7 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     """
     p1 = _Pass1(functools.partial(topk_for, topk=topk, topk_mb=topk_mb))
     stream([p1])
+    p1._qc = None  # buffers reused from frame to frame are freed once their pass is over
     frames = sorted(p1.heat)
     total = float(sum(float(h.sum()) for h in p1.heat.values()))
     out: dict[str, Any] = {"frames": frames, "total_mass": total, "all_zero_maps": p1.zero_maps,
@@ -479,6 +480,7 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     lbp = _LogBins(p1.vmin, p1.vmax, pb)
     p2 = _Pass2(p1.heat, lb, topk, lbp, p1.floor)
     stream([p2])
+    p2._spare = None
     K = p2.K
     mass = p2.mass.cpu().numpy()
     desc = np.cumsum(mass[::-1])  # mass held by the top bins, from the top
@@ -492,6 +494,8 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     p3 = _Pass3(lb, brackets, sub_bins)
     pr = _PassRefine(p2.crossing, lbp, pb, p1.heat) if p2.crossing else None  # pixels the top-k cannot resolve
     stream([p3] + ([pr] if pr else []))  # both need only pass 2: one stream
+    if pr:
+        pr._spare = None
     bounds = pr.bounds if pr else {}
     needed_lo, needed_hi = {}, {}
     for q in QUANTILES:
