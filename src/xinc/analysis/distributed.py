@@ -14,18 +14,24 @@ is the lower middle value, which is what the original code reports. `all_zero_ma
 (neuron, frame) maps that are zero at every pixel (dead neurons; they cover no pixel).
 Figures: xinc.report.plots.a2.
 
-Passes (nothing of size K x P is ever held):
+Streams (nothing of size K x P is ever held): passes 1, 2, then 3 together with the refinement, then 4.
 1. H per frame, the largest and smallest positive A (histogram range).
 2. share counts per neuron; a mass histogram of all A on `bins` log-spaced bins; per-pixel top-k
    (k = min(K, topk); default topk = what fits `topk_mb` = 512 MB, 2048 at 128x256) kept by merging each
-   chunk into the running top-k (torch.topk).
+   chunk into the running top-k (torch.topk; compiled: a per-pixel threshold, buffer and quickselect).
 3. inside the coarse bin where the cumulative mass from the top crosses (1 − a)·M, a fine linear
    histogram of `sub_bins` bins; τ_a = just below the smallest value of the fine bin at the crossing, so
    the values above τ_a hold at least (1 − a) of the mass, exceeding it by at most one fine bin
 4. n(p) at τ_a and the exact mass above τ_a (reported beside the target 1 − a).
 Neurons-needed is exact for every pixel whose top-k already holds q of H(p); for the others pass 2
-also keeps per-pixel log histograms (mass, count) and an extra pass splits each such pixel's crossing
-bin into linear sub-bins: the count is then known up to the values sharing the crossing sub-bin.
+also keeps per-pixel log histograms (mass, count) and the refinement (streamed with pass 3) splits each such
+pixel's crossing bin into linear sub-bins: the count is then known up to the values sharing the crossing sub-bin.
+
+Two implementations compute the same numbers: the PyTorch reducers below (the reference; CUDA, non-float32,
+XINC_NUMBA=0) and compiled numba kernels (xinc.analysis.a2_kernels; float32 CPU maps), which read each value
+once per pass, bin by float32 bit-pattern tables that reproduce the log bins exactly, keep the per-pixel top-k
+by threshold + buffer + quickselect, and split pixels over worker threads. Counts, bins and the top-k are
+identical; float64 sums (H, masses) agree to round-off (they add in another order).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xinc.analysis import a2_kernels as a2k
 from xinc.analysis.registry import (
     AnalysisContext,
     AnalysisResult,
@@ -51,6 +58,7 @@ from xinc.canvas.reduce import Reducer
 from xinc.errors import XincError
 
 AID = "a2"
+STREAMS = 4  # times distributed_stats streams each layer's canvases (the cost estimate's pass count)
 MASS_LEVELS = (0.1, 0.5)
 QUANTILES = (0.5, 0.9)
 
@@ -69,6 +77,13 @@ class _Pass1(Reducer):
         self._h = None
 
     def update(self, start, maps):
+        if a2k.usable(maps):  # compiled: H(p) summed in neuron order (float64), extremes, dead maps, one read
+            if self._h is None:
+                self._h = np.zeros(maps[0].numel(), np.float64)
+            vmax, vmin, zero = a2k.pass1(maps, self._h)
+            self.vmax, self.vmin = max(self.vmax, vmax), min(self.vmin, vmin)
+            self.zero_maps, self.maps = self.zero_maps + zero, self.maps + int(maps.shape[0])
+            return
         a = maps.abs()
         part = a.sum(0, dtype=torch.float64)
         self._h = part if self._h is None else self._h + part
@@ -80,7 +95,9 @@ class _Pass1(Reducer):
             self.vmin = min(self.vmin, float(pos.min()))
 
     def end_frame(self):
-        self.heat[self.frame] = self._h
+        h = self._h
+        self.heat[self.frame] = torch.from_numpy(h).reshape(self.info.height, self.info.width) \
+            if isinstance(h, np.ndarray) else h
 
     def result(self):
         return self
@@ -100,6 +117,11 @@ class _LogBins:
         idx = x.log_().sub_(self.l0).mul_(self.scale).floor_().to(torch.int64)
         return idx.clamp_(0, self.bins - 1)
 
+    @functools.cached_property
+    def table(self) -> a2k.LogTable:
+        """The same bins as float32 bit-pattern tables for the compiled kernels (built with `index` itself)."""
+        return a2k.LogTable(self.index, self.bins)
+
     def edges(self, b: int) -> tuple[float, float]:
         lo = math.exp(self.l0 + b / self.scale) if b > 0 else self.lo
         hi = math.exp(self.l0 + (b + 1) / self.scale) if b < self.bins - 1 else self.hi
@@ -117,6 +139,7 @@ class _Pass2(Reducer):
         self.crossing: dict[int, dict[float, tuple[torch.Tensor, ...]]] = {}  # censored pixels' histogram bin
         self.mass = None
         self.count = None
+        self._spare = None  # the compiled state's buffers, reused from frame to frame
 
     def begin_frame(self, info, frame):
         super().begin_frame(info, frame)
@@ -124,8 +147,12 @@ class _Pass2(Reducer):
         self._c = torch.zeros(self.K, dtype=torch.int64)
         self._top = None
         self._pm = self._pc = None
+        self._k = None
 
     def update(self, start, maps):
+        if a2k.usable(maps):
+            self._update_compiled(start, maps)
+            return
         a = maps.abs().flatten(1)  # (n, P)
         h = self.heat[self.frame].reshape(-1).to(a.device)
         thr = (h / self.K).to(a.dtype)
@@ -140,6 +167,30 @@ class _Pass2(Reducer):
             self.count = c if self.count is None else self.count + c.to(self.count.device)
         self._merge(a)
         self._pm, self._pc = _pixel_hist(a, self.pix, self._pm, self._pc)
+
+    def _update_compiled(self, start: int, maps: torch.Tensor) -> None:
+        """The compiled path: one fused loop per pixel block (coverage, both histograms, top-k)."""
+        if self._k is None:
+            h = self.heat[self.frame].reshape(-1)
+            self._thr, self._hpos = (h / self.K).to(torch.float32).numpy(), (h > 0).numpy()
+            sp = self._spare
+            same = sp is not None and sp.top.shape == (h.numel(), min(2 * self.topk, self.K))
+            self._k = sp.reset() if same else a2k.Pass2State(h.numel(), self.K, self.topk, self.bins.bins,
+                                                             self.pix.bins)
+        if self._k.seen + maps.shape[0] > self.K:
+            raise ValueError(f"a2: more maps in frame {self.frame} than the layer's {self.K} neurons")
+        cov = self._k.update(maps, self._thr, self._hpos, self.bins.table, self.pix.table)
+        self._c[start:start + maps.shape[0]] = torch.from_numpy(cov)
+
+    def _end_compiled(self) -> a2k.Pass2State:
+        """Fold the compiled state's histograms into the reference path's fields; returns the state."""
+        st, self._k = self._k, None
+        self._spare = st
+        m, c = torch.from_numpy(st.cmass.sum(0)), torch.from_numpy(st.ccount.sum(0))
+        self.mass = m if self.mass is None else self.mass + m
+        self.count = c if self.count is None else self.count + c
+        self._pm, self._pc = torch.from_numpy(st.pmass), torch.from_numpy(st.pcount)
+        return st
 
     def _merge(self, a: torch.Tensor) -> None:
         """Add (n, P) values to the per-pixel top-k: columns collect in a (P, 2k) buffer (the merge buffer
@@ -165,21 +216,31 @@ class _Pass2(Reducer):
 
     def end_frame(self):
         self.counts[self.frame] = self._c
-        top = self._final_top().to(torch.float64)
-        cum = top.cumsum(1)
-        h = self.heat[self.frame].reshape(-1).to(cum.device)
+        h = self.heat[self.frame].reshape(-1)
+        need = self._needed(h)
         self.needed[self.frame], self.censored[self.frame] = {}, {}
         for q in QUANTILES:
-            reach = cum >= (q * h)[:, None] * (1 - 1e-12)
-            ok = reach.any(1)
-            m = reach.to(torch.int8).argmax(1).to(torch.float64) + 1  # first index that reaches q*H
-            m = torch.where(ok, m, torch.full_like(m, math.inf))
-            m = torch.where(h > 0, m, torch.full_like(m, math.nan))
+            m = need[q].to(h.device)
+            ok = torch.isfinite(m) | ~(h > 0)
             self.needed[self.frame][q] = m.reshape(self.info.height, self.info.width).cpu()
             self.censored[self.frame][q] = int((~ok & (h > 0)).sum())
             if self.censored[self.frame][q]:  # where the top-k falls short: the per-pixel histogram's crossing bin
                 self.crossing.setdefault(self.frame, {})[q] = _crossing_bins(self._pm, self._pc, q * h)
         self._top = self._pm = self._pc = None
+
+    def _needed(self, h: torch.Tensor) -> dict[float, torch.Tensor]:
+        """Per pixel, 1 + the first index where the sorted top-k's running sum reaches q H(p) (inf: none; nan: H=0)."""
+        if self._k is not None:  # compiled: the same float64 running sums and compares, in the same order
+            return dict(zip(QUANTILES, torch.from_numpy(self._end_compiled().needed(h, QUANTILES)), strict=True))
+        cum = self._final_top().to(torch.float64).cumsum(1)
+        h = h.to(cum.device)
+        out = {}
+        for q in QUANTILES:
+            reach = cum >= (q * h)[:, None] * (1 - 1e-12)
+            m = reach.to(torch.int8).argmax(1).to(torch.float64) + 1  # first index that reaches q*H
+            m = torch.where(reach.any(1), m, torch.full_like(m, math.inf))
+            out[q] = torch.where(h > 0, m, torch.full_like(m, math.nan))
+        return out
 
     def result(self):
         return self
@@ -221,6 +282,8 @@ def _crossing_bins(mass: torch.Tensor, count: torch.Tensor, target: torch.Tensor
     above the histogram (for sub-bins). Returns (bin (P,), mass above the bin, count above the bin,
     count in the bin).
     """
+    if a2k.usable(mass, torch.float64):
+        return a2k.crossing(mass, count, target, above)
     P = target.numel()
     m, c = mass.view(P, -1), count.view(P, -1)
     cm = m.flip(1).cumsum(1).flip(1)  # cm[:, b] = mass in bins >= b
@@ -243,10 +306,11 @@ class _PassRefine(Reducer):
         self.crossing, self.pix, self.sub = crossing, pix_bins, sub
         self.target = {f: h.reshape(-1) for f, h in heat.items()}
         self.bounds: dict[int, dict[float, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._spare = None  # compiled path: the (levels, P * sub) histograms, reused from frame to frame
 
     def begin_frame(self, info, frame):
         super().begin_frame(info, frame)
-        self._h = {}
+        self._h, self._arr = {}, None
         for q, (b, _, _, _) in self.crossing.get(frame, {}).items():
             lo = torch.exp(self.pix.l0 + b.to(torch.float64) / self.pix.scale)
             hi = torch.exp(self.pix.l0 + (b + 1).to(torch.float64) / self.pix.scale)
@@ -257,10 +321,32 @@ class _PassRefine(Reducer):
     def update(self, start, maps):
         if not self._h:
             return
+        if a2k.usable(maps):  # every level in one read of the chunk
+            if self._arr is None:
+                self._arr = self._compiled_state()
+            a2k.refine(maps, self.pix.table, *self._arr, self.sub)
+            return
         a = maps.abs().flatten(1)
         for q, st in self._h.items():
             b = self.crossing[self.frame][q][0]
             st[2], st[3] = _pixel_hist(a, self.pix, st[2], st[3], sel=b, sub=(st[0], st[1], self.sub))
+
+    def _compiled_state(self) -> tuple[np.ndarray, ...]:
+        """(sel, lo, span, mass, count), each (levels, ...), for a2k.refine; the histograms are zeroed views
+        that the levels' entries of self._h share."""
+        qs = list(self._h)
+        n = self._h[qs[0]][0].numel() * self.sub
+        if self._spare is None or self._spare[0].shape != (len(qs), n):
+            self._spare = (np.empty((len(qs), n)), np.empty((len(qs), n)))
+        m, c = self._spare
+        m[...] = 0
+        c[...] = 0
+        for i, q in enumerate(qs):
+            self._h[q][2:4] = torch.from_numpy(m[i]), torch.from_numpy(c[i])
+        sel = np.stack([self.crossing[self.frame][q][0].numpy() for q in qs])
+        lo = np.stack([self._h[q][0].numpy() for q in qs])
+        span = np.stack([(self._h[q][1] - self._h[q][0]).clamp_min(1e-300).numpy() for q in qs])
+        return sel, lo, span, m, c
 
     def end_frame(self):
         for q, (_, _, m, c) in self._h.items():
@@ -279,10 +365,18 @@ class _Pass3(Reducer):
 
     def __init__(self, bins: _LogBins, brackets: dict[float, int], sub_bins: int) -> None:
         self.bins, self.brackets, self.sub = bins, brackets, sub_bins
-        self.fine = {a: torch.zeros(sub_bins, dtype=torch.float64) for a in brackets}
-        self.fmin = {a: torch.full((sub_bins,), math.inf, dtype=torch.float64) for a in brackets}
+        self._fine = np.zeros((len(brackets), sub_bins), np.float64)  # both paths write through these views
+        self._fmin = np.full((len(brackets), sub_bins), math.inf, np.float64)
+        self.fine = {a: torch.from_numpy(self._fine[i]) for i, a in enumerate(brackets)}
+        self.fmin = {a: torch.from_numpy(self._fmin[i]) for i, a in enumerate(brackets)}
+        lo_hi = [bins.edges(b) for b in brackets.values()]
+        self._arr = (np.array(list(brackets.values()), np.int64), np.array([lo for lo, _ in lo_hi]),
+                     np.array([hi - lo for lo, hi in lo_hi]))
 
     def update(self, start, maps):
+        if a2k.usable(maps):
+            a2k.pass3(maps, self.bins.table, *self._arr, self.sub, self._fine, self._fmin)
+            return
         a = maps.abs().reshape(-1)
         pos = a[a > 0]
         if not pos.numel():
@@ -294,7 +388,7 @@ class _Pass3(Reducer):
                 continue
             lo, hi = self.bins.edges(b)
             j = ((v - lo) / (hi - lo) * self.sub).floor().to(torch.int64).clamp_(0, self.sub - 1)
-            self.fine[lev] += torch.bincount(j, weights=v, minlength=self.sub).cpu()
+            self.fine[lev].add_(torch.bincount(j, weights=v, minlength=self.sub).cpu())
             self.fmin[lev].scatter_reduce_(0, j.cpu(), v.cpu(), reduce="amin")
 
     def result(self):
@@ -314,6 +408,14 @@ class _Pass4(Reducer):
         self._n = {}
 
     def update(self, start, maps):
+        if a2k.usable(maps):  # compared in float32 like the reference (a float32 tensor > a Python float)
+            if not self._n:
+                self._cnt = np.zeros((len(self.taus), maps[0].numel()), np.int64)
+                self._n = {lev: torch.from_numpy(self._cnt[i]).view(maps.shape[1:]) for i, lev in enumerate(self.taus)}
+            above = a2k.pass4(maps, np.array(list(self.taus.values()), np.float32), self._cnt)
+            for i, lev in enumerate(self.taus):
+                self.above[lev] += float(above[i])
+            return
         a = maps.abs()
         for lev, tau in self.taus.items():
             over = a > tau
@@ -364,11 +466,19 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     p2 = _Pass2(p1.heat, lb, topk, lbp)
     stream([p2])
     K = p2.K
-    bounds = {}
-    if p2.crossing:  # some pixels need more than k neurons: bracket them with per-pixel histograms
-        pr = _PassRefine(p2.crossing, lbp, pb, p1.heat)
-        stream([pr])
-        bounds = pr.bounds
+    mass = p2.mass.cpu().numpy()
+    desc = np.cumsum(mass[::-1])  # mass held by the top bins, from the top
+    brackets, cum_above = {}, {}
+    for a in levels:
+        target = (1 - a) * float(mass.sum())
+        j = _crossing(desc, target)
+        b = bins - 1 - j
+        brackets[a] = b
+        cum_above[a] = (float(desc[j - 1]) if j > 0 else 0.0, target)
+    p3 = _Pass3(lb, brackets, sub_bins)
+    pr = _PassRefine(p2.crossing, lbp, pb, p1.heat) if p2.crossing else None  # pixels the top-k cannot resolve
+    stream([p3] + ([pr] if pr else []))  # both need only pass 2: one stream
+    bounds = pr.bounds if pr else {}
     needed_lo, needed_hi = {}, {}
     for q in QUANTILES:
         needed_lo[q], needed_hi[q] = {}, {}
@@ -381,17 +491,6 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
                 lo[cens], hi[cens] = blo[cens], bhi[cens]
             needed_lo[q][f] = lo.reshape(p2.needed[f][q].shape).numpy()
             needed_hi[q][f] = hi.reshape(p2.needed[f][q].shape).numpy()
-    mass = p2.mass.cpu().numpy()
-    desc = np.cumsum(mass[::-1])  # mass held by the top bins, from the top
-    brackets, cum_above = {}, {}
-    for a in levels:
-        target = (1 - a) * float(mass.sum())
-        j = _crossing(desc, target)
-        b = bins - 1 - j
-        brackets[a] = b
-        cum_above[a] = (float(desc[j - 1]) if j > 0 else 0.0, target)
-    p3 = _Pass3(lb, brackets, sub_bins)
-    stream([p3])
     taus, tau_info = {}, {}
     for a, b in brackets.items():
         above_bin, target = cum_above[a]
@@ -469,41 +568,68 @@ def work_seconds(num_neurons: int, height: int, width: int, num_frames: int, *, 
     """Estimated seconds of A2's own work on one layer (its reducers' updates in every pass, the top-k merges,
     the refinement pass assumed needed), from a probe on this machine; the canvases are not included."""
     k = topk_for(height * width, topk, topk_mb)
-    per_map, per_frame = _probe(num_neurons > k, height, width, k, topk_mb, str(device))
-    return (per_map * num_neurons + per_frame) * num_frames
+    per_map, per_frame, per_cut = _probe(num_neurons > k, height, width, k, topk_mb, str(device))
+    # compiled top-k: a full 2k buffer is cut back to k about 1 + 2 ln(K / 2k) times per pixel (values in random
+    # order: the i-th value enters the top-k with probability ~k / i, the stale threshold admits ~2k / i)
+    cuts = 1 + 2 * math.log(num_neurons / (2 * k)) if num_neurons > 2 * k else 0.0
+    return (per_map * num_neurons + per_frame + per_cut * cuts) * num_frames
 
 
 @functools.lru_cache(maxsize=16)
 def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device: str,
-           probe_maps: int = 8) -> tuple[float, float]:
-    """(wall seconds per map, per frame) of every A2 pass: each reducer updated twice with `probe_maps` random
-    maps (the first update also pays the frame's allocations), plus one top-k merge of the (P, 2k) buffer
-    (timed on a sixteenth of its rows) per k maps."""
+           probe_maps: int = 8) -> tuple[float, float, float]:
+    """(wall seconds per map, per frame, per top-k buffer cut) of every A2 pass: each reducer updated twice with
+    `probe_maps` random maps in its second frame (the first update also pays the frame's set-up) and the frame
+    ended; plus,
+    timed on a sixteenth of the pixels, the top-k merges (PyTorch: one torch.topk of the (P, 2k) buffer per k
+    maps; compiled: one quickselect cut of a full buffer, and the final select + sort of every pixel's top-k)."""
     P = height * width
     g = torch.Generator().manual_seed(0)
     maps = (torch.rand(probe_maps, height, width, generator=g) ** 4).to(device)
-    heat = {0: maps.sum(0, dtype=torch.float64) * 1000}
+    heat = dict.fromkeys((0, 1), maps.sum(0, dtype=torch.float64) * 1000)
     lb, lbp = _LogBins(1e-4, 1.0, 2048), _LogBins(1e-4, 1.0, pixel_bins_for(P, topk_mb))
-    crossing = {0: {q: (torch.zeros(P, dtype=torch.int64, device=device), None, None, None) for q in QUANTILES}}
+    compiled = a2k.usable(maps)
+    if compiled:  # compile / load the kernels and build the bin tables (once per layer) outside the timing
+        _warm()
+        _ = lb.table, lbp.table
+    z = torch.zeros(P, dtype=torch.float64, device=device)
+    crossing = dict.fromkeys((0, 1), {q: (torch.zeros(P, dtype=torch.int64, device=device), z, z, z)
+                                      for q in QUANTILES})
     reducers = [_Pass1(), _Pass2(heat, lb, k, lbp), _Pass3(lb, dict.fromkeys(MASS_LEVELS, 1024), 8192),
                 _Pass4(dict.fromkeys(MASS_LEVELS, 0.01)), _PassRefine(crossing, lbp, lbp.bins, heat)]
     info = _ProbeInfo(2 * probe_maps, height, width)
-    first = again = 0.0
-    for red in reducers:
+    first = again = ends = 0.0
+    for red in reducers:  # frame 0 fills the reused buffers' pages (once per layer); frame 1 is timed
         red.begin_frame(info, 0)
+        red.update(0, maps)
+        red.end_frame()
+        red.begin_frame(info, 1)
         t0 = time.perf_counter()
         red.update(0, maps)
         t1 = time.perf_counter()
         red.update(probe_maps, maps)
-        first, again = first + t1 - t0, again + time.perf_counter() - t1
-    per_map = again / probe_maps
-    if merges:
-        rows = max(1, P // 16)
+        t2 = time.perf_counter()
+        red.end_frame()
+        first, again, ends = first + t1 - t0, again + t2 - t1, ends + time.perf_counter() - t2
+    per_map, per_frame, per_cut = again / probe_maps, max(0.0, first - again) + ends, 0.0
+    rows = max(1, P // 16)
+    if compiled:
+        cut, final = a2k.probe_topk(rows, k)
+        per_frame += final * P
+        per_cut = cut * P
+    elif merges:
         buf = torch.rand(rows, 2 * k, generator=g).to(device)
         t0 = time.perf_counter()
         torch.topk(buf, k, dim=1, sorted=False)
         per_map += (time.perf_counter() - t0) * (P / rows) / k
-    return per_map, max(0.0, first - again)
+    return per_map, per_frame, per_cut
+
+
+@functools.cache
+def _warm() -> None:
+    """Run every compiled kernel once on a tiny canvas (numba compiles or loads them on their first call)."""
+    maps = torch.rand(2, 6, 3, 4, generator=torch.Generator().manual_seed(0))
+    distributed_from_canvases(maps, topk=2, chunk=4, bins=16, sub_bins=16)
 
 
 @dataclass

@@ -308,12 +308,13 @@ def _frame_estimates(results: dict[str, Any], run_ids: list[str]) -> list[str]:
 def _canvas_seconds(c, frames: int, run_ids: list[str], options: dict[str, Any],
                     memo_bytes: float) -> tuple[float, str]:
     """(seconds, what they cover) of one (layer, mode) canvas for the run: every analysis but A7 streams the
-    whole canvas of every frame (once when the memo holds it, else once per pass: A2 up to 5); A7 follows its
+    whole canvas of every frame (once when the memo holds it, else once per pass: A2 up to 4); A7 follows its
     options (xinc.analysis.faithfulness.canvas_need: sampled maps only outside a7.rank_modes, a7.frames frames)."""
+    from xinc.analysis.distributed import STREAMS
     from xinc.canvas.cost import format_seconds
 
     full = [a for a in run_ids if a != "a7"]
-    passes = 5 if "a2" in run_ids else 2
+    passes = STREAMS if "a2" in run_ids else 2
     once = c.bytes_per_frame * frames <= memo_bytes
     secs, notes = 0.0, []
     if full:

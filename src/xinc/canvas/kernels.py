@@ -48,10 +48,12 @@ def backend() -> str | None:
     return f"numba {_numba().__version__}" if available() else None
 
 
-def _jit(fn):
-    """njit with an on-disk cache where the package directory is writable (else compiled per process)."""
+def _jit(fn, fastmath: bool = True):
+    """njit with an on-disk cache where the package directory is writable (else compiled per process);
+    fastmath=False keeps IEEE order (kernels that must round exactly like a PyTorch reference)."""
     numba = _numba()
-    opts = dict(nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")  # no zero-division branches
+    opts = dict(nogil=True, fastmath={"reassoc", "contract"} if fastmath else False,
+                error_model="numpy")  # no zero-division branches
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -441,6 +443,24 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     parts = max(1, min(parts, n))
     step = -(-n // parts)
     return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+jit = _jit  # public: other modules' compiled kernels (xinc.analysis.a2_kernels)
+split = _split
+
+
+def threads() -> int:
+    """Worker threads the kernels split work over: torch's intra-op thread count (its pool is idle meanwhile)."""
+    return max(1, torch.get_num_threads())
+
+
+def map_ranges(parts: int, job) -> None:
+    """Run job(i) for i in range(parts) on the kernel worker threads (inline when parts == 1)."""
+    if parts <= 1:
+        for i in range(parts):
+            job(i)
+        return
+    list(_pool(parts).map(job, range(parts)))
 
 
 def pack_taps(tables) -> tuple[np.ndarray, ...]:
