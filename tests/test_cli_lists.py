@@ -44,18 +44,27 @@ def test_a_repeated_option_is_checked_too(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_every_list_option_of_the_commands_takes_repeats():
-    """The other list-valued fields of the configs `xinc` parses (found by type, not by a hand-kept list)."""
+def test_which_list_options_add_up_and_which_override():
+    """Lists of independent items (REPEATABLE) add up; architecture vectors keep the last occurrence, so a flag
+    appended to a base command line overrides it (the import/train tests rely on that)."""
+    import dataclasses
+    import typing
+
     import xinc.train as tr
+    from xinc.models.importers.config import NeRVImportConfig
     from xinc.video.config import VideoDirConfig
 
-    assert list_fields(tr.TrainNeRVConfig) == ("strides", "kernel_sizes", "widths")
-    assert "size" not in list_fields(tr.TrainFFNConfig)  # HxW is one token, not a list
-    cfg = parse(tr.TrainNeRVConfig, ["--video", "v", "--out", "o", "--strides", "4", "--strides", "2", "2",
-                                     "--widths", "8", "--kernel-sizes", "3", "--widths", "6", "4",
-                                     "--kernel-sizes", "3", "3"], "xinc train nerv")
-    assert (cfg.strides, cfg.widths, cfg.kernel_sizes) == ([4, 2, 2], [8, 6, 4], [3, 3, 3])
-    assert set(list_fields(VideoDirConfig)) == {"neuron_index", "extra_formats"}
+    assert list_fields(VideoDirConfig) == ("neuron_index", "extra_formats")
+    cfg = parse(VideoDirConfig, ["M", "--out", "o", "--neuron-index", "head=0,5", "--extra-formats", "gif",
+                                 "--neuron-index", "block3=7", "--extra-formats", "webp"], "xinc video")
+    assert cfg.neuron_index == ("head=0,5", "block3=7") and cfg.extra_formats == ("gif", "webp")
+    for cls in (tr.TrainNeRVConfig, NeRVImportConfig):  # every other list field of these: override on purpose
+        hints = typing.get_type_hints(cls)
+        lists = [f.name for f in dataclasses.fields(cls) if "list[" in str(hints[f.name])]
+        assert lists and not set(lists) & set(list_fields(cls))
+    cfg = parse(tr.TrainNeRVConfig, ["--video", "v", "--out", "o", "--strides", "4", "2", "2", "--strides", "2",
+                                     "2"], "xinc train nerv")
+    assert cfg.strides == [2, 2]
 
 
 def test_merge_repeated_keeps_other_tokens_in_place():

@@ -51,8 +51,15 @@ def test_ray_equals_serial_and_skips_on_rerun(tmp_path, local_ray):
     a, b = _outputs(tmp_path / "s"), _outputs(tmp_path / "r")
     assert len(a) > 30 and a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
-    pids = json.loads((tmp_path / "r" / "ray_workers.json").read_text())["worker_pid"]
+    workers = json.loads((tmp_path / "r" / "ray_workers.json").read_text())
+    pids = workers["worker_pid"]
     assert len(pids) == len(par["steps_run"]) - 1 and len(set(pids.values())) == len(pids)  # a process per step
+    # each task ran under the default worker budget (its analyze step recorded the lowered memo) and reported
+    # its own peak RSS
+    assert workers["worker_memory_mb"] == 3000 and workers["max_peak_rss_mb"] == max(workers["worker_peak_rss_mb"]
+                                                                                     .values()) > 0
+    memo = json.loads((tmp_path / "r" / "0001" / "ffn" / "config.json").read_text())["memory"]
+    assert memo["budget_mb"] == 3000 and memo["memo_mb"] == 0
     again = run_pipeline(PipelineConfig(**{**TINY, "out": str(tmp_path / "r")}), backend="ray")
     assert again["steps_run"] == [] and sorted(again["steps_skipped"]) == sorted(par["steps_run"])
 

@@ -20,6 +20,18 @@ from xinc.fields import flag_names as option_names  # {field: option name} (`hid
 T = TypeVar("T")
 
 
+class _Repeatable:
+    """Marker of a list option whose repeated flags add up (`--option a --option b` = `--option a b`): lists of
+    independent items. Other list options (architecture vectors such as `--strides`) keep the last occurrence,
+    so an appended flag overrides. `xinc.cli.common.merge_repeated` reads it."""
+
+    def __repr__(self) -> str:
+        return "REPEATABLE"
+
+
+REPEATABLE = _Repeatable()
+
+
 def as_json(cfg: Any) -> dict[str, Any]:
     """The resolved config as JSON-able values (paths as strings, tuples as lists)."""
     return _plain(dataclasses.asdict(cfg))

@@ -311,6 +311,7 @@ def is_done(root: Path, step: Step) -> bool:
         return False
 
 
+WORKER_MEMORY_MB = 3000.0  # Ray backend: memory budget per worker (issue 20: under 3 GB at 128x256)
 MARKER_FORMAT = 2  # markers of the Steps class before issue 20 have no "format" (see adopt_legacy)
 
 
@@ -418,10 +419,12 @@ def run_serial(root: Path, steps: list[Step], progress: bool = True) -> list[dic
 
 
 def run_ray(root: Path, steps: list[Step], *, address: str | None = None, max_retries: int = 2,
-            progress: bool = True) -> list[dict[str, Any]]:
+            progress: bool = True, worker_memory_mb: float | None = WORKER_MEMORY_MB) -> list[dict[str, Any]]:
     """One Ray task per step (each clip's steps depend on their upstream tasks' results, so Ray runs them in
-    dependency order and independent clips in parallel). Tasks declare num_cpus/num_gpus; a failed task is
-    retried max_retries times; completed steps are skipped by the same markers as the serial backend."""
+    dependency order and independent clips in parallel). Tasks declare num_cpus/num_gpus and, with a worker
+    memory budget, `memory=` (so Ray starts no more tasks than memory holds) and run under that budget
+    (xinc.memory: analysis steps lower their canvas memo); a failed task is retried max_retries times;
+    completed steps are skipped by the same markers as the serial backend."""
     try:
         import ray
     except ImportError:
@@ -435,10 +438,12 @@ def run_ray(root: Path, steps: list[Step], *, address: str | None = None, max_re
         # what earlier steps left in its heap (freed chunks are kept for reuse, see xinc.threads)
         task = ray.remote(max_calls=1)(_ray_step)
         refs: dict[str, Any] = {}
+        memory = _ray_memory(ray, worker_memory_mb)
         for st in steps:
             opts = {"num_cpus": st.num_cpus, "num_gpus": st.num_gpus, "max_retries": max_retries,
-                    "retry_exceptions": True}
-            refs[st.id] = task.options(**opts).remote(str(root), st, *[refs[d] for d in st.deps if d in refs])
+                    "retry_exceptions": True, **({"memory": memory} if memory else {})}
+            refs[st.id] = task.options(**opts).remote(str(root), st, worker_memory_mb,
+                                                      *[refs[d] for d in st.deps if d in refs])
         results: dict[Any, dict[str, Any]] = {}
         failed: list[BaseException] = []
         pending = list(refs.values())
@@ -462,30 +467,45 @@ def run_ray(root: Path, steps: list[Step], *, address: str | None = None, max_re
             ray.shutdown()
 
 
-def _ray_step(root: str, step: Step, *upstream) -> dict[str, Any]:
-    """Body of a Ray task: the upstream results only order the tasks. Adds the worker's peak RSS so far."""
-    import resource
+def _ray_memory(ray, worker_memory_mb: float | None) -> int | None:
+    """Bytes of Ray's `memory` resource each task declares: the worker budget, at most what the cluster has
+    (a task asking for more than any node holds would never start)."""
+    if not worker_memory_mb:
+        return None
+    have = float(ray.cluster_resources().get("memory", 0))
+    want = float(worker_memory_mb) * 2**20
+    return int(min(want, have)) if have > 0 else None
 
+
+def _ray_step(root: str, step: Step, worker_memory_mb: float | None, *upstream) -> dict[str, Any]:
+    """Body of a Ray task: the upstream results only order the tasks. Runs the step under the worker memory
+    budget (xinc.memory) and adds the worker's peak RSS (VmHWM: the step's, as each step has its own worker)."""
+    from xinc.memory import peak_rss_mb, set_budget_mb
     from xinc.threads import configure_threads
 
     configure_threads()
+    set_budget_mb(worker_memory_mb)
     res = run_step(Path(root), step)
-    res["worker_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    res["worker_peak_rss_mb"] = round(peak_rss_mb(), 1)
     res["worker_pid"] = os.getpid()
     return res
 
 
 def execute(root: Path, steps: list[Step], backend: str = "serial", *, address: str | None = None,
-            max_retries: int = 2, progress: bool = True) -> tuple[list[str], list[str]]:
+            max_retries: int = 2, progress: bool = True,
+            worker_memory_mb: float | None = WORKER_MEMORY_MB) -> tuple[list[str], list[str]]:
     """Run the steps with a backend; returns (ids run, ids skipped) in plan order."""
     if backend == "serial":
         res = run_serial(root, steps, progress)
     elif backend == "ray":
-        res = run_ray(root, steps, address=address, max_retries=max_retries, progress=progress)
+        res = run_ray(root, steps, address=address, max_retries=max_retries, progress=progress,
+                      worker_memory_mb=worker_memory_mb)
         peaks = {r["id"]: r["worker_peak_rss_mb"] for r in res if r["ran"]}
         if peaks:
-            write_json(Path(root) / "ray_workers.json", {"worker_peak_rss_mb": peaks, "worker_pid": {
-                r["id"]: r.get("worker_pid") for r in res if r["ran"]}})
+            write_json(Path(root) / "ray_workers.json", {
+                "worker_peak_rss_mb": peaks, "worker_memory_mb": worker_memory_mb or None,
+                "max_peak_rss_mb": max(peaks.values()),
+                "worker_pid": {r["id"]: r.get("worker_pid") for r in res if r["ran"]}})
     else:
         raise XincError(f"backend {backend!r}: choose serial or ray")
     return [r["id"] for r in res if r["ran"]], [r["id"] for r in res if not r["ran"]]
@@ -678,10 +698,16 @@ class RunConfig:
     """Ray only: an existing cluster's address (default: a local Ray started for this run)"""
     max_retries: int = 2
     """Ray only: times a failed task is retried"""
+    worker_memory_mb: float = WORKER_MEMORY_MB
+    """Ray only: memory budget per worker in MiB (declared to Ray as `memory`; analysis steps lower their canvas
+    memo to a quarter of what it leaves above 3000 MiB, explicit chunk budgets to 1/64; xinc.memory); 0: none"""
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise XincError(f"--max-retries {self.max_retries}: must be >= 0")
+        if not (0 <= self.worker_memory_mb < float("inf")):
+            raise XincError(f"--worker-memory-mb {self.worker_memory_mb}: not a size in MiB ; give >= 0 (0: no "
+                            "budget)")
         if self.address is not None and self.backend != "ray":
             raise XincError("--address: only with --backend ray")
 
@@ -692,11 +718,11 @@ def run_config_file(run: RunConfig, *, command: str | None = None) -> dict[str, 
     if run.out is not None:
         cfg.out = str(run.out)
     return run_pipeline(cfg, backend=run.backend, address=run.address, max_retries=run.max_retries,
-                        command=command)
+                        command=command, worker_memory_mb=run.worker_memory_mb)
 
 
 def run_pipeline(cfg: PipelineConfig, *, backend: str = "serial", address: str | None = None, max_retries: int = 2,
-                 command: str | None = None) -> dict[str, Any]:
+                 command: str | None = None, worker_memory_mb: float | None = WORKER_MEMORY_MB) -> dict[str, Any]:
     """Run the whole pipeline for every clip of the config with a backend ("serial" or "ray": one task per clip
     and step, in dependency order); returns a summary (also OUT/config.json). Re-runs skip completed steps."""
     validate(cfg)
@@ -714,11 +740,11 @@ def run_pipeline(cfg: PipelineConfig, *, backend: str = "serial", address: str |
         for v in list_videos(cfg.dataset, root) if cfg.videos == "all" else cfg.videos:
             plain_name(v, f"{root}: clip id")
     with claimed_folder(out, inputs=[] if cfg.synthetic else [root], kind="run", what="out"):
-        return _run_pipeline(cfg, out, root, command, backend, address, max_retries)
+        return _run_pipeline(cfg, out, root, command, backend, address, max_retries, worker_memory_mb)
 
 
 def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, command: str | None, backend: str,
-                  address: str | None, max_retries: int) -> dict[str, Any]:
+                  address: str | None, max_retries: int, worker_memory_mb: float | None) -> dict[str, Any]:
     from xinc.data.panoptic import list_videos
 
     ran, skipped = [], []
@@ -755,11 +781,13 @@ def _run_pipeline(cfg: PipelineConfig, out: Path, root: Path, command: str | Non
                     [s for c in clips.values() for s in c["steps"]])
     steps = [st for st in plan.steps.values() if st.name != "data"]
     resolved = {"pipeline": to_jsonable(cfg), "root": str(root), "videos": videos, "backend": backend,
+                "worker_memory_mb": (worker_memory_mb or None) if backend == "ray" else None,
                 "commands": [st.command for st in steps if st.command],
                 "command": command or "python: xinc.pipeline.run_pipeline(...)", "steps_run": ran,
                 "steps_skipped": skipped, "clips": clips}
     write_json(out / "config.json", resolved)  # before the steps: the report shows its commands
-    r, k = execute(out, steps, backend, address=address, max_retries=max_retries, progress=cfg.progress)
+    r, k = execute(out, steps, backend, address=address, max_retries=max_retries, progress=cfg.progress,
+                   worker_memory_mb=worker_memory_mb)
     resolved.update(steps_run=ran + r, steps_skipped=skipped + k)
     if cfg.report:
         resolved["report"] = str(out / "report.html")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
+from xinc.config import REPEATABLE
 from xinc.data.datasets import dataset_names
 from xinc.errors import XincError
 from xinc.validate import finite_positive, non_negative_int, optional, path_in, path_out, positive_int
@@ -74,7 +75,7 @@ class AnalyzeConfig:
     """print the estimated canvas cost of this run and exit without analysing"""
     sample_neurons: int = 6
     """neurons sampled (seeded) for per-neuron plots (A3; same as --option a3.sample_neurons=N)"""
-    option: tuple[str, ...] = ()
+    option: Annotated[tuple[str, ...], REPEATABLE] = ()
     """per-analysis options as AID.NAME=VALUE, e.g. `--option a5.null=8 a2.topk=1024` or `--option a5.null=8
     --option a2.topk=1024` (every occurrence counts; unknown names and mistyped values are an error; see each
     analysis' options dataclass)"""

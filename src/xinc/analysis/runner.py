@@ -375,6 +375,7 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, 
     """
     from xinc.analysis.registry import AnalysisContext, discover, normalize_mode, variants
     from xinc.canvas.memo import CanvasMemo
+    from xinc.memory import budget_mb, chunk_mb_within, memo_mb_within, rss_limit_mb
     from xinc.models.io import load_model, read_model_dir_config
 
     o.check_paths()
@@ -396,7 +397,8 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, 
     run_ids, skipped = _runnable(ids, explicit, data, found)
     from xinc.analysis.registry import UNAVAILABLE
 
-    cost = _cost_lines(model, layers, [c for _, c in variants(o.mode)], data["frames"], run_ids, o.memo_mb, device,
+    cost = _cost_lines(model, layers, [c for _, c in variants(o.mode)], data["frames"], run_ids,
+                       memo_mb_within(o.memo_mb), device,
                        options)
     if o.estimate_only or cost[0] > 30:
         print("\n".join(cost[1]), file=sys.stderr, flush=True)
@@ -405,7 +407,9 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, 
 
     resolved = {**as_json(o), "device": str(device), "layers": layers, "frames": data["frames"],
                 "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "command": command,
-                "optional_modules_missing": sorted(UNAVAILABLE)}
+                "optional_modules_missing": sorted(UNAVAILABLE),
+                "memory": {"budget_mb": budget_mb(), "memo_mb": memo_mb_within(o.memo_mb),
+                           "memory_budget_mb": chunk_mb_within(o.memory_budget_mb)}}
     modes = [c for _, c in variants(o.mode)]
     results: dict[str, Any] = {
         "model": {"dir": str(o.model_dir), "kind": model.config.kind,
@@ -420,7 +424,8 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, 
         ctx = AnalysisContext(model=model, model_dir=Path(o.model_dir), layers=layers, frames=data["frames"],
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),
                               mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
-                              memory_budget_mb=o.memory_budget_mb, memo=CanvasMemo(o.memo_mb))
+                              memory_budget_mb=chunk_mb_within(o.memory_budget_mb),
+                              memo=CanvasMemo(memo_mb_within(o.memo_mb), rss_limit_mb=rss_limit_mb()))
         results.update(_analyse(ctx, run_ids, options, found, o.progress, draw))
         results["canvas"] = _canvas_section(model, layers, ctx.canvas_log, modes)
         order = ["model", "data", "reconstruction", "canvas", "skipped", *run_ids]

@@ -27,8 +27,10 @@ DEFAULT_MEMO_MB = float(os.environ.get("XINC_CANVAS_MEMO_MB", "1024"))
 class CanvasMemo:
     """Canvases of one model kept in memory up to `budget_mb` (0 turns the memo off)."""
 
-    def __init__(self, budget_mb: float | None = None) -> None:
+    def __init__(self, budget_mb: float | None = None, rss_limit_mb: float | None = None) -> None:
         self.budget = int(float(DEFAULT_MEMO_MB if budget_mb is None else budget_mb) * 2**20)
+        # a canvas is only stored while the process' resident memory plus it stays under this (a worker budget)
+        self.rss_limit = None if rss_limit_mb is None else float(rss_limit_mb) * 2**20
         self.used = 0
         self._store: OrderedDict[tuple, tuple[torch.Tensor, object, dict]] = OrderedDict()
         self._cost: dict[tuple, float] = {}  # seconds the entry took to compute, per byte (eviction order)
@@ -38,6 +40,17 @@ class CanvasMemo:
     def nbytes(info) -> int:
         """Bytes of one frame's canvas of a layer (float32)."""
         return int(info.num_neurons) * int(info.height) * int(info.width) * int(info.channels or 1) * 4
+
+    def _room(self, size: int) -> bool:
+        """Whether a canvas of `size` bytes may be stored: within the memo budget and, under an RSS limit, with the
+        process' resident memory now plus it below the limit."""
+        if size > self.budget:
+            return False
+        if self.rss_limit is None:
+            return True
+        from xinc.memory import rss_mb
+
+        return rss_mb() * 2**20 + size <= self.rss_limit
 
     def _admit(self, key: tuple, store: torch.Tensor, info, residual: dict, seconds: float) -> bool:
         """Keep a computed canvas if room can be made by evicting entries of other layers/modes that were cheaper
@@ -90,7 +103,7 @@ class CanvasMemo:
                 self.hits += 1
                 self._store.move_to_end(key)
                 out[f] = self._replay(self._store[key], f, reducers, chunk_neurons, progress)
-            elif not fused and size <= self.budget:
+            elif not fused and self._room(size):
                 self.misses += 1
                 out[f] = self._compute(model, layer, f, mode, reducers, chunk_neurons, memory_budget_mb, progress,
                                        key)
@@ -119,7 +132,7 @@ class CanvasMemo:
                 yield s, maps[s:s + step]
             return dict(residual)
         self.misses += 1
-        keep = self.nbytes(info) <= self.budget
+        keep = self._room(self.nbytes(info))
         store, residual = None, {}
         t0 = time.perf_counter()
         it = iter_canvas(model, layer, frame, mode=mode, chunk_neurons=chunk_neurons, memory_budget_mb=memory_budget_mb)

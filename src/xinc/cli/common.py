@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import tyro
 
+from xinc.config import REPEATABLE
 from xinc.errors import XincError
 
 T = TypeVar("T")
@@ -45,31 +46,26 @@ def old_bool_spelling(argv: list[str], names: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _variadic(tp) -> bool:
-    """A list[X] / tuple[X, ...] type (optionally `| None`); fixed tuples and one-token HxW options are not."""
+def _repeatable(tp) -> bool:
+    """A list type marked `Annotated[..., xinc.config.REPEATABLE]` (optionally `| None`)."""
     if typing.get_origin(tp) is typing.Annotated:
-        meta = getattr(tp, "__metadata__", ())
-        if any(getattr(m, "nargs", None) == 1 for m in meta):
-            return False
-        return _variadic(typing.get_args(tp)[0])
-    args = typing.get_args(tp)
+        return any(m is REPEATABLE for m in tp.__metadata__) or _repeatable(typing.get_args(tp)[0])
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return any(_variadic(a) for a in args if a is not type(None))
-    if typing.get_origin(tp) is list:
-        return True
-    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+        return any(_repeatable(a) for a in typing.get_args(tp) if a is not type(None))
+    return False
 
 
 def list_fields(cls: type) -> tuple[str, ...]:
-    """Names of the list-valued options of an options dataclass (they may be repeated: `--option a --option b`)."""
+    """Names of the options of an options dataclass whose repeated flags add up (`--option a --option b`):
+    list fields marked REPEATABLE. Other list options keep tyro's rule: the last occurrence wins."""
     hints = typing.get_type_hints(cls, include_extras=True)
-    return tuple(f.name for f in dataclasses.fields(cls) if _variadic(hints.get(f.name)))
+    return tuple(f.name for f in dataclasses.fields(cls) if _repeatable(hints.get(f.name)))
 
 
 def merge_repeated(argv: list[str], names: tuple[str, ...]) -> list[str]:
-    """Gather every occurrence of a list option into its first one: `--option a --option b c` -> `--option a b c`
-    (tyro keeps only the last occurrence, silently). `--name=v` counts as an occurrence; values run up to the
-    next `--flag` (or -h)."""
+    """Gather every occurrence of a repeatable list option into its first one: `--option a --option b c` ->
+    `--option a b c` (tyro alone keeps only the last occurrence, silently). `--name=v` counts as an occurrence;
+    values run up to the next `--flag` (or -h)."""
     flags = {f"--{n}" for n in names} | {f"--{n.replace('_', '-')}" for n in names}
     out: list[str] = []
     first: dict[str, int] = {}  # canonical name -> index in out after which its values go
@@ -115,8 +111,9 @@ def usage_line(text: str) -> str:
 def parse(cls: type[T], argv: list[str], prog: str) -> T:
     """tyro parses argv straight into the library config dataclass `cls` (its docstring is the help text).
 
-    Booleans are `--flag` / `--no-flag`; list options take several values after one flag, and a repeated
-    flag adds to them (merge_repeated); a usage error raises XincError with one line; --help exits 0.
+    Booleans are `--flag` / `--no-flag`; list options take several values after one flag; a repeated flag
+    adds to REPEATABLE ones (merge_repeated) and replaces the others; a usage error raises XincError with one
+    line; --help exits 0.
     """
     description = inspect.cleandoc(cls.__doc__ or "")
     argv = merge_repeated(old_bool_spelling([str(a) for a in argv], bool_fields(cls)), list_fields(cls))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
-from xinc.config import command_line
+from xinc.config import REPEATABLE, command_line
 from xinc.errors import XincError
 from xinc.utils import parse_hw
 from xinc.video.videos import VideoConfig, write_video_dir
@@ -35,7 +35,7 @@ class VideoDirConfig:
     """comma-separated layers of the neurons video (default: the last block and the head)"""
     neurons: int = 6
     """neurons sampled per layer (the shared seeded sampler: the explorer and report pick the same)"""
-    neuron_index: tuple[str, ...] = ()
+    neuron_index: Annotated[tuple[str, ...], REPEATABLE] = ()
     """neurons given by index instead of sampled, as LAYER=K,K,... per layer, e.g. head=0,5,9 block3=7,8"""
     seed: int = 0
     """seed of the neuron sampling"""
@@ -55,7 +55,7 @@ class VideoDirConfig:
     """also write grid_<layer>.mp4 of this layer's strongest neurons (by sum |C| in the first frame)"""
     grid_top: int = 16
     """neurons in the grid video"""
-    extra_formats: tuple[Literal["webp", "gif"], ...] = ()
+    extra_formats: Annotated[tuple[Literal["webp", "gif"], ...], REPEATABLE] = ()
     """also write each video as animated WebP and/or GIF (slides)"""
     cache_mb: float = 512.0
     """keep the first pass's panel-size maps within this budget instead of recomputing them"""
