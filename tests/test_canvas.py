@@ -37,14 +37,14 @@ NERV_SHAPES = {
 }
 
 
-def tiny_nerv(name: str, seed: int = 0) -> NeRV:
+def tiny_nerv(name: str, seed: int = 0, act: str = "gelu") -> NeRV:
     strides, ks, widths, fc_hw, head_ks, embed = NERV_SHAPES[name]
     total = 1
     for s in strides:
         total *= s
     cfg = NeRVConfig(height=fc_hw[0] * total, width=fc_hw[1] * total, num_frames=3, embed=embed,
                      embed_shape=[6, *fc_hw] if embed == "table" else None, fc_hw=fc_hw, fc_dim=6,
-                     strides=strides, kernel_sizes=ks, widths=widths, head_ks=head_ks)
+                     strides=strides, kernel_sizes=ks, widths=widths, head_ks=head_ks, act=act)
     torch.manual_seed(seed)
     m = NeRV(cfg)
     with torch.no_grad():
@@ -457,6 +457,28 @@ def test_compiled_gelu_is_as_accurate_as_torch():
     torch.testing.assert_close(kernels.activation(x, "relu"), F.relu(x), rtol=0, atol=0)
     torch.testing.assert_close(kernels.activation(x, "silu"), F.silu(x), rtol=2e-6, atol=1e-30)
     assert torch.isnan(kernels.activation(torch.tensor([float("nan")]), "gelu")).all()
+
+
+@pytest.mark.parametrize("act", ["relu", "silu"])
+def test_compiled_block_kernel_other_activations(act, monkeypatch):
+    """ReLU/SiLU decoders: the compiled block kernel's heat map, totals and residuals equal the eager path's."""
+    from xinc.canvas import kernels
+
+    if not kernels.available():
+        pytest.skip("numba is not installed: no compiled kernels to test")
+    m = tiny_nerv("two_blocks_s2s1_table", act=act)
+    for layer in ("block1", "block2"):
+        got = {}
+        for compiled in (True, False):
+            monkeypatch.setattr(kernels, "ENABLED", compiled)
+            heat, tot = HeatMap(), NeuronTotals()
+            res = stream_canvas(m, layer, [1], [heat, tot])
+            got[compiled] = heat.result()[1], tot.result()[1], res[1]
+        (h1, t1, r1), (h0, t0, r0) = got[True], got[False]
+        torch.testing.assert_close(h1, h0, **TOL)
+        torch.testing.assert_close(t1, t0, **TOL)
+        for key, val in r0.items():
+            assert r1[key] == pytest.approx(val, rel=1e-4, abs=1e-6), key
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])

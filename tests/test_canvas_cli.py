@@ -146,7 +146,7 @@ def test_cli_resumes_after_sigkill(model_dirs, tmp_path, monkeypatch):
 
     root, nerv, _ = model_dirs
     out = tmp_path / "killed"
-    argv = ["canvas", str(root / "nerv"), "--layers", "block3", "--out", str(out), "--progress", "False"]
+    argv = ["canvas", str(root / "nerv"), "--layers", "block3", "--out", str(out), "--no-progress"]
     slow = ("import sys, time; import xinc.canvas.write as c; real = c.stream_canvas\n"
             "def slow(m, layer, frames, *a, **k):\n"
             "    if frames[0] > 0: time.sleep(60)  # frame 0 finishes at once, the kill lands during frame 1\n"

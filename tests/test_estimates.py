@@ -49,7 +49,7 @@ def test_analyze_sample_frames_records_error_bounds(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["analyze", str(tmp_path / "model"), "--dataset", "cityscapes-vps", "--root", str(tmp_path / "data"),
                "--video", cfg["video_ids"][0], "--frames", "0-7", "--sample-frames", "3", "--out", str(out),
-               "--analyses", "a1", "--layers", "head", "--mode", "paper", "--progress", "False"])
+               "--analyses", "a1", "--layers", "head", "--mode", "paper", "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "frames sampled: 3 of 8" in printed and "95% [" in printed
