@@ -231,6 +231,18 @@ def _wpass2_source(A, h, w, P, d, c, cnt, T):
             o[2 * i + 1] = c10 * z0[i] + c11 * z1[i]
 
 
+def _row_taps_source(m, t, h, R, d, c, cnt, rows, cs):
+    """The taps of output row r m + t that fall inside the map: their input row offsets (rows, flat, row length R)
+    and coefficients (cs); returns how many."""
+    k = 0
+    for q in range(cnt[t]):
+        mm = m - d[t, q]
+        if 0 <= mm < h:
+            rows[k], cs[k] = mm * R, c[t, q]
+            k += 1
+    return k
+
+
 def _hpass_source(T, h, w, r, d, c, cnt, mode, B, P2, acc, tmp, rows, cs):  # noqa: C901 - one compiled kernel
     """Along h: output row M = r m + t of the stage is y = sum_q c[t, q] T[m - d[t, q]] (rows of T (h, r w); taps
     outside the map skipped). mode 0: y into B (r h, r w + 2 P2) between zero padding columns; 1: acc (r h, r w)
@@ -242,12 +254,7 @@ def _hpass_source(T, h, w, r, d, c, cnt, mode, B, P2, acc, tmp, rows, cs):  # no
     for m in range(h):
         for t in range(r):
             M = r * m + t
-            k = 0
-            for q in range(cnt[t]):
-                mm = m - d[t, q]
-                if 0 <= mm < h:
-                    rows[k], cs[k] = mm * R, c[t, q]
-                    k += 1
+            k = _row_taps(m, t, h, R, d, c, cnt, rows, cs)
             if mode == 0:
                 for i in range(P2):
                     B[M * Wn + i] = zero
@@ -304,12 +311,7 @@ def _hpass_pair_source(T, U, h, w, r, d, c, cnt, acc, rows, cs):
     ta, tb, zero = np.float64(0.0), np.float64(0.0), np.float32(0.0)
     for m in range(h):
         for t in range(r):
-            k = 0
-            for q in range(cnt[t]):
-                mm = m - d[t, q]
-                if 0 <= mm < h:
-                    rows[k], cs[k] = mm * R, c[t, q]
-                    k += 1
+            k = _row_taps(m, t, h, R, d, c, cnt, rows, cs)
             if k == 0:
                 continue
             M = r * m + t
@@ -419,12 +421,14 @@ def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel,
 _act = _act_source
 _wpass2, _interleave, _wpass, _hpass = _wpass2_source, _interleave_source, _wpass_source, _hpass_source
 _hpass_pair = _hpass_pair_source
+_row_taps = _row_taps_source
 _front = _front_source  # all compiled before _chain_source is
 
 
 @functools.cache
 def _chain_kernel():
-    global _act, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _front  # resolved when the callers compile
+    global _act, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _front, _row_taps  # resolved when callers compile
+    _row_taps = _jit(_row_taps_source)
     _act, _wpass2, _interleave = _jit(_act_source), _jit(_wpass2_source), _jit(_interleave_source)
     _wpass, _hpass, _hpass_pair = _jit(_wpass_source), _jit(_hpass_source), _jit(_hpass_pair_source)
     _front = _jit(_front_source)
