@@ -33,16 +33,20 @@ def _status_kib(field: str) -> float | None:
     return None
 
 
+def _mib(field: str) -> float:
+    """A /proc/self/status memory field in MiB (ru_maxrss, the peak, where /proc is missing)."""
+    kib = _status_kib(field)
+    return (kib if kib is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
 def rss_mb() -> float:
     """Resident set size of this process now, in MiB."""
-    kib = _status_kib("VmRSS")
-    return (kib if kib is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    return _mib("VmRSS")
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process (VmHWM; ru_maxrss where /proc is missing), in MiB."""
-    kib = _status_kib("VmHWM")
-    return (kib if kib is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    """Peak resident set size of this process (VmHWM), in MiB."""
+    return _mib("VmHWM")
 
 
 def set_budget_mb(mb: float | None) -> None:

@@ -67,31 +67,24 @@ def merge_repeated(argv: list[str], names: tuple[str, ...]) -> list[str]:
     `--option a b c` (tyro alone keeps only the last occurrence, silently). `--name=v` counts as an occurrence;
     values run up to the next `--flag` (or -h)."""
     flags = {f"--{n}" for n in names} | {f"--{n.replace('_', '-')}" for n in names}
-    out: list[str] = []
-    first: dict[str, int] = {}  # canonical name -> index in out after which its values go
+    out: list[str | tuple[str, str]] = []  # tokens, and (flag, name) where a repeatable option's values go
+    values: dict[str, list[str]] = {}
     i = 0
     while i < len(argv):
-        tok = argv[i]
-        flag, eq, val = tok.partition("=")
-        if flag not in flags:
-            out.append(tok)
-            i += 1
-            continue
-        values = [val] if eq else []
+        flag, eq, val = argv[i].partition("=")
         i += 1
-        while i < len(argv) and not argv[i].startswith("--") and argv[i] != "-h":
-            values.append(argv[i])
-            i += 1
+        if flag not in flags:
+            out.append(argv[i - 1])
+            continue
         key = flag[2:].replace("-", "_")
-        if key in first:
-            at = first[key]
-            out[at:at] = values
-            first = {k: v + len(values) if v >= at and k != key else v for k, v in first.items()}
-            first[key] = at + len(values)
-        else:
-            out += [flag, *values]
-            first[key] = len(out)
-    return out
+        if key not in values:
+            values[key] = []
+            out.append((flag, key))
+        values[key] += [val] if eq else []
+        while i < len(argv) and not argv[i].startswith("--") and argv[i] != "-h":
+            values[key].append(argv[i])
+            i += 1
+    return [t for item in out for t in ([item] if isinstance(item, str) else [item[0], *values[item[1]]])]
 
 
 def usage_line(text: str) -> str:
