@@ -149,3 +149,5 @@ def test_analyze_sample_frames_auto(tmp_path, capsys, monkeypatch, extra, sample
     if auto:
         assert f"{sampled} of the {samp['of']} frames" in err and "--sample-frames all" in err and "cuda" in err
         assert "estimate" in r["a1"]["layers"]["paper"]["head"]  # the sample's error bounds
+        assert main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 0
+        assert "chosen by --sample-frames auto" in (tmp_path / "r.html").read_text()

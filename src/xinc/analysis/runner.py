@@ -287,7 +287,9 @@ def _sample_frames(data: dict[str, Any], n: int | None, seed: int, chosen_by: st
     if data.get("flow") is not None:
         out["flow"] = data["flow"][pick[:-1]] if consecutive and pick == list(range(pick[0], pick[-1] + 1)) else None
     out["summary"] = {**data["summary"], "frames": out["frames"],
-                      "sampled": f"{n} of {len(frames)} frames, seeded (--seed {seed})",
+                      "sampled": f"{n} of {len(frames)} frames, seeded (--seed {seed})"
+                                 + (", chosen by --sample-frames auto (every frame: --sample-frames all)"
+                                    if chosen_by == "auto" else ""),
                       "sampling": {"frames": out["frames"], "n": n, "of": len(frames), "population": list(frames),
                                    "seed": seed, "method": METHOD,
                                    "chosen_by": "--sample-frames auto" if chosen_by == "auto" else "--sample-frames"}}
