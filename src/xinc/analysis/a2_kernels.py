@@ -100,6 +100,22 @@ def _pass1_source(x, xi, p0, p1, heat, rmax, rmin, qc):
             rmin[j] = mn
 
 
+def _heat_source(x, xi, p0, p1, heat, rmax, rmin):
+    """Pass 1 without the top-k: heat[p] += |x[j, p]| (float64, neuron order, so H equals _pass1_source's), and per
+    row j the largest and the smallest non-zero bit pattern of |x| (integer compares: the loops vectorise)."""
+    n = x.shape[0]
+    for j in range(n):
+        mx = rmax[j]
+        mn = rmin[j]
+        for p in range(p0, p1):
+            bits = xi[j, p] & 0x7FFFFFFF
+            heat[p] += np.float64(abs(x[j, p]))
+            mx = max(mx, bits)
+            mn = min(mn, bits if bits != 0 else 0x7FFFFFFF)
+        rmax[j] = mx
+        rmin[j] = mn
+
+
 def _floor_source(qc, k, out):
     """out[p] = the largest float32 below the start of the quarter-octave holding pixel p's k-th largest value
     (every value of its top-k is > out[p]); -1 when it has fewer than k positive values or the bin is the lowest."""
@@ -179,6 +195,21 @@ def _pass2_source(x, xi, p0, p1, thr, hpos, cov, ccell, cedges, cmass, ccount, p
                         f = k
                     fill[p] = f
             cov[j] += c
+
+
+def _shares_source(x, xi, p0, p1, thr, hpos, cov, ccell, cedges, cmass):
+    """Pass 2 without the top-k: per row, the coverage count #{p : |x| > thr[p], H(p) > 0} (a branch-free loop that
+    vectorises) and the coarse mass histogram of its positive values (no counts, no per-pixel state)."""
+    n = x.shape[0]
+    for j in range(n):
+        c = 0
+        for p in range(p0, p1):
+            c += (abs(x[j, p]) > thr[p]) & hpos[p]
+        cov[j] += c
+        for p in range(p0, p1):
+            bits = xi[j, p] & 0x7FFFFFFF
+            if bits != 0:
+                cmass[_bin(bits, ccell, cedges)] += np.float64(abs(x[j, p]))
 
 
 def _sort_desc_source(a, lo, hi):
@@ -335,7 +366,8 @@ def _compiled() -> dict:
     _select = kernels.jit(_select_source, fastmath=False)
     _sort_desc = kernels.jit(_sort_desc_source, fastmath=False)
     _prefix = kernels.jit(_prefix_source, fastmath=False)
-    src = {"pass1": _pass1_source, "floor": _floor_source, "pass2": _pass2_source,
+    src = {"pass1": _pass1_source, "heat": _heat_source, "floor": _floor_source, "pass2": _pass2_source,
+           "shares": _shares_source,
            "refine": _refine_source, "pass3": _pass3_source, "pass4": _pass4_source,
            "needed": _needed_source, "crossing": _crossing_source}
     return {"select": _select, **{name: kernels.jit(fn, fastmath=False) for name, fn in src.items()}}
@@ -367,6 +399,32 @@ def pass1(maps: torch.Tensor, heat: np.ndarray, qc: np.ndarray) -> tuple[float, 
     kernels.map_ranges(len(rng), lambda i: k(x, xi, *rng[i], heat, rmax[i], rmin[i], qc))
     mx = rmax.max(0)
     return float(mx.max()), float(rmin.min()), int((mx == 0).sum())
+
+
+def heat(maps: torch.Tensor, h: np.ndarray) -> tuple[float, float, int]:
+    """pass1 without the quarter-octave counts (the paper statistics only): h += sum_j |maps[j]| (float64, the same
+    sums as pass1), returns (max |x|, smallest positive |x|, maps all zero) as pass1 does."""
+    x, xi = _np(maps)
+    rng = kernels.split(x.shape[1], kernels.threads())
+    rmax = np.zeros((len(rng), x.shape[0]), np.int32)
+    rmin = np.full((len(rng), x.shape[0]), 0x7FFFFFFF, np.int32)
+    k = _compiled()["heat"]
+    kernels.map_ranges(len(rng), lambda i: k(x, xi, *rng[i], h, rmax[i], rmin[i]))
+    mx, mn = rmax.max(0), int(rmin.min())
+    vmin = math.inf if mn == 0x7FFFFFFF else float(np.int32(mn).view(np.float32))
+    return float(np.int32(mx.max()).view(np.float32)), vmin, int((mx == 0).sum())
+
+
+def shares(maps: torch.Tensor, thr: np.ndarray, hpos: np.ndarray, ctab: LogTable) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 2 of the paper statistics on one chunk (n, H, W): (coverage counts per neuron (n,) int64, i.e. shares
+    |x| / H > 1/K where H > 0, and the coarse mass histogram of its positive values (bins,) float64)."""
+    x, xi = _np(maps)
+    rng = kernels.split(x.shape[1], kernels.threads())
+    cov = np.zeros((len(rng), x.shape[0]), np.int64)
+    cmass = np.zeros((len(rng), ctab.bins), np.float64)
+    kern = _compiled()["shares"]
+    kernels.map_ranges(len(rng), lambda i: kern(x, xi, *rng[i], thr, hpos, cov[i], ctab.cell, ctab.edges, cmass[i]))
+    return cov.sum(0), cmass.sum(0)
 
 
 def quarter_counts(P: int, K: int) -> np.ndarray:
