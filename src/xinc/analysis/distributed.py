@@ -195,11 +195,10 @@ class _Pass2(Reducer):
         """The compiled paper-statistics pass: coverage counts and the coarse mass histogram, nothing per pixel."""
         if self._k is None:
             h = self.heat[self.frame].reshape(-1)
-            self._thr, self._hpos = (h / self.K).to(torch.float32).numpy(), (h > 0).numpy()
-            self._k = True
+            self._thr, self._k = (h / self.K).to(torch.float32).numpy(), True
         if start + maps.shape[0] > self.K:
             raise ValueError(f"a2: more maps in frame {self.frame} than the layer's {self.K} neurons")
-        cov, m = a2k.shares(maps, self._thr, self._hpos, self.bins.table)
+        cov, m = a2k.shares(maps, self._thr, self.bins.table)
         self._c[start:start + maps.shape[0]] = torch.from_numpy(cov)
         m = torch.from_numpy(m)
         self.mass = m if self.mass is None else self.mass + m
