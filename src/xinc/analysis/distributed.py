@@ -638,6 +638,18 @@ def work_seconds(num_neurons: int, height: int, width: int, num_frames: int, *, 
     return (per_map * num_neurons + per_frame + per_cut * cuts) * num_frames
 
 
+def work_with_options(opts: DistributedOptions | None, num_neurons: int, height: int, width: int, num_frames: int,
+                      device: torch.device | str = "cpu") -> tuple[float, float]:
+    """(estimated seconds of A2's own work on one layer with these options, the seconds that turning on
+    a2.neurons_needed would add: 0 when it is on) for the cost lines of `xinc analyze`."""
+    o = opts or DistributedOptions()
+    kw = dict(topk=o.topk, topk_mb=o.topk_mb, device=device)
+    secs = work_seconds(num_neurons, height, width, num_frames, neurons_needed=o.neurons_needed, **kw)
+    if o.neurons_needed:
+        return secs, 0.0
+    return secs, max(0.0, work_seconds(num_neurons, height, width, num_frames, neurons_needed=True, **kw) - secs)
+
+
 @functools.lru_cache(maxsize=16)
 def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device: str, needed: bool = True,
            probe_maps: int = 32) -> tuple[float, float, float, float]:
