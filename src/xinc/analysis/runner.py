@@ -352,18 +352,20 @@ def probe_costs(model, layers: list[str], modes: list[str], frame: int) -> list:
 def _cost_lines(model, costs: list, frames: int, run_ids: list[str], memo_mb: float, device,
                 options: dict[str, Any] | None = None) -> tuple[float, list[str]]:
     """(estimated seconds, lines saying so) of `frames` frames: each probed canvas scaled to what the run's
-    analyses compute of it (_canvas_seconds), plus A2's own statistics."""
-    from xinc.analysis.distributed import work_seconds
+    analyses compute of it (_canvas_seconds), plus A2's own statistics (and what its opt-in neurons-needed
+    statistic would add)."""
+    from xinc.analysis.distributed import work_with_options
     from xinc.canvas.cost import format_seconds
 
-    total, lines = 0.0, []
+    total, lines, optin = 0.0, [], 0.0
     for c in costs:
         secs, what = _canvas_seconds(c, frames, run_ids, options or {}, memo_mb * 2**20)
         total += secs
         a2 = ""
         if "a2" in run_ids:  # A2's per-pixel statistics over every map, on top of the canvases
-            w = work_seconds(c.neurons, model.config.height, model.config.width, frames, device=device)
-            total += w
+            w, more = work_with_options((options or {}).get("a2"), c.neurons, model.config.height,
+                                        model.config.width, frames, device)
+            total, optin = total + w, optin + more
             a2 = f"; A2 statistics {format_seconds(w)}"
         lines.append(f"  {c.layer:8s} {c.mode:6s} {c.neurons:7d} maps: {what}" + a2)
     head = (f"xinc analyze: estimated cost {format_seconds(total)} on {device} (probe-timed under this machine's "
@@ -372,6 +374,8 @@ def _cost_lines(model, costs: list, frames: int, run_ids: list[str], memo_mb: fl
     tips = ["  to cut it: --sample-frames N (seeded frame subset), --frames, --layers, --mode paper, --memo-mb, "
             "or --device cuda on a GPU machine" + (", --option a7.rank_modes=paper (A7 samples the linear maps)"
                                                   if "a7" in run_ids else "")]
+    if optin > 0:
+        tips.append(f"  A2 neurons-needed (opt-in, --option a2.neurons_needed=true): +{format_seconds(optin)}")
     return total, [head, *lines, *tips]
 
 
