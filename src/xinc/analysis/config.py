@@ -72,8 +72,8 @@ class AnalyzeConfig:
     sample_frames: int | Literal["auto", "all"] = "auto"
     """N: analyse a seeded random subset of N of the selected frames (per-frame statistics get standard errors and
     95 % intervals); all: every frame; auto: every frame unless the run is heavy on a CPU (its canvas values exceed
-    xinc.analysis.runner.AUTO_VALUES, ~2-3 CPU-min), then the most frames that fit, said before it starts (an
-    explicit --frames and CUDA devices always analyse every frame)"""
+    xinc.analysis.runner.AUTO_VALUES, ~3 CPU-min on a 2-core CPU), then the most frames that fit, said before it
+    starts (an explicit --frames and CUDA devices always analyse every frame)"""
     estimate_only: bool = False
     """print the estimated canvas cost of this run and exit without analysing"""
     sample_neurons: int = 6

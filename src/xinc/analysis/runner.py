@@ -27,9 +27,9 @@ from xinc.models import protocol
 from xinc.outputs import owned_output
 from xinc.utils import parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
-AUTO_VALUES = 2.6e10
+AUTO_VALUES = 2.0e10
 """`--sample-frames auto`'s budget in canvas values streamed (maps x pixels x passes over layers, modes and
-frames): about 2-3 CPU-min on a 2-core laptop CPU (docs/reference/scale.md)."""
+frames): about 3 CPU-min on a 2-core laptop CPU (docs/reference/scale.md)."""
 
 
 def _model_frames(model) -> int:
