@@ -143,6 +143,17 @@ _Q1, _Q2, _Q3, _Q4, _Q5 = (np.float32(v) for v in (
 _ONE, _HALF, _FOUR, _RSQRT2 = np.float32(1.0), np.float32(0.5), np.float32(4.0), np.float32(0.7071067811865476)
 
 
+def _gelu1_source(x):
+    """The GELU approximation above for one float32 x (inlined into the vectorised loops that call it)."""
+    t = x * _RSQRT2
+    t = t if t < _FOUR else _FOUR
+    t = t if t > -_FOUR else -_FOUR
+    z = t * t
+    p = (((((_P6 * z + _P5) * z + _P4) * z + _P3) * z + _P2) * z + _P1) * z + _P0
+    q = ((((_Q5 * z + _Q4) * z + _Q3) * z + _Q2) * z + _Q1) * z + _ONE
+    return _HALF * x * (_ONE + t * p / q)
+
+
 def _act_source(v, n, act):
     """v[:n] = act(v[:n]) in place (codes ACTS; 0 leaves v alone). One branch-free loop per activation."""
     if act == 1:
@@ -151,18 +162,36 @@ def _act_source(v, n, act):
             v[i] = (x + abs(x)) * _HALF
     elif act == 2:
         for i in range(n):
-            x = v[i]
-            t = x * _RSQRT2
-            t = t if t < _FOUR else _FOUR
-            t = t if t > -_FOUR else -_FOUR
-            z = t * t
-            p = (((((_P6 * z + _P5) * z + _P4) * z + _P3) * z + _P2) * z + _P1) * z + _P0
-            q = ((((_Q5 * z + _Q4) * z + _Q3) * z + _Q2) * z + _Q1) * z + _ONE
-            v[i] = _HALF * x * (_ONE + t * p / q)
+            v[i] = _gelu1(v[i])
     elif act == 3:
         for i in range(n):
             x = v[i]
             v[i] = x / (_ONE + np.exp(-x))
+
+
+def _act_add_source(v, n, act, g):
+    """_act, and g[:n] += the activated values in the same loop (the GELU loop is bound by arithmetic, so the sum
+    rides along nearly free instead of costing another pass over the plane)."""
+    if act == 1:
+        for i in range(n):
+            x = v[i]
+            y = (x + abs(x)) * _HALF
+            v[i] = y
+            g[i] += y
+    elif act == 2:
+        for i in range(n):
+            y = _gelu1(v[i])
+            v[i] = y
+            g[i] += y
+    elif act == 3:
+        for i in range(n):
+            x = v[i]
+            y = x / (_ONE + np.exp(-x))
+            v[i] = y
+            g[i] += y
+    else:
+        for i in range(n):
+            g[i] += v[i]
 
 
 def _wpass_source(A, h, w, P, r, d, c, cnt, Tt, T):
@@ -332,14 +361,16 @@ def _hpass_pair_source(T, U, h, w, r, d, c, cnt, acc, rows, cs):
 
 
 def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows,
-                  cs):
+                  cs, g, add):
     """Map x[j] through act (when `first`) and every stage but the last, act after each: (the buffer holding the
-    last stage's input with pads[-1] zero columns each side (A or B), its height, its width). A stage whose outputs
-    each read at most one input sample with one coefficient c (single[s, a, b] = c, a route stage with k <= r)
-    gets act(c x) / c on its input instead of act on its r^2 times larger output (the same values: act(0) = 0)."""
+    last stage's input with pads[-1] zero columns each side (A or B), its height, its width, whether that plane was
+    added to g). A stage whose outputs each read at most one input sample with one coefficient c (single[s, a, b] =
+    c, a route stage with k <= r) gets act(c x) / c on its input instead of act on its r^2 times larger output (the
+    same values: act(0) = 0). With `add`, the last activation also sums its output into g (_act_add)."""
     h, w, P = x.shape[1], x.shape[2], pads[0]
     Wp = w + 2 * P
     xj = x[j]
+    added = False
     for m in range(h):
         for i in range(P):
             A[m * Wp + i] = np.float32(0.0)
@@ -362,10 +393,21 @@ def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hs
         _wpass(A, h, w, pads[s], r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
         _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], B, tmp, rows, cs)
         h, w = h * r, w * r
+        added = False
         if c == 0:
-            _act(B, h * (w + 2 * pads[s + 1]), act)
+            if add and s == rs.shape[0] - 2:
+                _act_add(B, h * (w + 2 * pads[s + 1]), act, g)
+                added = True
+            else:
+                _act(B, h * (w + 2 * pads[s + 1]), act)
         A, B = B, A
-    return A, h, w
+    return A, h, w, added
+
+
+def _add_source(g, X, n):
+    """g[:n] += X[:n]."""
+    for i in range(n):
+        g[i] += X[i]
 
 
 def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, reduce, out, heat, gap, gsum,
@@ -374,23 +416,22 @@ def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel,
     the last stage); planes are held with pads[s] zero columns on each side. reduce=False: the last stage's maps
     into out (n, H W). reduce=True: heat (H W) += |y_j|, tot[j] = sum |y_j| (two maps at a time where they share
     the last stage's taps), and the signed sum of the maps by linearity: the last stage's inputs summed per tap
-    selection in gsum, filtered once at the end into gap."""
+    selection in gsum (by the last activation in _front where it can), filtered once at the end into gap."""
     n = x.shape[0]
     s = rs.shape[0] - 1
     r, P = rs[s], pads[s]
     j = 0
     while j < n:
         a, b = hsel[s, j], vsel[s, j]
-        X, h, w = _front(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp,
-                         rows, cs)
+        g = gsum[a, b] if reduce else gsum[0, 0]  # the last activation sums into g (_act_add)
+        X, h, w, added = _front(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T,
+                                tmp, rows, cs, g, reduce)
         _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
         if not reduce:
             _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, out[j], 0, heat, tmp, rows, cs)
             j += 1
             continue
-        g = gsum[a, b]
-        for i in range(h * (w + 2 * P)):
-            g[i] += X[i]
+        _add(g, X, 0 if added else h * (w + 2 * P))
         used[a, b] = True
         pair = j + 1 < n and hsel[s, j + 1] == a and vsel[s, j + 1] == b
         for t in range(r):
@@ -399,11 +440,10 @@ def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel,
             tot[j] = _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 1, B, 0, heat, tmp, rows, cs)
             j += 1
             continue
-        X, h, w = _front(x, j + 1, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, U,
-                         tmp, rows, cs)
+        X, h, w, added = _front(x, j + 1, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt,
+                                U, tmp, rows, cs, g, True)
         _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, U)
-        for i in range(h * (w + 2 * P)):
-            g[i] += X[i]
+        _add(g, X, 0 if added else h * (w + 2 * P))
         tot[j], tot[j + 1] = _hpass_pair(T, U, h, w, r, VD[s, b], VC[s, b], VN[s, b], heat, rows, cs)
         j += 2
     if not reduce:
@@ -418,7 +458,7 @@ def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel,
                 _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 2, B, 0, gap, tmp, rows, cs)
 
 
-_act = _act_source
+_act, _act_add, _gelu1, _add = _act_source, _act_add_source, _gelu1_source, _add_source
 _wpass2, _interleave, _wpass, _hpass = _wpass2_source, _interleave_source, _wpass_source, _hpass_source
 _hpass_pair = _hpass_pair_source
 _row_taps = _row_taps_source
@@ -427,9 +467,12 @@ _front = _front_source  # all compiled before _chain_source is
 
 @functools.cache
 def _chain_kernel():
-    global _act, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _front, _row_taps  # resolved when callers compile
+    global _act, _act_add, _gelu1, _add, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _front, _row_taps
+    # (module globals the callers resolve when they compile)
     _row_taps = _jit(_row_taps_source)
-    _act, _wpass2, _interleave = _jit(_act_source), _jit(_wpass2_source), _jit(_interleave_source)
+    _gelu1 = _jit(_gelu1_source)
+    _act, _act_add, _add = _jit(_act_source), _jit(_act_add_source), _jit(_add_source)
+    _wpass2, _interleave = _jit(_wpass2_source), _jit(_interleave_source)
     _wpass, _hpass, _hpass_pair = _jit(_wpass_source), _jit(_hpass_source), _jit(_hpass_pair_source)
     _front = _jit(_front_source)
     return _jit(_chain_source)
