@@ -360,13 +360,65 @@ def _hpass_pair_source(T, U, h, w, r, d, c, cnt, acc, rows, cs):
     return ta, tb
 
 
+def _merged_w_source(A, h, w, P, cw, lo, hi, T):
+    """_merged's pass along w: T (h, W2) row m = sum over input columns b of A[m, P + b] cw[b, lo[b]:hi[b]]."""
+    Wp, u, zero = w + 2 * P, np.uint64, np.float32(0.0)
+    W2 = cw.shape[0] // w
+    for i in range(h * W2):
+        T[i] = zero
+    for m in range(h):
+        to = u(m * W2)
+        for b in range(w):
+            v = A[m * Wp + P + b]
+            if v == zero:
+                continue
+            a0, n = lo[b], hi[b] - lo[b]
+            co, oo = u(b * W2 + a0), to + u(a0)
+            for i in range(n):
+                T[oo + u(i)] += v * cw[co + u(i)]
+
+
+def _merged_source(A, h, w, P, cw, lo, hi, chr_, chc, chn, T, B, P2):
+    """Two stages at once, one linear map between the activations (_front's first stage with the activation moved
+    before it, then the next): A (h, w + 2P) -> B (H2, W2 + 2 P2). Along w, row m of T (h, W2) is the sum over
+    input columns b of A[m, b] cw[b] (cw (w, W2) flat: the composite's transposed columns, nonzero only on [lo[b],
+    hi[b])); along h, output row M is sum_q chc[M, q] T[chr_[M, q]] (chn[M] taps). Both composites are exact
+    products of the stages' own zero-padded operators, so the map edges are those of the two-pass path. Flat uint64
+    offsets: no wraparound checks, no slices, so the row loops vectorise."""
+    u, zero = np.uint64, np.float32(0.0)
+    W2, H2 = cw.shape[0] // w, chn.shape[0]
+    _merged_w(A, h, w, P, cw, lo, hi, T)
+    Wn = W2 + 2 * P2
+    for M in range(H2):
+        o = u(M * Wn)
+        for i in range(P2):
+            B[o + u(i)] = zero
+            B[o + u(P2 + W2 + i)] = zero
+        o += u(P2)
+        k = chn[M]
+        if k == 0:
+            for i in range(W2):
+                B[o + u(i)] = zero
+            continue
+        c0, r0 = chc[M, 0], u(chr_[M, 0] * W2)
+        c1, r1 = (chc[M, 1], u(chr_[M, 1] * W2)) if k >= 2 else (zero, r0)
+        for i in range(W2):
+            B[o + u(i)] = c0 * T[r0 + u(i)] + c1 * T[r1 + u(i)]
+        for q in range(2, k):
+            cq, rq = chc[M, q], u(chr_[M, q] * W2)
+            for i in range(W2):
+                B[o + u(i)] += cq * T[rq + u(i)]
+
+
 def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows,
-                  cs, g, add):
+                  cs, g, add, mt):
     """Map x[j] through act (when `first`) and every stage but the last, act after each: (the buffer holding the
     last stage's input with pads[-1] zero columns each side (A or B), its height, its width, whether that plane was
     added to g). A stage whose outputs each read at most one input sample with one coefficient c (single[s, a, b] =
     c, a route stage with k <= r) gets act(c x) / c on its input instead of act on its r^2 times larger output (the
-    same values: act(0) = 0). With `add`, the last activation also sums its output into g (_act_add)."""
+    same values: act(0) = 0). With `add`, the last activation also sums its output into g (_act_add). Where mt
+    (merge tables: ok (nt, nt), cw, lo, hi, chr, chc, chn) allow it for the map's first-stage tables, the first two
+    stages run as one (_merged)."""
     h, w, P = x.shape[1], x.shape[2], pads[0]
     Wp = w + 2 * P
     xj = x[j]
@@ -379,7 +431,9 @@ def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hs
             A[m * Wp + P + i] = xj[m, i]
     if first:
         _act(A, h * Wp, act)
-    for s in range(rs.shape[0] - 1):
+    ok, cw, lo, hi, chr_, chc, chn = mt
+    s = 0
+    while s < rs.shape[0] - 1:
         r, a, b = rs[s], hsel[s, j], vsel[s, j]
         c = single[s, a, b]
         if c != 0 and act != 0:
@@ -390,9 +444,15 @@ def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hs
             ic = np.float32(1.0) / c
             for i in range(n):
                 A[i] *= ic
-        _wpass(A, h, w, pads[s], r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
-        _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], B, tmp, rows, cs)
-        h, w = h * r, w * r
+        if s == 0 and ok[a, b]:  # stages 0 and 1 as one linear map; the activation after stage 1 follows
+            _merged(A, h, w, pads[0], cw[a], lo[a], hi[a], chr_[b], chc[b], chn[b], T, B, pads[2])
+            h, w = h * r * rs[1], w * r * rs[1]
+            s = 1
+            c = np.float32(0.0)
+        else:
+            _wpass(A, h, w, pads[s], r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
+            _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], B, tmp, rows, cs)
+            h, w = h * r, w * r
         added = False
         if c == 0:
             if add and s == rs.shape[0] - 2:
@@ -401,6 +461,7 @@ def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hs
             else:
                 _act(B, h * (w + 2 * pads[s + 1]), act)
         A, B = B, A
+        s += 1
     return A, h, w, added
 
 
@@ -411,7 +472,7 @@ def _add_source(g, X, n):
 
 
 def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, reduce, out, heat, gap, gsum,
-                  used, tot, A, B, Tt, T, U, tmp, rows, cs):
+                  used, tot, mt, A, B, Tt, T, U, tmp, rows, cs):
     """Every stage (rs[s], tap tables [s]) of every map x[j] (n, h, w), one map at a time in cache (_front, then
     the last stage); planes are held with pads[s] zero columns on each side. reduce=False: the last stage's maps
     into out (n, H W). reduce=True: heat (H W) += |y_j|, tot[j] = sum |y_j| (two maps at a time where they share
@@ -425,7 +486,7 @@ def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel,
         a, b = hsel[s, j], vsel[s, j]
         g = gsum[a, b] if reduce else gsum[0, 0]  # the last activation sums into g (_act_add)
         X, h, w, added = _front(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T,
-                                tmp, rows, cs, g, reduce)
+                                tmp, rows, cs, g, reduce, mt)
         _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
         if not reduce:
             _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, out[j], 0, heat, tmp, rows, cs)
@@ -441,7 +502,7 @@ def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel,
             j += 1
             continue
         X, h, w, added = _front(x, j + 1, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt,
-                                U, tmp, rows, cs, g, True)
+                                U, tmp, rows, cs, g, True, mt)
         _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, U)
         _add(g, X, 0 if added else h * (w + 2 * P))
         tot[j], tot[j + 1] = _hpass_pair(T, U, h, w, r, VD[s, b], VC[s, b], VN[s, b], heat, rows, cs)
@@ -462,18 +523,21 @@ _act, _act_add, _gelu1, _add = _act_source, _act_add_source, _gelu1_source, _add
 _wpass2, _interleave, _wpass, _hpass = _wpass2_source, _interleave_source, _wpass_source, _hpass_source
 _hpass_pair = _hpass_pair_source
 _row_taps = _row_taps_source
-_front = _front_source  # all compiled before _chain_source is
+_merged_w, _merged, _front = _merged_w_source, _merged_source, _front_source  # compiled before _chain_source
 
 
 @functools.cache
 def _chain_kernel():
-    global _act, _act_add, _gelu1, _add, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _front, _row_taps
+    global _act, _act_add, _gelu1, _add, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _merged, _front
+    global _row_taps, _merged_w
     # (module globals the callers resolve when they compile)
     _row_taps = _jit(_row_taps_source)
     _gelu1 = _jit(_gelu1_source)
     _act, _act_add, _add = _jit(_act_source), _jit(_act_add_source), _jit(_add_source)
     _wpass2, _interleave = _jit(_wpass2_source), _jit(_interleave_source)
     _wpass, _hpass, _hpass_pair = _jit(_wpass_source), _jit(_hpass_source), _jit(_hpass_pair_source)
+    _merged_w = _jit(_merged_w_source)
+    _merged = _jit(_merged_source)
     _front = _jit(_front_source)
     return _jit(_chain_source)
 
@@ -576,6 +640,56 @@ def _single_taps(rs: np.ndarray, HC: np.ndarray, HN: np.ndarray) -> np.ndarray:
     return out
 
 
+def _stage_matrix(r: int, d: np.ndarray, c: np.ndarray, cnt: np.ndarray, n_in: int) -> np.ndarray:
+    """The 1-D operator (r n_in, n_in) of one stage's tap table, out[r m + t] = sum_q c[t, q] in[m - d[t, q]] with
+    taps outside the input skipped (the kernels' zero padding), in float64."""
+    M = np.zeros((r * n_in, n_in))
+    for m in range(n_in):
+        for t in range(r):
+            for q in range(int(cnt[t])):
+                if 0 <= m - int(d[t, q]) < n_in:
+                    M[r * m + t, m - int(d[t, q])] += float(c[t, q])
+    return M
+
+
+def merge_tables(rs: np.ndarray, taps, single: np.ndarray, code: int, hs: np.ndarray, vs: np.ndarray, h0: int,
+                 w0: int) -> tuple:
+    """Tables that let _front run stages 0 and 1 as one linear map (_merged): for maps whose first stage moves its
+    activation before itself (single, or no activation), when the second stage keeps its own (not single) and
+    uses table 0 for every map. (ok (nt, nt) per first-stage tables (a, b); cw (nt, w0 W2): the composite's
+    transposed columns, nonzero on [lo, hi) (nt, w0); chr/chc (nt, H2, K), chn (nt, H2): each output row's input
+    rows and weights). The composites are products of the stages' own operators, edges included. ok is all False
+    (with dummy tables) when the stages cannot merge."""
+    HD, HC, HN = taps
+    NT = HD.shape[1]
+    if len(rs) < 3 or hs[1].any() or vs[1].any() or (code != 0 and single[1, 0, 0] != 0):
+        i1, f1 = np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32)
+        return (np.zeros((NT, NT), np.bool_), f1, i1, i1, np.zeros((1, 1, 1), np.int64),
+                np.zeros((1, 1, 1), np.float32), i1)
+    r0, r1 = int(rs[0]), int(rs[1])
+
+    def composite(a: int, n0: int) -> np.ndarray:  # (n0 r0 r1, n0): stage 1 (table 0) after stage 0 (table a)
+        return (_stage_matrix(r1, HD[1, 0], HC[1, 0], HN[1, 0], n0 * r0)
+                @ _stage_matrix(r0, HD[0, a], HC[0, a], HN[0, a], n0))
+
+    W2, H2 = w0 * r0 * r1, h0 * r0 * r1
+    cw, lo, hi = np.zeros((NT, w0, W2), np.float32), np.zeros((NT, w0), np.int64), np.zeros((NT, w0), np.int64)
+    chs = [composite(b, h0) for b in range(NT)]
+    K = max(1, max(int((C != 0).sum(1).max()) for C in chs))
+    chr_, chc, chn = np.zeros((NT, H2, K), np.int64), np.zeros((NT, H2, K), np.float32), np.zeros((NT, H2), np.int64)
+    for a in range(NT):
+        cw[a] = composite(a, w0).T
+        for b in range(w0):
+            nz = np.flatnonzero(cw[a, b])
+            lo[a, b], hi[a, b] = (nz[0], nz[-1] + 1) if nz.size else (0, 0)
+        for M in range(H2):
+            nz = np.flatnonzero(chs[a][M])
+            chn[a, M] = nz.size
+            chr_[a, M, :nz.size], chc[a, M, :nz.size] = nz, chs[a][M, nz]
+    ok = (single[0] != 0) if code != 0 else np.ones((NT, NT), np.bool_)
+    return ok, cw.reshape(NT, -1), lo, hi, chr_, chc, chn
+
+
 def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hsel: torch.Tensor,
                 vsel: torch.Tensor, reduce: bool = False, threads: int | None = None):
     """Every filter stage of the paper block rule for float32 CPU maps x (n, h, w), one map at a time in cache
@@ -588,6 +702,9 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
     S, NT, T = len(rs), HD.shape[1], HD.shape[3]
     pads = np.abs(HD).reshape(S, -1).max(1)  # zero columns each side of a stage's input: every tap in range
     single = _single_taps(rs, HC, HN)
+    hs, vs = (t.to(torch.int64).reshape(S, n).contiguous().numpy() for t in (hsel, vsel))
+    code = ACTS[act]
+    mt = merge_tables(rs, taps, single, code, hs, vs, h0, w0)
     dims = [(h0, w0)]
     for r in rs:
         dims.append((dims[-1][0] * int(r), dims[-1][1] * int(r)))
@@ -596,8 +713,6 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
     row = max(int(rr) * ww for (_, ww), rr in zip(dims[:-1], rs))  # a stage's output row
     inter = max(int(rr) * hh * ww for (hh, ww), rr in zip(dims[:-1], rs))  # a stage's along-w result
     xn = x.detach().contiguous().numpy()
-    hs, vs = (t.to(torch.int64).reshape(S, n).contiguous().numpy() for t in (hsel, vsel))
-    code = ACTS[act]
     ranges = _split(n, threads or torch.get_num_threads())
     kern = _chain_kernel()
     tot = np.zeros(n, np.float64)
@@ -614,7 +729,7 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
         bufs = (np.empty(plane, f32), np.empty(plane, f32), np.empty((int(rs.max()), plane), f32), np.empty(inter, f32),
                 np.empty(inter, f32), np.empty(row, f32), np.empty(T, np.int64), np.empty(T, f32))
         kern(xn[a:b], code, first, rs, pads, single, HD, HC, HN, HD, HC, HN, hs[:, a:b], vs[:, a:b], reduce, out[a:b],
-             heat, gap, gsum, used, tot[a:b], *bufs)
+             heat, gap, gsum, used, tot[a:b], mt, *bufs)
         accs.append((heat, gap))
 
     if len(ranges) == 1:
