@@ -67,7 +67,8 @@ def test_compiled_path_equals_reference_and_brute_force(monkeypatch, topk, K):
     maps = _canvas(topk or 0, T=3 if K < 100 else 2, K=K)
     A = maps.abs().numpy().astype(np.float64)
     T, K = A.shape[:2]
-    runs = {c: _both(maps, monkeypatch, chunk=c, topk=topk, bins=256, sub_bins=128) for c in (1, 3, None)}
+    runs = {c: _both(maps, monkeypatch, chunk=c, topk=topk, bins=256, sub_bins=128, neurons_needed=True)
+            for c in (1, 3, None)}
     fast = runs[None][0]
     for c, (f, r) in runs.items():
         _same(f, r, f"chunk={c}")
@@ -95,6 +96,62 @@ def test_compiled_path_equals_reference_and_brute_force(monkeypatch, topk, K):
         assert fast["neurons_needed"]["0.9"]["censored_fraction"] > 0.5  # the bracket path really ran
     if topk == 70:  # some pixels resolved beyond the first 32 of their top-k (the full-sort path)
         assert np.nanmax(np.where(np.isfinite(lo), lo, np.nan)) > 32
+
+
+PAPER_KEYS = ("frames", "total_mass", "all_zero_maps", "num_maps", "num_neurons", "num_pixels", "pixels_per_neuron",
+              "thresholds", "neurons_per_pixel")
+
+
+@pytest.mark.parametrize(("seed", "K"), [(0, 45), (1, 150)])
+def test_default_paper_statistics_equal_the_opt_in_run_and_the_reference(monkeypatch, seed, K):
+    """neurons_needed off (the default: no top-k, per-pixel histograms or refinement) gives the paper statistics of
+    the opt-in run and of the PyTorch reference reducers, for any chunking; and nothing of neurons-needed."""
+    maps = _canvas(seed, T=2, K=K)
+    on = distributed_from_canvases(maps, chunk=5, topk=8, bins=256, sub_bins=128, neurons_needed=True)
+    for c in (1, 3, None):
+        off, ref = _both(maps, monkeypatch, chunk=c, bins=256, sub_bins=128)
+        _same(off, ref, f"chunk={c} compiled vs reference")
+        for k in PAPER_KEYS:
+            _same(off[k], on[k], f"chunk={c} {k}")
+        _same(off["maps"]["n"], on["maps"]["n"], f"chunk={c} n(p)")
+        assert set(off["maps"]) == {"n"} and off["neurons_needed"]["computed"] is False
+        assert set(off["method"]) == {"tau"}
+
+
+def _digest(x, out: list[str], path: str = "") -> list[str]:
+    """Canonical lines of a result: arrays by the hash of their bytes, floats to 12 digits (bin edges come from
+    libm's exp), everything else by repr."""
+    import hashlib
+
+    if isinstance(x, dict):
+        for k, v in x.items():
+            _digest(v, out, f"{path}/{k}")
+    elif isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            _digest(v, out, f"{path}[{i}]")
+    elif isinstance(x, np.ndarray):
+        out.append(f"{path}={x.dtype}{x.shape}:{hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]}")
+    else:
+        out.append(f"{path}={x:.12g}" if isinstance(x, float) else f"{path}={x!r}")
+    return out
+
+
+def test_opt_in_results_are_those_of_the_release_before_the_option(monkeypatch):
+    """With neurons_needed on, every number, array and key order equals what A2 computed before the option
+    existed (its default then): the digest below was recorded with that code, on both paths. Values are float32
+    in [1/16, 16] or 0, so float64 sums are exact in any order (thread counts and summation order do not matter)."""
+    import hashlib
+
+    g = torch.Generator().manual_seed(21)
+    maps = (torch.rand(2, 40, 6, 9, generator=g) * (255 / 16) + 1 / 16) * torch.sign(torch.randn(2, 40, 6, 9,
+                                                                                                  generator=g))
+    maps[torch.rand(2, 40, 6, 9, generator=g) < 0.2] = 0
+    maps[:, 3] = 0
+    maps[:, :, 5, 8] = 0
+    for r in _both(maps, monkeypatch, chunk=7, topk=6, bins=256, sub_bins=128, neurons_needed=True):
+        assert r["neurons_needed"]["0.9"]["censored_fraction"] > 0.9  # the bracket path ran
+        digest = hashlib.sha256("\n".join(_digest(r, [])).encode()).hexdigest()
+        assert digest == "7e34205f5a0e395953ed879f264a1823d3bbe0e86624e803460039a481c56394"
 
 
 def test_bit_pattern_bins_equal_the_float64_log_bins():
@@ -126,4 +183,6 @@ def test_non_float32_or_disabled_uses_the_reference_path(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CUDA fallback is not exercised")
 def test_cuda_maps_fall_back_to_the_reference_path(monkeypatch):
     maps = _canvas(8, T=1, K=24)
-    _same(distributed_from_canvases(maps.cuda(), topk=4), distributed_from_canvases(maps, topk=4))
+    for needed in (False, True):
+        _same(distributed_from_canvases(maps.cuda(), topk=4, neurons_needed=needed),
+              distributed_from_canvases(maps, topk=4, neurons_needed=needed))

@@ -19,7 +19,7 @@ def test_disjoint_neurons_each_own_their_pixels():
     maps = torch.zeros(K, H, W)
     for k in range(K):  # neuron k owns rows 2k, 2k+1 (value 1 + k)
         maps[k, 2 * k:2 * k + 2] = 1.0 + k
-    r = distributed_from_canvases(maps, chunk=3)
+    r = distributed_from_canvases(maps, chunk=3, neurons_needed=True)
     assert np.allclose(r["pixels_per_neuron"]["fraction_sorted"], 1 / K)  # each covers its own quarter
     for q in ("0.5", "0.9"):
         assert r["neurons_needed"][q]["median"] == 1 and r["neurons_needed"][q]["censored_fraction"] == 0
@@ -32,7 +32,7 @@ def test_disjoint_neurons_each_own_their_pixels():
 def test_uniform_canvas_shares_equal_one_over_k():
     K = 10
     maps = torch.full((K, 4, 6), 0.3)
-    r = distributed_from_canvases(maps)
+    r = distributed_from_canvases(maps, neurons_needed=True)
     assert r["pixels_per_neuron"]["median_fraction"] == 0.0  # share == 1/K is not > 1/K
     assert r["neurons_needed"]["0.5"]["median"] == 5 and r["neurons_needed"]["0.9"]["median"] == 9
 
@@ -49,7 +49,7 @@ def test_threshold_and_neurons_needed_match_brute_force():
     g = torch.Generator().manual_seed(0)
     T, K, H, W = 2, 12, 6, 10
     maps = torch.randn(T, K, H, W, generator=g) * torch.rand(T, K, 1, 1, generator=g) * 3
-    r = distributed_from_canvases(maps, chunk=5, topk=K)
+    r = distributed_from_canvases(maps, chunk=5, topk=K, neurons_needed=True)
     A = maps.abs().numpy().astype(np.float64)
     total = A.sum()
     for a in (0.1, 0.5):
@@ -73,8 +73,8 @@ def test_threshold_and_neurons_needed_match_brute_force():
 def test_chunking_does_not_change_results_and_censoring_is_reported():
     g = torch.Generator().manual_seed(1)
     maps = torch.rand(1, 20, 5, 7, generator=g)
-    a = distributed_from_canvases(maps, chunk=3, topk=20)
-    b = distributed_from_canvases(maps, chunk=20, topk=20)
+    a = distributed_from_canvases(maps, chunk=3, topk=20, neurons_needed=True)
+    b = distributed_from_canvases(maps, chunk=20, topk=20, neurons_needed=True)
     assert a["thresholds"]["0.5"]["tau"] == pytest.approx(b["thresholds"]["0.5"]["tau"], rel=1e-12)
     assert np.array_equal(a["maps"]["needed"][0.9][0], b["maps"]["needed"][0.9][0])
 
@@ -86,7 +86,7 @@ def test_buffered_top_k_merge_equals_brute_force_for_any_chunking():
     g = torch.Generator().manual_seed(3)
     maps = torch.rand(1, 40, 5, 7, generator=g) ** 8  # a few large values per pixel: top-7 often suffices
     A = maps.numpy().astype(np.float64)
-    runs = [distributed_from_canvases(maps, chunk=c, topk=7) for c in (1, 3, 16, 40)]
+    runs = [distributed_from_canvases(maps, chunk=c, topk=7, neurons_needed=True) for c in (1, 3, 16, 40)]
     for q in (0.5, 0.9):
         truth = _needed_brute(A, q)[0]
         ref = runs[0]["maps"]["needed"][q][0]
@@ -107,7 +107,7 @@ def test_pixels_beyond_the_top_k_are_bracketed_by_histograms():
     g = torch.Generator().manual_seed(1)
     maps = torch.rand(2, 40, 5, 7, generator=g) ** 2
     A = maps.numpy().astype(np.float64)
-    c = distributed_from_canvases(maps, chunk=6, topk=3)  # top-3 cannot hold 50% or 90% of these pixels
+    c = distributed_from_canvases(maps, chunk=6, topk=3, neurons_needed=True)  # top-3 cannot hold 50% / 90% here
     for q in (0.5, 0.9):
         rec = c["neurons_needed"][str(q)]
         assert rec["censored_fraction"] == 1.0
@@ -119,20 +119,34 @@ def test_pixels_beyond_the_top_k_are_bracketed_by_histograms():
         assert rec["median_bounds"][0] <= np.median(truth) <= rec["median_bounds"][1]
 
 
-def test_run_writes_figures_tables(tmp_path):
+@pytest.mark.parametrize("needed", [False, True])
+def test_run_writes_figures_tables(tmp_path, needed):
+    """Default (paper statistics only) and opted in: results.json, tables, arrays, summary and both figures."""
     g = torch.Generator().manual_seed(2)
     maps = torch.randn(1, 9, 8, 12, generator=g)
     ctx = AnalysisContext(model=None, model_dir=tmp_path, layers=["L"], frames=[0], images=torch.rand(1, 3, 8, 12),
                           out=tmp_path, canvases={"L": maps}, mode="paper", chunk_neurons=4)
-    res = run(ctx, ["a2"])["a2"]
+    res = run(ctx, ["a2"], {"a2": {"neurons_needed": True}} if needed else None)["a2"]
     sec = res.numbers["paper"]["L"]
     assert set(sec["thresholds"]) == {"0.1", "0.5"} and "tau" in sec["thresholds"]["0.5"]
     assert sec["all_zero_maps"] == 0
     figs = draw("a2", res, tmp_path)
     assert len(figs) == 2 and all(f.path.is_file() and f.path.with_suffix(".pdf").is_file() for f in figs)
     assert (tmp_path / "tables" / "a2_thresholds.csv").is_file() and (tmp_path / "data" / "a2.npz").is_file()
-    assert res.summary and "50%" in res.summary[0]
-    assert json.loads((tmp_path / "results.json").read_text())["a2"]["paper"]["L"]["num_neurons"] == 9
+    saved = json.loads((tmp_path / "results.json").read_text())["a2"]["paper"]["L"]
+    assert saved["num_neurons"] == 9
+    has_maps = {f"paper/L/needed/{q}" in res.arrays for q in ("0.5", "0.9")}
+    npp = next(f for f in figs if f.path.name.startswith("neurons_per_pixel"))
+    if needed:
+        assert res.summary and "50%" in res.summary[0] and has_maps == {True}
+        assert saved["neurons_needed"]["0.5"]["median"] >= 1 and "neurons_needed" in saved["method"]
+        assert "fewest neurons" in npp.caption
+    else:  # said plainly, with the way to turn it on; no neurons-needed arrays, panels or numbers
+        assert saved["neurons_needed"]["computed"] is False
+        assert "a2.neurons_needed=true" in saved["neurons_needed"]["note"]
+        assert "neurons_needed" not in saved["method"] and has_maps == {False}
+        assert "not computed (--option a2.neurons_needed=true)" in res.summary[0]
+        assert "not computed" in npp.caption
 
 
 def test_all_zero_maps_counted_and_lower_median(tmp_path):

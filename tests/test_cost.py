@@ -37,6 +37,10 @@ def test_estimate_only_prints_and_writes_nothing(tmp_path, capsys):
     assert "estimated cost" in err
     assert "block1   linear" in err and "block1   paper" in err and "A2 statistics" in err
     assert not out.exists()
+    assert "A2 neurons-needed (opt-in, --option a2.neurons_needed=true): +" in err  # what opting in would add
+    rc = main(["analyze", str(tmp_path / "model"), "--out", str(out), "--analyses", "a2", "--estimate-only",
+               "--option", "a2.neurons_needed=true", "--no-progress"])
+    assert rc == 0 and "A2 neurons-needed (opt-in" not in capsys.readouterr().err  # on: included in the estimate
 
 
 def test_a2_work_estimate_grows_with_neurons_and_frames():
@@ -45,6 +49,16 @@ def test_a2_work_estimate_grows_with_neurons_and_frames():
     one = work_seconds(100, 16, 16, 1)
     assert 0 < one < work_seconds(100, 16, 16, 3)
     assert work_seconds(10, 16, 16, 1) < work_seconds(1000, 16, 16, 1)
+
+
+def test_a2_estimate_follows_the_neurons_needed_option():
+    """Off (the default) the estimate covers the paper passes only and reports what opting in would add."""
+    from xinc.analysis.distributed import DistributedOptions, work_seconds, work_with_options
+
+    off, more = work_with_options(None, 2000, 32, 32, 2)
+    on, none = work_with_options(DistributedOptions(neurons_needed=True), 2000, 32, 32, 2)
+    assert none == 0 and more > 0 and 0 < off < on
+    assert off == work_seconds(2000, 32, 32, 2) and on == work_seconds(2000, 32, 32, 2, neurons_needed=True)
 
 
 class SlowFirstCall:

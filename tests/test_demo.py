@@ -32,6 +32,9 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
         res = json.loads((out / kind / "results.json").read_text())
         assert (out / kind / "config.json").is_file()
         assert {"a1", "a2", "a3", "a5", "a6"} <= set(res)
+        for v in ("paper", "linear"):  # the demo opts in to A2's neurons-needed (shows every statistic)
+            for sec in (res["a2"].get(v) or {}).values():
+                assert sec.get("empty") or sec["neurons_needed"]["0.5"]["median_bounds"][0] >= 1
     nerv = json.loads((out / "nerv" / "results.json").read_text())
     assert nerv["a4"]["flow_method"].startswith("file")  # the synthetic clip's exact flow
     assert all(v["auroc"] is not None for v in nerv["a4"]["layers"].values())

@@ -93,7 +93,7 @@ def a2_case() -> torch.Tensor:
 
 
 def test_a2_hand_worked():
-    out = distributed_from_canvases(a2_case(), bins=64, sub_bins=64)
+    out = distributed_from_canvases(a2_case(), bins=64, sub_bins=64, neurons_needed=True)
     # shares > 1/3: p0 -> n0 (4/4); p1 -> n1 (3/4); p2 -> n2 (2.5/4); p3 -> n2 (1.6/3; 0.9/3 = 0.3 is not > 1/3)
     # counts n0 1, n1 1, n2 2 of 4 pixels
     ppn = out["pixels_per_neuron"]

@@ -857,6 +857,7 @@ class DemoConfig:
             analyze["sample_neurons"] = 3
         options = {"a6": {"members": 3, "seed_runs": 2}, "a5": {"null": 2}} if q else {"a6": {"members": 6}}
         options["a7"] = {"neurons": 4, "fractions": "0,0.3,1"} if q else {"neurons": 8, "fractions": "0,0.1,0.3,0.6,1"}
+        options["a2"] = {"neurons_needed": True}  # the opt-in statistic too: the demo shows every analysis
         return {"out": str(self.out), "seed": self.seed, "quick": q, "device": self.device, "size": size,
                 "dataset": "cityscapes-vps", "synthetic": {"frames": frames, "videos": 1, "pan": 0.0, "things": None},
                 "ffn": ffn, "nerv": nerv, "canvas": {"mode": "paper", "top": 8 if q else 12},

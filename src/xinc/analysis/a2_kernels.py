@@ -100,6 +100,33 @@ def _pass1_source(x, xi, p0, p1, heat, rmax, rmin, qc):
             rmin[j] = mn
 
 
+def _heat_source(x, xi, p0, p1, heat, rmax, rmin):
+    """Pass 1 without the top-k: heat[p] += |x[j, p]| (float64, in neuron order: the same sums as _pass1_source, four
+    rows per sweep of heat), then per row j the largest and the smallest non-zero bit pattern of |x| (integer
+    compares). Each inner loop runs over a row view from 0, branch-free: they vectorise."""
+    n = x.shape[0]
+    h = heat[p0:p1]
+    for j in range(0, n - 3, 4):
+        a, b, c, d = x[j, p0:p1], x[j + 1, p0:p1], x[j + 2, p0:p1], x[j + 3, p0:p1]
+        for i in range(h.shape[0]):
+            h[i] = (((h[i] + np.float64(abs(a[i]))) + np.float64(abs(b[i]))) + np.float64(abs(c[i]))
+                    + np.float64(abs(d[i])))
+    for j in range(n - n % 4, n):
+        a = x[j, p0:p1]
+        for i in range(h.shape[0]):
+            h[i] += np.float64(abs(a[i]))
+    for j in range(n):
+        r = xi[j, p0:p1]
+        mx = rmax[j]
+        mn = rmin[j]
+        for i in range(r.shape[0]):
+            bits = r[i] & 0x7FFFFFFF
+            mx = max(mx, bits)
+            mn = min(mn, bits if bits != 0 else 0x7FFFFFFF)
+        rmax[j] = mx
+        rmin[j] = mn
+
+
 def _floor_source(qc, k, out):
     """out[p] = the largest float32 below the start of the quarter-octave holding pixel p's k-th largest value
     (every value of its top-k is > out[p]); -1 when it has fewer than k positive values or the bin is the lowest."""
@@ -179,6 +206,25 @@ def _pass2_source(x, xi, p0, p1, thr, hpos, cov, ccell, cedges, cmass, ccount, p
                         f = k
                     fill[p] = f
             cov[j] += c
+
+
+def _shares_source(x, xi, p0, p1, thr, cov, ccell, cedges, cmass):
+    """Pass 2 without the top-k, row by row: the coverage count #{p : |x| > thr[p]} (branch-free, vectorises; where
+    H(p) = 0 every |x| is 0, so no H > 0 test is needed) and the coarse mass histogram of the positive values, into
+    four interleaved copies cmass[p & 3] (neighbouring pixels often share a bin: no chain of adds to one cell)."""
+    n = x.shape[0]
+    th = thr[p0:p1]
+    for j in range(n):
+        r = x[j, p0:p1]
+        ri = xi[j, p0:p1]
+        c = 0
+        for i in range(r.shape[0]):
+            c += abs(r[i]) > th[i]
+        cov[j] += c
+        for i in range(r.shape[0]):
+            bits = ri[i] & 0x7FFFFFFF
+            if bits != 0:
+                cmass[i & 3, _bin(bits, ccell, cedges)] += np.float64(abs(r[i]))
 
 
 def _sort_desc_source(a, lo, hi):
@@ -267,20 +313,34 @@ def _refine_source(x, xi, p0, p1, bl, bh, lo, span, S, mass, count):
 
 def _pass3_source(x, xi, r0, r1, bl, bh, lo, span, S, fine, fmin):
     """Fine linear histograms (mass, smallest value) of the coarse bins [bl[l], bh[l]) (float32 bit patterns: the
-    bins' table edges), rows r0..r1 of the chunk."""
+    bins' table edges), rows r0..r1 of the chunk. With at most two levels, 32 values at a time are first tested
+    branch-free (vectorised) and skipped together when none falls in either bin (most: the bins are narrow);
+    the values are added in the same order either way."""
     L = bl.shape[0]
     P = x.shape[1]
+    a0, h0, a1, h1 = np.int64(bl[0]), np.int64(bh[0]), np.int64(bl[L - 1]), np.int64(bh[L - 1])
     for j in range(r0, r1):
-        for p in range(P):
-            bits = xi[j, p] & 0x7FFFFFFF
-            for lev in range(L):
-                if bits < bl[lev] or bits >= bh[lev]:
+        ri = xi[j]
+        for g in range(0, P, 32):
+            e = min(P, g + 32)
+            if L <= 2:
+                seg = ri[g:e]
+                hit = False
+                for i in range(seg.shape[0]):
+                    b = np.int64(seg[i] & 0x7FFFFFFF)
+                    hit |= ((b >= a0) & (b < h0)) | ((b >= a1) & (b < h1))
+                if not hit:
                     continue
-                v = np.float64(abs(x[j, p]))
-                t = math.floor((v - lo[lev]) / span[lev] * S)
-                t = min(max(t, 0), S - 1)
-                fine[lev, t] += v
-                fmin[lev, t] = min(fmin[lev, t], v)
+            for p in range(g, e):
+                bits = ri[p] & 0x7FFFFFFF
+                for lev in range(L):
+                    if bits < bl[lev] or bits >= bh[lev]:
+                        continue
+                    v = np.float64(abs(x[j, p]))
+                    t = math.floor((v - lo[lev]) / span[lev] * S)
+                    t = min(max(t, 0), S - 1)
+                    fine[lev, t] += v
+                    fmin[lev, t] = min(fmin[lev, t], v)
 
 
 def _pass4_source(x, p0, p1, taus, cnt, above):
@@ -296,6 +356,26 @@ def _pass4_source(x, p0, p1, taus, cnt, above):
                     cnt[lev, p] += 1
                     s += np.float64(v)
         above[lev] += s
+
+
+def _pass4_pair_source(x, p0, p1, taus, cnt, above):
+    """_pass4_source for two levels in one read of the chunk: the same per-level float64 sums in the same order
+    (row by row, pixel by pixel; adding 0.0 for a value at or below τ leaves a sum unchanged), so the same bits."""
+    t0, t1 = taus[0], taus[1]
+    c0, c1 = cnt[0, p0:p1], cnt[1, p0:p1]
+    s0, s1 = 0.0, 0.0
+    for j in range(x.shape[0]):
+        r = x[j, p0:p1]
+        for i in range(r.shape[0]):
+            v = abs(r[i])
+            m0, m1 = v > t0, v > t1
+            c0[i] += m0
+            c1[i] += m1
+            w = np.float64(v)
+            s0 += w if m0 else 0.0
+            s1 += w if m1 else 0.0
+    above[0] += s0
+    above[1] += s1
 
 
 def _crossing_source(mass, count, B, p0, p1, target, m0, c0, b_out, m_out, c_out, n_out):
@@ -335,8 +415,9 @@ def _compiled() -> dict:
     _select = kernels.jit(_select_source, fastmath=False)
     _sort_desc = kernels.jit(_sort_desc_source, fastmath=False)
     _prefix = kernels.jit(_prefix_source, fastmath=False)
-    src = {"pass1": _pass1_source, "floor": _floor_source, "pass2": _pass2_source,
-           "refine": _refine_source, "pass3": _pass3_source, "pass4": _pass4_source,
+    src = {"pass1": _pass1_source, "heat": _heat_source, "floor": _floor_source, "pass2": _pass2_source,
+           "shares": _shares_source,
+           "refine": _refine_source, "pass3": _pass3_source, "pass4": _pass4_source, "pass4_pair": _pass4_pair_source,
            "needed": _needed_source, "crossing": _crossing_source}
     return {"select": _select, **{name: kernels.jit(fn, fastmath=False) for name, fn in src.items()}}
 
@@ -367,6 +448,32 @@ def pass1(maps: torch.Tensor, heat: np.ndarray, qc: np.ndarray) -> tuple[float, 
     kernels.map_ranges(len(rng), lambda i: k(x, xi, *rng[i], heat, rmax[i], rmin[i], qc))
     mx = rmax.max(0)
     return float(mx.max()), float(rmin.min()), int((mx == 0).sum())
+
+
+def heat(maps: torch.Tensor, h: np.ndarray) -> tuple[float, float, int]:
+    """pass1 without the quarter-octave counts (the paper statistics only): h += sum_j |maps[j]| (float64, the same
+    sums as pass1), returns (max |x|, smallest positive |x|, maps all zero) as pass1 does."""
+    x, xi = _np(maps)
+    rng = kernels.split(x.shape[1], kernels.threads())
+    rmax = np.zeros((len(rng), x.shape[0]), np.int32)
+    rmin = np.full((len(rng), x.shape[0]), 0x7FFFFFFF, np.int32)
+    k = _compiled()["heat"]
+    kernels.map_ranges(len(rng), lambda i: k(x, xi, *rng[i], h, rmax[i], rmin[i]))
+    mx, mn = rmax.max(0), int(rmin.min())
+    vmin = math.inf if mn == 0x7FFFFFFF else float(np.int32(mn).view(np.float32))
+    return float(np.int32(mx.max()).view(np.float32)), vmin, int((mx == 0).sum())
+
+
+def shares(maps: torch.Tensor, thr: np.ndarray, ctab: LogTable) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 2 of the paper statistics on one chunk (n, H, W): (coverage counts per neuron (n,) int64, i.e. shares
+    |x| / H > 1/K with thr = H / K (float32), and the coarse mass histogram of its positive values (bins,) float64)."""
+    x, xi = _np(maps)
+    rng = kernels.split(x.shape[1], kernels.threads())
+    cov = np.zeros((len(rng), x.shape[0]), np.int64)
+    cmass = np.zeros((len(rng), 4, ctab.bins), np.float64)
+    kern = _compiled()["shares"]
+    kernels.map_ranges(len(rng), lambda i: kern(x, xi, *rng[i], thr, cov[i], ctab.cell, ctab.edges, cmass[i]))
+    return cov.sum(0), cmass.sum((0, 1))
 
 
 def quarter_counts(P: int, K: int) -> np.ndarray:
@@ -498,6 +605,6 @@ def pass4(maps: torch.Tensor, taus: np.ndarray, cnt: np.ndarray) -> np.ndarray:
     x, _ = _np(maps)
     rng = _blocks(x.shape[1])
     above = np.zeros((len(rng), taus.shape[0]), np.float64)
-    kern = _compiled()["pass4"]
+    kern = _compiled()["pass4_pair" if taus.shape[0] == 2 else "pass4"]  # (the same sums, one read for two levels)
     kernels.map_ranges(len(rng), lambda i: kern(x, *rng[i], taus, cnt, above[i]))
     return above.sum(0)

@@ -84,10 +84,14 @@ class _Pass1(Reducer):
             if self._h is None:
                 P = maps[0].numel()
                 self._h = np.zeros(P, np.float64)
-                if self._qc is None or self._qc.shape[0] != P:
+                if self.topk is not None and (self._qc is None or self._qc.shape[0] != P):
                     self._qc = a2k.quarter_counts(P, self.info.num_neurons)
-                self._qc[...] = 0
-            vmax, vmin, zero = a2k.pass1(maps, self._h, self._qc)
+                if self.topk is not None:
+                    self._qc[...] = 0
+            if self.topk is None:  # the paper statistics only: no quarter-octave counts (the top-k's floor)
+                vmax, vmin, zero = a2k.heat(maps, self._h)
+            else:
+                vmax, vmin, zero = a2k.pass1(maps, self._h, self._qc)
             self.vmax, self.vmin = max(self.vmax, vmax), min(self.vmin, vmin)
             self.zero_maps, self.maps = self.zero_maps + zero, self.maps + int(maps.shape[0])
             return
@@ -140,11 +144,12 @@ class _LogBins:
 
 
 class _Pass2(Reducer):
-    """Share counts per neuron and frame, coarse mass histogram, per-pixel top-k of A."""
+    """Share counts per neuron and frame, coarse mass histogram; with `needed`, the per-pixel top-k of A and
+    per-pixel histograms (neurons needed); without, only what the paper statistics need."""
 
     def __init__(self, heat: dict[int, torch.Tensor], bins: _LogBins, topk: int, pix_bins: _LogBins,
-                 floor: dict[int, np.ndarray] | None = None) -> None:
-        self.heat, self.bins, self.topk, self.pix = heat, bins, topk, pix_bins
+                 floor: dict[int, np.ndarray] | None = None, needed: bool = True) -> None:
+        self.heat, self.bins, self.topk, self.pix, self.with_needed = heat, bins, topk, pix_bins, needed
         self.floor = floor or {}  # compiled path: per frame, each pixel's top-k admission threshold (pass 1)
         self.counts: dict[int, torch.Tensor] = {}
         self.needed: dict[int, dict[float, torch.Tensor]] = {}
@@ -164,7 +169,10 @@ class _Pass2(Reducer):
 
     def update(self, start, maps):
         if a2k.usable(maps):
-            self._update_compiled(start, maps)
+            if self.with_needed:
+                self._update_compiled(start, maps)
+            else:
+                self._update_shares(start, maps)
             return
         a = maps.abs().flatten(1)  # (n, P)
         h = self.heat[self.frame].reshape(-1).to(a.device)
@@ -175,11 +183,25 @@ class _Pass2(Reducer):
         if pos.numel():
             idx = self.bins.index(pos)
             m = torch.bincount(idx, weights=pos.to(torch.float64), minlength=self.bins.bins)
-            c = torch.bincount(idx, minlength=self.bins.bins)
             self.mass = m if self.mass is None else self.mass + m.to(self.mass.device)
-            self.count = c if self.count is None else self.count + c.to(self.count.device)
-        self._merge(a)
-        self._pm, self._pc = _pixel_hist(a, self.pix, self._pm, self._pc)
+            if self.with_needed:  # (bin counts: only the neurons-needed path ever kept them)
+                c = torch.bincount(idx, minlength=self.bins.bins)
+                self.count = c if self.count is None else self.count + c.to(self.count.device)
+        if self.with_needed:
+            self._merge(a)
+            self._pm, self._pc = _pixel_hist(a, self.pix, self._pm, self._pc)
+
+    def _update_shares(self, start: int, maps: torch.Tensor) -> None:
+        """The compiled paper-statistics pass: coverage counts and the coarse mass histogram, nothing per pixel."""
+        if self._k is None:
+            h = self.heat[self.frame].reshape(-1)
+            self._thr, self._k = (h / self.K).to(torch.float32).numpy(), True
+        if start + maps.shape[0] > self.K:
+            raise ValueError(f"a2: more maps in frame {self.frame} than the layer's {self.K} neurons")
+        cov, m = a2k.shares(maps, self._thr, self.bins.table)
+        self._c[start:start + maps.shape[0]] = torch.from_numpy(cov)
+        m = torch.from_numpy(m)
+        self.mass = m if self.mass is None else self.mass + m
 
     def _update_compiled(self, start: int, maps: torch.Tensor) -> None:
         """The compiled path: one fused loop per pixel block (coverage, both histograms, top-k)."""
@@ -230,6 +252,9 @@ class _Pass2(Reducer):
 
     def end_frame(self):
         self.counts[self.frame] = self._c
+        if not self.with_needed:
+            self._k = None
+            return
         h = self.heat[self.frame].reshape(-1)
         need = self._needed(h)
         self.needed[self.frame], self.censored[self.frame] = {}, {}
@@ -457,13 +482,15 @@ def topk_for(num_pixels: int, topk: int | None = None, topk_mb: float = 512.0) -
 
 
 def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bins: int = 8192,
-                      topk: int | None = None, topk_mb: float = 512.0,
+                      topk: int | None = None, topk_mb: float = 512.0, neurons_needed: bool = False,
                       levels: tuple[float, ...] = MASS_LEVELS) -> dict[str, Any]:
     """All A2 statistics of one layer; `stream(reducers)` must drive the reducers over every frame once.
 
-    topk: per-pixel capacity of the exact neurons-needed merge (default: what fits topk_mb MB).
+    neurons_needed: also the beyond-the-paper "neurons needed" per pixel (per-pixel top-k merge, per-pixel
+    histograms, a refinement; several times the cost of the paper statistics). topk: per-pixel capacity of its
+    exact merge (default: what fits topk_mb MB).
     """
-    p1 = _Pass1(functools.partial(topk_for, topk=topk, topk_mb=topk_mb))
+    p1 = _Pass1(functools.partial(topk_for, topk=topk, topk_mb=topk_mb) if neurons_needed else None)
     stream([p1])
     p1._qc = None  # buffers reused from frame to frame are freed once their pass is over
     frames = sorted(p1.heat)
@@ -478,7 +505,7 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     P = p1.heat[frames[0]].numel()
     pb = pixel_bins_for(P, topk_mb)
     lbp = _LogBins(p1.vmin, p1.vmax, pb)
-    p2 = _Pass2(p1.heat, lb, topk, lbp, p1.floor)
+    p2 = _Pass2(p1.heat, lb, topk, lbp, p1.floor, needed=neurons_needed)
     stream([p2])
     p2._spare = None
     K = p2.K
@@ -496,19 +523,6 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
     stream([p3] + ([pr] if pr else []))  # both need only pass 2: one stream
     if pr:
         pr._spare = None
-    bounds = pr.bounds if pr else {}
-    needed_lo, needed_hi = {}, {}
-    for q in QUANTILES:
-        needed_lo[q], needed_hi[q] = {}, {}
-        for f in frames:
-            m = p2.needed[f][q].reshape(-1).clone()
-            lo, hi = m.clone(), m.clone()
-            if f in bounds and q in bounds[f]:
-                cens = torch.isinf(m)
-                blo, bhi = (v.cpu().to(torch.float64) for v in bounds[f][q])
-                lo[cens], hi[cens] = blo[cens], bhi[cens]
-            needed_lo[q][f] = lo.reshape(p2.needed[f][q].shape).numpy()
-            needed_hi[q][f] = hi.reshape(p2.needed[f][q].shape).numpy()
     taus, tau_info = {}, {}
     for a, b in brackets.items():
         above_bin, target = cum_above[a]
@@ -531,14 +545,10 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
                               "median_lower_fraction": lower_median(ppn),
                               "mean_fraction": float(ppn.mean()), "fraction_neurons_covering_none":
                               float((ppn == 0).mean()), "counts_per_frame": counts.to(torch.int64).numpy()},
-        "thresholds": {}, "neurons_per_pixel": {}, "neurons_needed": {},
-        "maps": {"n": {a: {f: (p4.n[f][a].to(torch.float64) / K).numpy() for f in frames} for a in levels},
-                 "needed": needed_lo, "needed_upper": needed_hi},
+        "thresholds": {}, "neurons_per_pixel": {}, "neurons_needed": dict(NOT_COMPUTED),
+        "maps": {"n": {a: {f: (p4.n[f][a].to(torch.float64) / K).numpy() for f in frames} for a in levels}},
         "method": {"tau": f"log histogram ({bins} bins) + linear refinement ({sub_bins} sub-bins) of the crossing "
-                          "bin; exact mass above τ measured in a 4th pass",
-                   "neurons_needed": f"exact per-pixel top-k merge, k = min(K, {topk}); pixels needing more are "
-                                     f"bracketed [lower, upper] by per-pixel histograms ({pb} log bins, then {pb} "
-                                     "linear sub-bins of the crossing bin, one extra pass)"},
+                          "bin; exact mass above τ measured in a 4th pass"},
     })
     for a in levels:
         held = p4.above[a] / total
@@ -546,6 +556,36 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
         out["thresholds"][str(a)] = {**tau_info[a], "mass_above": held, "target_mass_above": 1 - a}
         out["neurons_per_pixel"][str(a)] = {"mean_fraction": float(nmap.mean()), "median_fraction":
                                             float(np.median(nmap)), "max_fraction": float(nmap.max())}
+    if neurons_needed:
+        _needed_results(out, p2, pr.bounds if pr else {}, topk, pb)
+    return out
+
+
+NOT_COMPUTED = {"computed": False, "note": "neurons needed per pixel (beyond the paper) was not computed: it is "
+                "off by default (several times the cost of the paper statistics); turn it on with "
+                "--option a2.neurons_needed=true"}
+
+
+def _needed_results(out: dict[str, Any], p2: _Pass2, bounds: dict, topk: int, pb: int) -> None:
+    """Add the neurons-needed maps ([lower, upper] per pixel), per-level summaries and method to `out`."""
+    frames, K, P = out["frames"], out["num_neurons"], out["num_pixels"]
+    needed_lo, needed_hi = {}, {}
+    for q in QUANTILES:
+        needed_lo[q], needed_hi[q] = {}, {}
+        for f in frames:
+            m = p2.needed[f][q].reshape(-1).clone()
+            lo, hi = m.clone(), m.clone()
+            if f in bounds and q in bounds[f]:
+                cens = torch.isinf(m)
+                blo, bhi = (v.cpu().to(torch.float64) for v in bounds[f][q])
+                lo[cens], hi[cens] = blo[cens], bhi[cens]
+            needed_lo[q][f] = lo.reshape(p2.needed[f][q].shape).numpy()
+            needed_hi[q][f] = hi.reshape(p2.needed[f][q].shape).numpy()
+    out["maps"].update({"needed": needed_lo, "needed_upper": needed_hi})
+    out["method"]["neurons_needed"] = (f"exact per-pixel top-k merge, k = min(K, {topk}); pixels needing more are "
+                                       f"bracketed [lower, upper] by per-pixel histograms ({pb} log bins, then {pb} "
+                                       "linear sub-bins of the crossing bin, one extra pass)")
+    out["neurons_needed"] = {}
     kcap = min(K, topk)
     for q in QUANTILES:
         lo = np.concatenate([needed_lo[q][f].ravel() for f in frames])
@@ -563,7 +603,6 @@ def distributed_stats(stream: Callable[[list], Any], *, bins: int = 2048, sub_bi
             "exact_fraction": float(exact.mean()) if lo.size else None,
             "censored_fraction": float(np.mean([p2.censored[f][q] for f in frames]) / P), "cap": kcap,
             "max_bracket_width": _fin(float(np.max(hi - lo))) if lo.size else None}
-    return out
 
 
 def lower_median(x: np.ndarray) -> float:
@@ -582,10 +621,14 @@ def pixel_bins_for(num_pixels: int, topk_mb: float = 512.0) -> int:
 
 
 def work_seconds(num_neurons: int, height: int, width: int, num_frames: int, *, topk: int | None = None,
-                 topk_mb: float = 512.0, device: torch.device | str = "cpu") -> float:
-    """Estimated seconds of A2's own work on one layer (its reducers' updates in every pass, the top-k merges,
-    the refinement pass assumed needed), from a probe on this machine; the canvases are not included."""
+                 topk_mb: float = 512.0, neurons_needed: bool = False, device: torch.device | str = "cpu") -> float:
+    """Estimated seconds of A2's own work on one layer (its reducers' updates in every pass; with neurons_needed
+    also the top-k merges and the refinement pass, assumed needed), from a probe on this machine; the canvases
+    are not included."""
     k = topk_for(height * width, topk, topk_mb)
+    if not neurons_needed:
+        per_map, per_frame, _, _ = _probe(False, height, width, k, topk_mb, str(device), needed=False)
+        return (per_map * num_neurons + per_frame) * num_frames
     per_map, per_frame, per_cut, final = _probe(num_neurons > k, height, width, k, topk_mb, str(device))
     per_frame += final * min(1.0, num_neurons / k)  # the end-of-frame select + sort grows with min(K, k)
     # compiled top-k: pass 1's floor admits about k + a quarter-octave's share of values per pixel, so a 2k
@@ -595,15 +638,28 @@ def work_seconds(num_neurons: int, height: int, width: int, num_frames: int, *, 
     return (per_map * num_neurons + per_frame + per_cut * cuts) * num_frames
 
 
+def work_with_options(opts: DistributedOptions | None, num_neurons: int, height: int, width: int, num_frames: int,
+                      device: torch.device | str = "cpu") -> tuple[float, float]:
+    """(estimated seconds of A2's own work on one layer with these options, the seconds that turning on
+    a2.neurons_needed would add: 0 when it is on) for the cost lines of `xinc analyze`."""
+    o = opts or DistributedOptions()
+    kw = dict(topk=o.topk, topk_mb=o.topk_mb, device=device)
+    secs = work_seconds(num_neurons, height, width, num_frames, neurons_needed=o.neurons_needed, **kw)
+    if o.neurons_needed:
+        return secs, 0.0
+    return secs, max(0.0, work_seconds(num_neurons, height, width, num_frames, neurons_needed=True, **kw) - secs)
+
+
 @functools.lru_cache(maxsize=16)
-def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device: str,
+def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device: str, needed: bool = True,
            probe_maps: int = 32) -> tuple[float, float, float, float]:
     """(wall seconds per map, per frame, per top-k buffer cut, per frame's neurons-needed select + sort at K >= k)
     of every A2 pass: each reducer updated twice with
     `probe_maps` random maps in its second frame (the first update also pays the frame's set-up; pass 2 admits
     15 % of the values to its top-k, as pass 1's floor does on real layers) and the frame ended; plus,
     timed on a sixteenth of the pixels, the top-k merges (PyTorch: one torch.topk of the (P, 2k) buffer per k
-    maps; compiled: one quickselect cut of a full buffer, and the final select + sort of every pixel's top-k)."""
+    maps; compiled: one quickselect cut of a full buffer, and the final select + sort of every pixel's top-k).
+    Without `needed` (neurons-needed off): the four paper passes only, no top-k or per-pixel histograms."""
     P = height * width
     g = torch.Generator().manual_seed(0)
     maps = (torch.rand(probe_maps, height, width, generator=g) ** 4).to(device)
@@ -617,8 +673,10 @@ def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device
     crossing = dict.fromkeys((0, 1), {q: (torch.zeros(P, dtype=torch.int64, device=device), z, z, z)
                                       for q in QUANTILES})
     floor = dict.fromkeys((0, 1), np.full(P, 0.85 ** 4, np.float32))  # u^4 > 0.85^4: 15 % of the values
-    reducers = [_Pass1(), _Pass2(heat, lb, k, lbp, floor), _Pass3(lb, dict.fromkeys(MASS_LEVELS, 1024), 8192),
-                _Pass4(dict.fromkeys(MASS_LEVELS, 0.01)), _PassRefine(crossing, lbp, lbp.bins, heat)]
+    reducers = [_Pass1((lambda _: k) if needed else None), _Pass2(heat, lb, k, lbp, floor, needed=needed),
+                _Pass3(lb, dict.fromkeys(MASS_LEVELS, 1024), 8192), _Pass4(dict.fromkeys(MASS_LEVELS, 0.01))]
+    if needed:
+        reducers.append(_PassRefine(crossing, lbp, lbp.bins, heat))
     info = _ProbeInfo(2 * probe_maps, height, width)
     first = again = ends = 0.0
     for red in reducers:  # frame 0 fills the reused buffers' pages (once per layer); frame 1 is timed
@@ -635,6 +693,8 @@ def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device
         first, again, ends = first + t1 - t0, again + t2 - t1, ends + time.perf_counter() - t2
     per_map, per_frame, per_cut, final = again / probe_maps, max(0.0, first - again) + ends, 0.0, 0.0
     rows = max(1, P // 16)
+    if not needed:
+        return per_map, per_frame, 0.0, 0.0
     if compiled:
         cut, final = a2k.probe_topk(rows, k)
         per_cut, final = cut * P, final * P
@@ -650,7 +710,8 @@ def _probe(merges: bool, height: int, width: int, k: int, topk_mb: float, device
 def _warm() -> None:
     """Run every compiled kernel once on a tiny canvas (numba compiles or loads them on their first call)."""
     maps = torch.rand(2, 6, 3, 4, generator=torch.Generator().manual_seed(0))
-    distributed_from_canvases(maps, topk=2, chunk=4, bins=16, sub_bins=16)
+    for needed in (False, True):
+        distributed_from_canvases(maps, topk=2, chunk=4, bins=16, sub_bins=16, neurons_needed=needed)
 
 
 @dataclass
@@ -668,12 +729,13 @@ def distributed_from_canvases(maps: torch.Tensor, **kw) -> dict[str, Any]:
 
 @dataclass
 class DistributedOptions:
-    """A2 histogram resolution and the per-pixel top-k capacity of the exact neurons-needed merge."""
+    """A2 histogram resolution; the opt-in neurons-needed statistic and its per-pixel top-k capacity."""
 
     bins: int = 2048  # coarse log bins of the |C| mass histogram
     sub_bins: int = 8192  # linear sub-bins of the crossing bin (τ refinement)
-    topk: int | None = None  # per-pixel top-k capacity (default: what fits topk_mb)
-    topk_mb: float = 512.0  # memory for the per-pixel top-k merge and histograms
+    neurons_needed: bool = False  # also neurons needed per pixel (beyond the paper; several times the cost)
+    topk: int | None = None  # per-pixel top-k capacity of neurons-needed (default: what fits topk_mb)
+    topk_mb: float = 512.0  # memory for neurons-needed's per-pixel top-k merge and histograms
 
     def validate(self) -> None:
         if self.bins < 2 or self.sub_bins < 2 or (self.topk is not None and self.topk < 1) or self.topk_mb <= 0:
@@ -712,16 +774,18 @@ def _arrays(variant: str, layer: str, r: dict[str, Any], f0: int) -> dict[str, n
     """The arrays the figures show: sorted pixels-per-neuron fractions and the maps of frame f0."""
     out = {f"{variant}/{layer}/fraction_sorted": np.asarray(r["pixels_per_neuron"]["fraction_sorted"])}
     out.update({f"{variant}/{layer}/n/{a}": r["maps"]["n"][a][f0].astype(np.float32) for a in MASS_LEVELS})
-    out.update({f"{variant}/{layer}/needed/{q}": r["maps"]["needed"][q][f0].astype(np.float32) for q in QUANTILES})
+    if "needed" in r["maps"]:  # (only with --option a2.neurons_needed=true)
+        out.update({f"{variant}/{layer}/needed/{q}": r["maps"]["needed"][q][f0].astype(np.float32)
+                    for q in QUANTILES})
     return out
 
 
 @register_analysis(AID, "Representations are distributed", options=DistributedOptions)
 def run(ctx: AnalysisContext, opts: DistributedOptions) -> AnalysisResult:
-    """Pixels per neuron, neurons per pixel at a = 0.1 / 0.5, neurons needed per pixel; per layer."""
+    """Pixels per neuron, neurons per pixel at a = 0.1 / 0.5 (and, opted in, neurons needed per pixel); per layer."""
     grid = each_variant_layer(ctx, lambda v, cm, la: distributed_stats(
         lambda reds: ctx.stream(la, reds, canvas_mode=cm), bins=opts.bins, sub_bins=opts.sub_bins, topk=opts.topk,
-        topk_mb=opts.topk_mb))
+        topk_mb=opts.topk_mb, neurons_needed=opts.neurons_needed))
     modes = dict(ctx.variants())
     res = AnalysisResult(numbers={"canvas_modes": modes, "figure_frame": ctx.frames[0],
                                   "median": "median = mean of the two middle values (numpy); "
@@ -742,12 +806,14 @@ def run(ctx: AnalysisContext, opts: DistributedOptions) -> AnalysisResult:
 
 
 def _summary_line(variant: str, layer: str, r: dict[str, Any]) -> str:
-    ppn, n50, n90 = r["pixels_per_neuron"], r["neurons_needed"]["0.5"], r["neurons_needed"]["0.9"]
+    ppn, nn = r["pixels_per_neuron"], r["neurons_needed"]
     zero = f"; {r['all_zero_maps']} all-zero maps" if r["all_zero_maps"] else ""
+    needed = (f"median {_needed(nn['0.5'])} neurons hold 50% and {_needed(nn['0.9'])} hold 90% of a pixel's "
+              "contribution" if nn.get("computed", True) else
+              "neurons needed per pixel not computed (--option a2.neurons_needed=true)")
     return (f"{variant} {layer}: median neuron covers {100 * ppn['median_fraction']:.2f}% of pixels; "
             f"a=0.5 → {100 * r['neurons_per_pixel']['0.5']['mean_fraction']:.2f}% of {r['num_neurons']} "
-            f"neurons per pixel; median {_needed(n50)} neurons hold 50% and {_needed(n90)} hold 90% of a "
-            f"pixel's contribution{zero}")
+            f"neurons per pixel; {needed}{zero}")
 
 
 def _needed(rec: dict[str, Any]) -> str:

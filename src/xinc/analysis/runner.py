@@ -338,11 +338,12 @@ def _canvas_seconds(c, frames: int, run_ids: list[str], options: dict[str, Any],
 def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], run_ids: list[str], memo_mb: float,
                 device, options: dict[str, Any] | None = None) -> tuple[float, list[str]]:
     """(estimated seconds, lines saying so): each (layer, mode) canvas probe-timed on this machine and scaled to
-    what the run's analyses compute of it (_canvas_seconds), plus A2's own statistics."""
-    from xinc.analysis.distributed import work_seconds
+    what the run's analyses compute of it (_canvas_seconds), plus A2's own statistics (and what its opt-in
+    neurons-needed statistic would add)."""
+    from xinc.analysis.distributed import work_with_options
     from xinc.canvas.cost import estimate, format_seconds
 
-    total, lines = 0.0, []
+    total, lines, optin = 0.0, [], 0.0
     for layer in layers:
         for mode in modes:
             c = estimate(model, layer, mode, frames[0], probe_seconds=0.1)
@@ -350,8 +351,9 @@ def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], r
             total += secs
             a2 = ""
             if "a2" in run_ids:  # A2's per-pixel statistics over every map, on top of the canvases
-                w = work_seconds(c.neurons, model.config.height, model.config.width, len(frames), device=device)
-                total += w
+                w, more = work_with_options((options or {}).get("a2"), c.neurons, model.config.height,
+                                            model.config.width, len(frames), device)
+                total, optin = total + w, optin + more
                 a2 = f"; A2 statistics {format_seconds(w)}"
             lines.append(f"  {layer:8s} {mode:6s} {c.neurons:7d} maps: {what}" + a2)
     head = (f"xinc analyze: estimated cost {format_seconds(total)} on {device} (probe-timed under this machine's "
@@ -360,6 +362,8 @@ def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], r
     tips = ["  to cut it: --sample-frames N (seeded frame subset), --frames, --layers, --mode paper, --memo-mb, "
             "or --device cuda on a GPU machine" + (", --option a7.rank_modes=paper (A7 samples the linear maps)"
                                                   if "a7" in run_ids else "")]
+    if optin > 0:
+        tips.append(f"  A2 neurons-needed (opt-in, --option a2.neurons_needed=true): +{format_seconds(optin)}")
     return total, [head, *lines, *tips]
 
 

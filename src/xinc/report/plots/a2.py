@@ -29,8 +29,9 @@ def _ppn_figure(variant: str, cmode: str, section: dict, arrays: dict[str, np.nd
     return fig
 
 
-def _npp_figure(variant: str, cmode: str, section: dict, arrays: dict[str, np.ndarray], layers: list[str], f0):
-    fig, axes = new_figure(len(layers), 4, panel=(3.0, 1.8),
+def _npp_figure(variant: str, cmode: str, section: dict, arrays: dict[str, np.ndarray], layers: list[str], f0,
+                needed: bool):
+    fig, axes = new_figure(len(layers), 4 if needed else 2, panel=(3.0, 1.8),
                            title=f"A2 neurons per pixel — {variant} ({cmode} canvas), frame {f0}")
     for i, layer in enumerate(layers):
         r = section[layer]
@@ -38,7 +39,7 @@ def _npp_figure(variant: str, cmode: str, section: dict, arrays: dict[str, np.nd
             tau = r["thresholds"][a]["tau"]
             image_panel(axes[i, j], arrays[f"{layer}/n/{a}"], cmap="viridis", label="n(p)/K",
                         title=f"{layer}: n(p)/K, a={a} (τ={tau:.3g})")
-        for j, q in enumerate(QUANTILES):
+        for j, q in enumerate(QUANTILES if needed else ()):
             image_panel(axes[i, 2 + j], arrays[f"{layer}/needed/{q}"], cmap="magma", label="neurons",
                         title=f"{layer}: neurons for {int(float(q) * 100)}% of H(p)")
     fig.tight_layout()
@@ -47,7 +48,8 @@ def _npp_figure(variant: str, cmode: str, section: dict, arrays: dict[str, np.nd
 
 @register_plot(AID)
 def plot(result: AnalysisResult, out: Path) -> list[FigureRef]:
-    """Per variant: sorted pixels-per-neuron curves, and n(p)/K and neurons-needed maps per layer."""
+    """Per variant: sorted pixels-per-neuron curves, and n(p)/K maps per layer (beside them the neurons-needed maps
+    when the run computed them: --option a2.neurons_needed=true)."""
     figs = []
     modes = result.numbers.get("canvas_modes", {})
     for variant, cmode in modes.items():
@@ -58,8 +60,11 @@ def plot(result: AnalysisResult, out: Path) -> list[FigureRef]:
                                 f"(share > 1/K), per layer ({variant})."))
         layers = [la for la, r in section.items() if not r.get("empty") and f"{la}/n/0.1" in arrays]
         if layers:
-            fig = _npp_figure(variant, cmode, section, arrays, layers, result.numbers.get("figure_frame", 0))
-            figs.append(save_figure(fig, out, AID, f"neurons_per_pixel_{variant}", "Neurons per pixel above the "
-                                    "mass thresholds τ_a (a = 0.1, 0.5), and the fewest neurons holding 50 % / 90 % "
-                                    f"of each pixel's contribution ({variant}; lower bound where bracketed)."))
+            needed = all(f"{la}/needed/{q}" in arrays for la in layers for q in QUANTILES)
+            fig = _npp_figure(variant, cmode, section, arrays, layers, result.numbers.get("figure_frame", 0), needed)
+            caption = ("Neurons per pixel above the mass thresholds τ_a (a = 0.1, 0.5), and the fewest neurons "
+                       f"holding 50 % / 90 % of each pixel's contribution ({variant}; lower bound where bracketed)."
+                       if needed else f"Neurons per pixel above the mass thresholds τ_a (a = 0.1, 0.5) ({variant}; "
+                       "neurons needed per pixel not computed: --option a2.neurons_needed=true).")
+            figs.append(save_figure(fig, out, AID, f"neurons_per_pixel_{variant}", caption))
     return figs
