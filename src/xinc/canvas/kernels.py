@@ -668,6 +668,19 @@ def merge_tables(rs: np.ndarray, taps, single: np.ndarray, code: int, hs: np.nda
         i1, f1 = np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32)
         return (np.zeros((NT, NT), np.bool_), f1, i1, i1, np.zeros((1, 1, 1), np.int64),
                 np.zeros((1, 1, 1), np.float32), i1)
+    key = (code, h0, w0) + tuple((a.shape, a.dtype.str, a.tobytes()) for a in (rs, HD, HC, HN, single))
+    return _merge_cached(key, rs, taps, single, code, h0, w0)
+
+
+_MERGE_CACHE: dict = {}
+
+
+def _merge_cached(key, rs, taps, single, code: int, h0: int, w0: int) -> tuple:
+    """merge_tables' composites, built once per chain and grid (a dict keyed by the tables' bytes; a few kB each)."""
+    if key in _MERGE_CACHE:
+        return _MERGE_CACHE[key]
+    HD, HC, HN = taps
+    NT = HD.shape[1]
     r0, r1 = int(rs[0]), int(rs[1])
 
     def composite(a: int, n0: int) -> np.ndarray:  # (n0 r0 r1, n0): stage 1 (table 0) after stage 0 (table a)
@@ -689,7 +702,10 @@ def merge_tables(rs: np.ndarray, taps, single: np.ndarray, code: int, hs: np.nda
             chn[a, M] = nz.size
             chr_[a, M, :nz.size], chc[a, M, :nz.size] = nz, chs[a][M, nz]
     ok = (single[0] != 0) if code != 0 else np.ones((NT, NT), np.bool_)
-    return ok, cw.reshape(NT, -1), lo, hi, chr_, chc, chn
+    if len(_MERGE_CACHE) >= 64:  # a handful of layers in practice; never unbounded
+        _MERGE_CACHE.clear()
+    _MERGE_CACHE[key] = ok, cw.reshape(NT, -1), lo, hi, chr_, chc, chn
+    return _MERGE_CACHE[key]
 
 
 def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hsel: torch.Tensor,
