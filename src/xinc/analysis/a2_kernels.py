@@ -100,10 +100,23 @@ def _pass1_source(x, xi, p0, p1, heat, rmax, rmin, qc):
             rmin[j] = mn
 
 
+def _minmax_source(r, rmax, rmin, j):
+    """rmax[j], rmin[j] = the largest and the smallest non-zero of the bit patterns r & 0x7FFFFFFF (|x|) and their
+    old values (integer compares: vectorises)."""
+    mx = rmax[j]
+    mn = rmin[j]
+    for i in range(r.shape[0]):
+        bits = r[i] & 0x7FFFFFFF
+        mx = max(mx, bits)
+        mn = min(mn, bits if bits != 0 else 0x7FFFFFFF)
+    rmax[j] = mx
+    rmin[j] = mn
+
+
 def _heat_source(x, xi, p0, p1, heat, rmax, rmin):
     """Pass 1 without the top-k: heat[p] += |x[j, p]| (float64, in neuron order: the same sums as _pass1_source, four
-    rows per sweep of heat), then per row j the largest and the smallest non-zero bit pattern of |x| (integer
-    compares). Each inner loop runs over a row view from 0, branch-free: they vectorise."""
+    rows per sweep of heat), and per row j the range of |x| (_minmax) while the four rows are still in cache. Each
+    inner loop runs over a row view from 0, branch-free: they vectorise."""
     n = x.shape[0]
     h = heat[p0:p1]
     for j in range(0, n - 3, 4):
@@ -111,20 +124,13 @@ def _heat_source(x, xi, p0, p1, heat, rmax, rmin):
         for i in range(h.shape[0]):
             h[i] = (((h[i] + np.float64(abs(a[i]))) + np.float64(abs(b[i]))) + np.float64(abs(c[i]))
                     + np.float64(abs(d[i])))
+        for k in range(j, j + 4):
+            _minmax(xi[k, p0:p1], rmax, rmin, k)
     for j in range(n - n % 4, n):
         a = x[j, p0:p1]
         for i in range(h.shape[0]):
             h[i] += np.float64(abs(a[i]))
-    for j in range(n):
-        r = xi[j, p0:p1]
-        mx = rmax[j]
-        mn = rmin[j]
-        for i in range(r.shape[0]):
-            bits = r[i] & 0x7FFFFFFF
-            mx = max(mx, bits)
-            mn = min(mn, bits if bits != 0 else 0x7FFFFFFF)
-        rmax[j] = mx
-        rmin[j] = mn
+        _minmax(xi[j, p0:p1], rmax, rmin, j)
 
 
 def _floor_source(qc, k, out):
@@ -405,12 +411,14 @@ def _crossing_source(mass, count, B, p0, p1, target, m0, c0, b_out, m_out, c_out
         n_out[p] = count[p * B + b]
 
 
-_bin, _select, _sort_desc, _prefix = _bin_source, _select_source, _sort_desc_source, _prefix_source  # compiled later
+_bin, _select, _sort_desc, _prefix, _minmax = (_bin_source, _select_source, _sort_desc_source, _prefix_source,
+                                               _minmax_source)  # compiled later
 
 
 @functools.cache
 def _compiled() -> dict:
-    global _bin, _select, _sort_desc, _prefix  # numba resolves these globals when it compiles the kernels calling them
+    global _bin, _select, _sort_desc, _prefix, _minmax  # numba resolves these globals when compiling their callers
+    _minmax = kernels.jit(_minmax_source, fastmath=False)
     _bin = kernels.jit(_bin_source, fastmath=False)
     _select = kernels.jit(_select_source, fastmath=False)
     _sort_desc = kernels.jit(_sort_desc_source, fastmath=False)
