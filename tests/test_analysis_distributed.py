@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,24 @@ def test_all_zero_maps_counted_and_lower_median(tmp_path):
     assert lower_median(np.array([4.0, 1.0, 3.0, 2.0])) == 2.0 and np.median([4.0, 1.0, 3.0, 2.0]) == 2.5
     ppn = res["pixels_per_neuron"]
     assert ppn["median_lower_fraction"] <= ppn["median_fraction"]
+
+
+def test_analyze_and_report_without_neurons_needed(tmp_path):
+    """`xinc analyze --analyses a2` at defaults on a tiny NeRV, then the HTML report: the page says neurons-needed
+    was not computed and how to turn it on; both figures are there."""
+    from xinc.cli.main import main
+    from xinc.models import NeRV, nerv_config_for_budget, save_model
+    from xinc.report.html import build_report
+
+    nc = nerv_config_for_budget(height=16, width=32, num_frames=2, strides=[2, 2], embed="pe_1.25_8", fc_dim=4)
+    torch.manual_seed(0)
+    save_model(NeRV(nc).eval(), tmp_path / "model")
+    run_dir = tmp_path / "run"
+    assert main(["analyze", str(tmp_path / "model"), "--out", str(run_dir), "--analyses", "a2", "--frames", "0",
+                 "--layers", "block2,head", "--no-progress"]) == 0
+    res = json.loads((run_dir / "results.json").read_text())["a2"]
+    assert res["paper"]["head"]["neurons_needed"]["computed"] is False
+    assert {Path(f["path"]).name for f in res["figures"]} >= {"neurons_per_pixel_paper.png",
+                                                               "pixels_per_neuron_paper.png"}
+    page = build_report(run_dir, tmp_path / "report.html").read_text()
+    assert "not computed (--option a2.neurons_needed=true)" in page

@@ -459,6 +459,63 @@ def test_compiled_gelu_is_as_accurate_as_torch():
     assert torch.isnan(kernels.activation(torch.tensor([float("nan")]), "gelu")).all()
 
 
+def _chain_reference(z: torch.Tensor, subs: torch.Tensor, stages, act) -> torch.Tensor:
+    """The paper block rule's stand-in chain written out directly, one map at a time: act, place at the sub-pixel
+    (route) or repeat (nearest upsampling), then a k x k zero-padded mean as k^2 shifted copies; act between
+    stages. Shares nothing with the kernels' phase taps or merged composites."""
+    out = []
+    for zj, sj in zip(z, subs.tolist()):
+        A = act(zj.double())
+        for q, (r, k, route) in enumerate(stages):
+            if route:
+                R = A.new_zeros(A.shape[0] * r, A.shape[1] * r)
+                R[sj // r::r, sj % r::r] = A
+            else:
+                R = A.repeat_interleave(r, 0).repeat_interleave(r, 1)
+            P = F.pad(R, (k // 2,) * 4)
+            A = sum(P[dy:dy + R.shape[0], dx:dx + R.shape[1]] for dy in range(k) for dx in range(k)) / (k * k)
+            A = act(A) if q < len(stages) - 1 else A
+        out.append(A)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("act", ["gelu", "identity"])
+@pytest.mark.parametrize("stages", [((4, 3, True), (2, 3, False), (2, 3, False)),  # the paper NeRV's block1: merged
+                                    ((3, 5, True), (2, 3, False), (1, 3, False)),  # route into 5x5: not single
+                                    ((2, 3, True), (3, 1, False), (2, 5, False), (2, 3, False))],
+                         ids=["paper-block1", "no-merge", "four-stages"])
+def test_block_kernel_stages_equal_explicit_chain(stages, act):
+    """The compiled block kernel (first two stages run as one composite linear map where the activation moves
+    before the first; the gap summed inside the last activation; heat/totals straight from the last stage) equals
+    the chain written out directly, on a 2x3 grid where nearly every output pixel sees a map edge, for every
+    sub-pixel: the maps, and the heat map, totals and signed sum of the reduce path."""
+    from xinc.canvas import kernels
+    from xinc.canvas.rules import chain_taps
+
+    if not kernels.available():
+        pytest.skip("numba is not installed: no compiled kernels to test")
+    r0 = stages[0][0]
+    n = 2 * r0 * r0 + 1  # every sub-pixel twice (pairs share the last stage's taps) and an odd map out
+    z = torch.randn(n, 2, 3, generator=torch.Generator().manual_seed(1)) * 2
+    sub = torch.arange(n) % (r0 * r0)
+    zeros = torch.zeros_like(sub)
+    sel = [(sub % r, sub // r) if route else (zeros, zeros) for r, _, route in stages]
+    hsel, vsel = torch.stack([h for h, _ in sel]), torch.stack([v for _, v in sel])
+    rs, taps = chain_taps(tuple(stages))
+    fn = {"gelu": lambda v: F.gelu(v), "identity": lambda v: v}[act]
+    ref = _chain_reference(z, sub, stages, fn)
+    single = kernels._single_taps(rs, taps[1], taps[2])
+    ok = kernels.merge_tables(rs, taps, single, kernels.ACTS[act], hsel.numpy(), vsel.numpy(), 2, 3)[0]
+    assert ok.all() if stages[0][:2] == (4, 3) or act == "identity" else not ok.any()  # the merged path is taken
+    for threads in (1, 2):
+        maps = kernels.block_chain(z, act, True, rs, taps, hsel, vsel, threads=threads)
+        torch.testing.assert_close(maps.double(), ref, rtol=1e-5, atol=1e-6)
+        heat, gap, tot = kernels.block_chain(z, act, True, rs, taps, hsel, vsel, reduce=True, threads=threads)
+        torch.testing.assert_close(heat.double(), ref.abs().sum(0), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gap.double(), ref.sum(0), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(tot, ref.abs().sum((1, 2)), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("act", ["relu", "silu"])
 def test_compiled_block_kernel_other_activations(act, monkeypatch):
     """ReLU/SiLU decoders: the compiled block kernel's heat map, totals and residuals equal the eager path's."""

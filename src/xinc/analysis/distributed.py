@@ -5,9 +5,12 @@ With A_k = |C_k|, H(p) = Σ_k A_k(p), K neurons, P pixels:
 - neurons per pixel: one threshold τ_a per layer (pooled over the analysed frames) such that the
   values above τ_a hold (1 − a) of the layer's total |C| mass, a ∈ {0.1, 0.5};
   n(p) = #{k : A_k(p) > τ_a} / K.
-- beyond the paper: per pixel, the fewest neurons whose largest contributions hold q of H(p),
-  q ∈ {0.5, 0.9} ("neurons needed"): exact from a per-pixel top-k merge where the top k suffice,
-  else bracketed [lower, upper] by two-level per-pixel histograms (one extra pass).
+- beyond the paper, opt-in (`neurons_needed`, `--option a2.neurons_needed=true`): per pixel, the fewest neurons
+  whose largest contributions hold q of H(p), q ∈ {0.5, 0.9} ("neurons needed"): exact from a per-pixel top-k
+  merge where the top k suffice, else bracketed [lower, upper] by two-level per-pixel histograms (one extra pass).
+  Off (the default), the passes keep nothing per pixel beyond H and n(p): the top-k admission counts of pass 1,
+  the top-k and per-pixel histograms of pass 2 and the refinement are skipped, and the paper statistics are
+  the same (compiled kernels `heat` and `shares` instead of `pass1` and `pass2`).
 
 Medians are numpy's (the mean of the two middle values for an even count); `median_lower_fraction`
 is the lower middle value, which is what the original code reports. `all_zero_maps` counts the

@@ -132,15 +132,28 @@ ACTS = {"identity": 0, "relu": 1, "gelu": 2, "silu": 3}  # activation codes of t
 
 # GELU(x) = x/2 (1 + erf(x / sqrt 2)) with erf(t) ~ t P(t^2) / Q(t^2) for |t| <= 4 (erf(t) rounds to +-1 in float32
 # beyond): a rational fit made for xinc (Lawson-weighted least squares, relative error of erf 2.0e-9 on [0, 4] in
-# exact arithmetic). Evaluated in float32 it is within 2.2e-7 |x| of the exact GELU, PyTorch's float32 gelu within
-# 3.7e-7 |x| (dense grid, tests/test_canvas.py). Branch-free, so it vectorises: numba has no vectorised erf/exp
-# without Intel's SVML.
-_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(v) for v in (
-    1.1283791693768774, 0.18520318115712586, 0.05431690902291431, 0.0038496103586665997, 0.0003796089210307097,
-    4.684779664071536e-06, -1.3202238679592094e-08))
-_Q1, _Q2, _Q3, _Q4, _Q5 = (np.float32(v) for v in (
-    0.49746545966195727, 0.11395840207146339, 0.015462087527231041, 0.0013075697167077341, 6.311060019369464e-05))
-_ONE, _HALF, _FOUR, _RSQRT2 = np.float32(1.0), np.float32(0.5), np.float32(4.0), np.float32(0.7071067811865476)
+# exact arithmetic). It is evaluated as GELU(x) = x (1/2 + c p(c^2) / q(c^2)) with c = x clamped to +-4 sqrt 2,
+# p(z) = P(z / 2) / (2 sqrt 2) and q(z) = Q(z / 2) (the scalings folded into the coefficients, in float64, then
+# rounded once), which saves three multiplications per value. In float32 it is within 2.1e-7 |x| of the exact
+# GELU, PyTorch's float32 gelu within 3.7e-7 |x| (dense grid, tests/test_canvas.py). Branch-free, so it vectorises:
+# numba has no vectorised erf/exp without Intel's SVML.
+_ERF_P = (1.1283791693768774, 0.18520318115712586, 0.05431690902291431, 0.0038496103586665997, 0.0003796089210307097,
+          4.684779664071536e-06, -1.3202238679592094e-08)
+_ERF_Q = (1.0, 0.49746545966195727, 0.11395840207146339, 0.015462087527231041, 0.0013075697167077341,
+          6.311060019369464e-05)
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(v / 2 ** k / (2 * 2 ** 0.5)) for k, v in enumerate(_ERF_P))
+_Q1, _Q2, _Q3, _Q4, _Q5 = (np.float32(v / 2 ** k) for k, v in enumerate(_ERF_Q) if k > 0)
+_ONE, _HALF, _CLAMP = np.float32(1.0), np.float32(0.5), np.float32(4 * 2 ** 0.5)
+
+
+def _gelu1_source(x):
+    """The GELU approximation above for one float32 x (inlined into the vectorised loops that call it)."""
+    c = x if x < _CLAMP else _CLAMP
+    c = c if c > -_CLAMP else -_CLAMP
+    z = c * c
+    p = (((((_P6 * z + _P5) * z + _P4) * z + _P3) * z + _P2) * z + _P1) * z + _P0
+    q = ((((_Q5 * z + _Q4) * z + _Q3) * z + _Q2) * z + _Q1) * z + _ONE
+    return x * (_HALF + c * p / q)
 
 
 def _act_source(v, n, act):
@@ -151,18 +164,36 @@ def _act_source(v, n, act):
             v[i] = (x + abs(x)) * _HALF
     elif act == 2:
         for i in range(n):
-            x = v[i]
-            t = x * _RSQRT2
-            t = t if t < _FOUR else _FOUR
-            t = t if t > -_FOUR else -_FOUR
-            z = t * t
-            p = (((((_P6 * z + _P5) * z + _P4) * z + _P3) * z + _P2) * z + _P1) * z + _P0
-            q = ((((_Q5 * z + _Q4) * z + _Q3) * z + _Q2) * z + _Q1) * z + _ONE
-            v[i] = _HALF * x * (_ONE + t * p / q)
+            v[i] = _gelu1(v[i])
     elif act == 3:
         for i in range(n):
             x = v[i]
             v[i] = x / (_ONE + np.exp(-x))
+
+
+def _act_add_source(v, n, act, g):
+    """_act, and g[:n] += the activated values in the same loop (the GELU loop is bound by arithmetic, so the sum
+    rides along nearly free instead of costing another pass over the plane)."""
+    if act == 1:
+        for i in range(n):
+            x = v[i]
+            y = (x + abs(x)) * _HALF
+            v[i] = y
+            g[i] += y
+    elif act == 2:
+        for i in range(n):
+            y = _gelu1(v[i])
+            v[i] = y
+            g[i] += y
+    elif act == 3:
+        for i in range(n):
+            x = v[i]
+            y = x / (_ONE + np.exp(-x))
+            v[i] = y
+            g[i] += y
+    else:
+        for i in range(n):
+            g[i] += v[i]
 
 
 def _wpass_source(A, h, w, P, r, d, c, cnt, Tt, T):
@@ -331,15 +362,69 @@ def _hpass_pair_source(T, U, h, w, r, d, c, cnt, acc, rows, cs):
     return ta, tb
 
 
+def _merged_w_source(A, h, w, P, cw, lo, hi, T):
+    """_merged's pass along w: T (h, W2) row m = sum over input columns b of A[m, P + b] cw[b, lo[b]:hi[b]]."""
+    Wp, u, zero = w + 2 * P, np.uint64, np.float32(0.0)
+    W2 = cw.shape[0] // w
+    for i in range(h * W2):
+        T[i] = zero
+    for m in range(h):
+        to = u(m * W2)
+        for b in range(w):
+            v = A[m * Wp + P + b]
+            if v == zero:
+                continue
+            a0, n = lo[b], hi[b] - lo[b]
+            co, oo = u(b * W2 + a0), to + u(a0)
+            for i in range(n):
+                T[oo + u(i)] += v * cw[co + u(i)]
+
+
+def _merged_source(A, h, w, P, cw, lo, hi, chr_, chc, chn, T, B, P2):
+    """Two stages at once, one linear map between the activations (_front's first stage with the activation moved
+    before it, then the next): A (h, w + 2P) -> B (H2, W2 + 2 P2). Along w, row m of T (h, W2) is the sum over
+    input columns b of A[m, b] cw[b] (cw (w, W2) flat: the composite's transposed columns, nonzero only on [lo[b],
+    hi[b])); along h, output row M is sum_q chc[M, q] T[chr_[M, q]] (chn[M] taps). Both composites are exact
+    products of the stages' own zero-padded operators, so the map edges are those of the two-pass path. Flat uint64
+    offsets: no wraparound checks, no slices, so the row loops vectorise."""
+    u, zero = np.uint64, np.float32(0.0)
+    W2, H2 = cw.shape[0] // w, chn.shape[0]
+    _merged_w(A, h, w, P, cw, lo, hi, T)
+    Wn = W2 + 2 * P2
+    for M in range(H2):
+        o = u(M * Wn)
+        for i in range(P2):
+            B[o + u(i)] = zero
+            B[o + u(P2 + W2 + i)] = zero
+        o += u(P2)
+        k = chn[M]
+        if k == 0:
+            for i in range(W2):
+                B[o + u(i)] = zero
+            continue
+        c0, r0 = chc[M, 0], u(chr_[M, 0] * W2)
+        c1, r1 = (chc[M, 1], u(chr_[M, 1] * W2)) if k >= 2 else (zero, r0)
+        for i in range(W2):
+            B[o + u(i)] = c0 * T[r0 + u(i)] + c1 * T[r1 + u(i)]
+        for q in range(2, k):
+            cq, rq = chc[M, q], u(chr_[M, q] * W2)
+            for i in range(W2):
+                B[o + u(i)] += cq * T[rq + u(i)]
+
+
 def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp, rows,
-                  cs):
+                  cs, g, add, mt):
     """Map x[j] through act (when `first`) and every stage but the last, act after each: (the buffer holding the
-    last stage's input with pads[-1] zero columns each side (A or B), its height, its width). A stage whose outputs
-    each read at most one input sample with one coefficient c (single[s, a, b] = c, a route stage with k <= r)
-    gets act(c x) / c on its input instead of act on its r^2 times larger output (the same values: act(0) = 0)."""
+    last stage's input with pads[-1] zero columns each side (A or B), its height, its width, whether that plane was
+    added to g). A stage whose outputs each read at most one input sample with one coefficient c (single[s, a, b] =
+    c, a route stage with k <= r) gets act(c x) / c on its input instead of act on its r^2 times larger output (the
+    same values: act(0) = 0). With `add`, the last activation also sums its output into g (_act_add). Where mt
+    (merge tables: ok (nt, nt), cw, lo, hi, chr, chc, chn) allow it for the map's first-stage tables, the first two
+    stages run as one (_merged)."""
     h, w, P = x.shape[1], x.shape[2], pads[0]
     Wp = w + 2 * P
     xj = x[j]
+    added = False
     for m in range(h):
         for i in range(P):
             A[m * Wp + i] = np.float32(0.0)
@@ -348,7 +433,9 @@ def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hs
             A[m * Wp + P + i] = xj[m, i]
     if first:
         _act(A, h * Wp, act)
-    for s in range(rs.shape[0] - 1):
+    ok, cw, lo, hi, chr_, chc, chn = mt
+    s = 0
+    while s < rs.shape[0] - 1:
         r, a, b = rs[s], hsel[s, j], vsel[s, j]
         c = single[s, a, b]
         if c != 0 and act != 0:
@@ -359,38 +446,55 @@ def _front_source(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hs
             ic = np.float32(1.0) / c
             for i in range(n):
                 A[i] *= ic
-        _wpass(A, h, w, pads[s], r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
-        _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], B, tmp, rows, cs)
-        h, w = h * r, w * r
+        if s == 0 and ok[a, b]:  # stages 0 and 1 as one linear map; the activation after stage 1 follows
+            _merged(A, h, w, pads[0], cw[a], lo[a], hi[a], chr_[b], chc[b], chn[b], T, B, pads[2])
+            h, w = h * r * rs[1], w * r * rs[1]
+            s = 1
+            c = np.float32(0.0)
+        else:
+            _wpass(A, h, w, pads[s], r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
+            _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, B, pads[s + 1], B, tmp, rows, cs)
+            h, w = h * r, w * r
+        added = False
         if c == 0:
-            _act(B, h * (w + 2 * pads[s + 1]), act)
+            if add and s == rs.shape[0] - 2:
+                _act_add(B, h * (w + 2 * pads[s + 1]), act, g)
+                added = True
+            else:
+                _act(B, h * (w + 2 * pads[s + 1]), act)
         A, B = B, A
-    return A, h, w
+        s += 1
+    return A, h, w, added
+
+
+def _add_source(g, X, n):
+    """g[:n] += X[:n]."""
+    for i in range(n):
+        g[i] += X[i]
 
 
 def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, reduce, out, heat, gap, gsum,
-                  used, tot, A, B, Tt, T, U, tmp, rows, cs):
+                  used, tot, mt, A, B, Tt, T, U, tmp, rows, cs):
     """Every stage (rs[s], tap tables [s]) of every map x[j] (n, h, w), one map at a time in cache (_front, then
     the last stage); planes are held with pads[s] zero columns on each side. reduce=False: the last stage's maps
     into out (n, H W). reduce=True: heat (H W) += |y_j|, tot[j] = sum |y_j| (two maps at a time where they share
     the last stage's taps), and the signed sum of the maps by linearity: the last stage's inputs summed per tap
-    selection in gsum, filtered once at the end into gap."""
+    selection in gsum (by the last activation in _front where it can), filtered once at the end into gap."""
     n = x.shape[0]
     s = rs.shape[0] - 1
     r, P = rs[s], pads[s]
     j = 0
     while j < n:
         a, b = hsel[s, j], vsel[s, j]
-        X, h, w = _front(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T, tmp,
-                         rows, cs)
+        g = gsum[a, b] if reduce else gsum[0, 0]  # the last activation sums into g (_act_add)
+        X, h, w, added = _front(x, j, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, T,
+                                tmp, rows, cs, g, reduce, mt)
         _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, T)
         if not reduce:
             _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 0, out[j], 0, heat, tmp, rows, cs)
             j += 1
             continue
-        g = gsum[a, b]
-        for i in range(h * (w + 2 * P)):
-            g[i] += X[i]
+        _add(g, X, 0 if added else h * (w + 2 * P))
         used[a, b] = True
         pair = j + 1 < n and hsel[s, j + 1] == a and vsel[s, j + 1] == b
         for t in range(r):
@@ -399,11 +503,10 @@ def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel,
             tot[j] = _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 1, B, 0, heat, tmp, rows, cs)
             j += 1
             continue
-        X, h, w = _front(x, j + 1, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt, U,
-                         tmp, rows, cs)
+        X, h, w, added = _front(x, j + 1, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel, vsel, A, B, Tt,
+                                U, tmp, rows, cs, g, True, mt)
         _wpass(X, h, w, P, r, HD[s, a], HC[s, a], HN[s, a], Tt, U)
-        for i in range(h * (w + 2 * P)):
-            g[i] += X[i]
+        _add(g, X, 0 if added else h * (w + 2 * P))
         tot[j], tot[j + 1] = _hpass_pair(T, U, h, w, r, VD[s, b], VC[s, b], VN[s, b], heat, rows, cs)
         j += 2
     if not reduce:
@@ -418,19 +521,25 @@ def _chain_source(x, act, first, rs, pads, single, HD, HC, HN, VD, VC, VN, hsel,
                 _hpass(T, h, w, r, VD[s, b], VC[s, b], VN[s, b], 2, B, 0, gap, tmp, rows, cs)
 
 
-_act = _act_source
+_act, _act_add, _gelu1, _add = _act_source, _act_add_source, _gelu1_source, _add_source
 _wpass2, _interleave, _wpass, _hpass = _wpass2_source, _interleave_source, _wpass_source, _hpass_source
 _hpass_pair = _hpass_pair_source
 _row_taps = _row_taps_source
-_front = _front_source  # all compiled before _chain_source is
+_merged_w, _merged, _front = _merged_w_source, _merged_source, _front_source  # compiled before _chain_source
 
 
 @functools.cache
 def _chain_kernel():
-    global _act, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _front, _row_taps  # resolved when callers compile
+    global _act, _act_add, _gelu1, _add, _wpass2, _interleave, _wpass, _hpass, _hpass_pair, _merged, _front
+    global _row_taps, _merged_w
+    # (module globals the callers resolve when they compile)
     _row_taps = _jit(_row_taps_source)
-    _act, _wpass2, _interleave = _jit(_act_source), _jit(_wpass2_source), _jit(_interleave_source)
+    _gelu1 = _jit(_gelu1_source)
+    _act, _act_add, _add = _jit(_act_source), _jit(_act_add_source), _jit(_add_source)
+    _wpass2, _interleave = _jit(_wpass2_source), _jit(_interleave_source)
     _wpass, _hpass, _hpass_pair = _jit(_wpass_source), _jit(_hpass_source), _jit(_hpass_pair_source)
+    _merged_w = _jit(_merged_w_source)
+    _merged = _jit(_merged_source)
     _front = _jit(_front_source)
     return _jit(_chain_source)
 
@@ -533,6 +642,72 @@ def _single_taps(rs: np.ndarray, HC: np.ndarray, HN: np.ndarray) -> np.ndarray:
     return out
 
 
+def _stage_matrix(r: int, d: np.ndarray, c: np.ndarray, cnt: np.ndarray, n_in: int) -> np.ndarray:
+    """The 1-D operator (r n_in, n_in) of one stage's tap table, out[r m + t] = sum_q c[t, q] in[m - d[t, q]] with
+    taps outside the input skipped (the kernels' zero padding), in float64."""
+    M = np.zeros((r * n_in, n_in))
+    for m in range(n_in):
+        for t in range(r):
+            for q in range(int(cnt[t])):
+                if 0 <= m - int(d[t, q]) < n_in:
+                    M[r * m + t, m - int(d[t, q])] += float(c[t, q])
+    return M
+
+
+def merge_tables(rs: np.ndarray, taps, single: np.ndarray, code: int, hs: np.ndarray, vs: np.ndarray, h0: int,
+                 w0: int) -> tuple:
+    """Tables that let _front run stages 0 and 1 as one linear map (_merged): for maps whose first stage moves its
+    activation before itself (single, or no activation), when the second stage keeps its own (not single) and
+    uses table 0 for every map. (ok (nt, nt) per first-stage tables (a, b); cw (nt, w0 W2): the composite's
+    transposed columns, nonzero on [lo, hi) (nt, w0); chr/chc (nt, H2, K), chn (nt, H2): each output row's input
+    rows and weights). The composites are products of the stages' own operators, edges included. ok is all False
+    (with dummy tables) when the stages cannot merge."""
+    HD, HC, HN = taps
+    NT = HD.shape[1]
+    if len(rs) < 3 or hs[1].any() or vs[1].any() or (code != 0 and single[1, 0, 0] != 0):
+        i1, f1 = np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32)
+        return (np.zeros((NT, NT), np.bool_), f1, i1, i1, np.zeros((1, 1, 1), np.int64),
+                np.zeros((1, 1, 1), np.float32), i1)
+    key = (code, h0, w0) + tuple((a.shape, a.dtype.str, a.tobytes()) for a in (rs, HD, HC, HN, single))
+    return _merge_cached(key, rs, taps, single, code, h0, w0)
+
+
+_MERGE_CACHE: dict = {}
+
+
+def _merge_cached(key, rs, taps, single, code: int, h0: int, w0: int) -> tuple:
+    """merge_tables' composites, built once per chain and grid (a dict keyed by the tables' bytes; a few kB each)."""
+    if key in _MERGE_CACHE:
+        return _MERGE_CACHE[key]
+    HD, HC, HN = taps
+    NT = HD.shape[1]
+    r0, r1 = int(rs[0]), int(rs[1])
+
+    def composite(a: int, n0: int) -> np.ndarray:  # (n0 r0 r1, n0): stage 1 (table 0) after stage 0 (table a)
+        return (_stage_matrix(r1, HD[1, 0], HC[1, 0], HN[1, 0], n0 * r0)
+                @ _stage_matrix(r0, HD[0, a], HC[0, a], HN[0, a], n0))
+
+    W2, H2 = w0 * r0 * r1, h0 * r0 * r1
+    cw, lo, hi = np.zeros((NT, w0, W2), np.float32), np.zeros((NT, w0), np.int64), np.zeros((NT, w0), np.int64)
+    chs = [composite(b, h0) for b in range(NT)]
+    K = max(1, max(int((C != 0).sum(1).max()) for C in chs))
+    chr_, chc, chn = np.zeros((NT, H2, K), np.int64), np.zeros((NT, H2, K), np.float32), np.zeros((NT, H2), np.int64)
+    for a in range(NT):
+        cw[a] = composite(a, w0).T
+        for b in range(w0):
+            nz = np.flatnonzero(cw[a, b])
+            lo[a, b], hi[a, b] = (nz[0], nz[-1] + 1) if nz.size else (0, 0)
+        for M in range(H2):
+            nz = np.flatnonzero(chs[a][M])
+            chn[a, M] = nz.size
+            chr_[a, M, :nz.size], chc[a, M, :nz.size] = nz, chs[a][M, nz]
+    ok = (single[0] != 0) if code != 0 else np.ones((NT, NT), np.bool_)
+    if len(_MERGE_CACHE) >= 64:  # a handful of layers in practice; never unbounded
+        _MERGE_CACHE.clear()
+    _MERGE_CACHE[key] = ok, cw.reshape(NT, -1), lo, hi, chr_, chc, chn
+    return _MERGE_CACHE[key]
+
+
 def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hsel: torch.Tensor,
                 vsel: torch.Tensor, reduce: bool = False, threads: int | None = None):
     """Every filter stage of the paper block rule for float32 CPU maps x (n, h, w), one map at a time in cache
@@ -545,6 +720,9 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
     S, NT, T = len(rs), HD.shape[1], HD.shape[3]
     pads = np.abs(HD).reshape(S, -1).max(1)  # zero columns each side of a stage's input: every tap in range
     single = _single_taps(rs, HC, HN)
+    hs, vs = (t.to(torch.int64).reshape(S, n).contiguous().numpy() for t in (hsel, vsel))
+    code = ACTS[act]
+    mt = merge_tables(rs, taps, single, code, hs, vs, h0, w0)
     dims = [(h0, w0)]
     for r in rs:
         dims.append((dims[-1][0] * int(r), dims[-1][1] * int(r)))
@@ -553,8 +731,6 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
     row = max(int(rr) * ww for (_, ww), rr in zip(dims[:-1], rs))  # a stage's output row
     inter = max(int(rr) * hh * ww for (hh, ww), rr in zip(dims[:-1], rs))  # a stage's along-w result
     xn = x.detach().contiguous().numpy()
-    hs, vs = (t.to(torch.int64).reshape(S, n).contiguous().numpy() for t in (hsel, vsel))
-    code = ACTS[act]
     ranges = _split(n, threads or torch.get_num_threads())
     kern = _chain_kernel()
     tot = np.zeros(n, np.float64)
@@ -571,7 +747,7 @@ def block_chain(x: torch.Tensor, act: str, first: bool, rs: np.ndarray, taps, hs
         bufs = (np.empty(plane, f32), np.empty(plane, f32), np.empty((int(rs.max()), plane), f32), np.empty(inter, f32),
                 np.empty(inter, f32), np.empty(row, f32), np.empty(T, np.int64), np.empty(T, f32))
         kern(xn[a:b], code, first, rs, pads, single, HD, HC, HN, HD, HC, HN, hs[:, a:b], vs[:, a:b], reduce, out[a:b],
-             heat, gap, gsum, used, tot[a:b], *bufs)
+             heat, gap, gsum, used, tot[a:b], mt, *bufs)
         accs.append((heat, gap))
 
     if len(ranges) == 1:

@@ -868,8 +868,10 @@ class ConvBlockPaperRule(_BlockBase):
 
     name = "conv-block-paper"
     tile_elems = {"cpu": 1 << 22, "cuda": 1 << 26}  # fused reductions: output floats per neuron tile
-    kernel_tile_elems = 1 << 23  # compiled path: floats of the last stage's input per neuron tile (maps never
-    # leave the kernel's cache-sized buffers, so a tile only bounds the per-call overhead and the progress steps)
+    kernel_tile_elems = 1 << 25  # compiled path: floats of the last stage's input per neuron tile (maps never
+    # leave the kernel's cache-sized buffers, so a tile only bounds the per-call overhead and the progress steps;
+    # each call costs ~1 ms of set-up, so tiles are large: 4096 maps of the paper NeRV's block1)
+    kernel_z_elems = 1 << 23  # ... and at most this many floats of per-kernel conv maps (the one tile tensor), 32 MB
     notes = ("approximate: per-neuron activation, downstream convs -> box filters, PixelShuffle -> nearest "
              "upsampling + activation (paper stand-ins)")
     gap_of = "box-filtered block output (each channel through the same stand-ins, summed)"
@@ -955,6 +957,7 @@ class ConvBlockPaperRule(_BlockBase):
         n = n if max_neurons is None else max(1, min(n, int(max_neurons)))
         if self.use_kernel():  # the maps never leave the kernel: tiles bound the last stage's input (cache-sized)
             n = max(1, self.kernel_tile_elems // (H * W // self.stages()[-1][0] ** 2))
+            n = min(n, max(1, self.kernel_z_elems // (self.u.shape[-2] * self.u.shape[-1])))
             n = n if max_neurons is None else max(1, min(n, int(max_neurons)))
         for a in range(start, stop, n):
             b = min(stop, a + n)
