@@ -195,3 +195,102 @@ def apply_jacobian(pj: PixelJacobian, z: torch.Tensor, start: int, num_neurons: 
         torch.add(out.view(m, Hc, Wc, nout, R, R).permute(0, 3, 1, 4, 2, 5), gk, out=dst)
         j, k = j + m, k + m
     return maps
+
+
+# ---- compact Jacobian: only the window cells an output pixel can reach (CPU compiled path) -------------------------
+#
+# J above stores, for every output pixel, the whole (2 half + 1)^2 window of coarse cells for every pre-shuffle
+# channel o = c r^2 + s. Through block b's own shuffle a sub-pixel s only lands on one fine position in r of each
+# coarse cell, so of the window only the cells whose position cell r + s lies in the pixel's receptive interval on
+# block b's output grid can be nonzero (13 % of J on the bunny NeRV's block1, 43 % on block2, 25 % on block3).
+# The interval is a product of one interval per axis, so the reachable cells are, per axis and sub-pixel, a short
+# run: rows are kept exactly (a list of (pixel row, cell row) pairs per sub-pixel row), columns as `nx` slots
+# from a first cell (zeros beyond the run). The compiled kernel then reads only these entries.
+
+
+def fine_interval(coord: int, strides: list[int], kernels: list[int], head_k: int) -> tuple[int, int]:
+    """[lo, hi] on block b's output grid (one axis) that output coordinate `coord` depends on; strides/kernels of
+    blocks b..N-1 as in window_halfwidth. Image borders are ignored (the window is zero padded there)."""
+    lo, hi = coord - head_k // 2, coord + head_k // 2
+    for j in range(len(strides) - 1, 0, -1):
+        lo, hi = lo // strides[j] - kernels[j] // 2, hi // strides[j] + kernels[j] // 2
+    return lo, hi
+
+
+def axis_runs(size: int, strides: list[int], kernels: list[int], head_k: int) -> tuple[list, list]:
+    """Per sub-pixel s < r (block b's stride) and output coordinate: the first coarse cell and the count of
+    cells c with c r + s inside the coordinate's fine interval. Returns (first, count), each [r][size]."""
+    r = strides[0]
+    first = [[0] * size for _ in range(r)]
+    count = [[0] * size for _ in range(r)]
+    for p in range(size):
+        lo, hi = fine_interval(p, strides, kernels, head_k)
+        for s in range(r):
+            a, b = -((s - lo) // r), (hi - s) // r  # ceil((lo - s) / r), floor((hi - s) / r)
+            first[s][p], count[s][p] = a, max(0, b - a + 1)
+    return first, count
+
+
+@dataclass
+class CompactJacobian:
+    """Jc (C_pre, nout, Ymax, nx, W): J at the reachable cells only. Row ry of sub-pixel row sy is output row
+    PY[sy, ry] (rows ordered by PY; NY[sy] rows used) and cell row CY[sy, ry]; slot j of output column x is
+    cell column LX[sx, x] + j. Cells are unpadded coarse coordinates (may be -1 or Hc at the borders: z is zero padded
+    by `pad` there)."""
+
+    Jc: torch.Tensor
+    PY: torch.Tensor
+    CY: torch.Tensor
+    NY: torch.Tensor
+    LX: torch.Tensor
+    r: int
+    pad: int
+
+
+def _row_table(first: list, count: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sub-pixel s: the (output row, cell row) pairs in output-row order, padded to the longest s."""
+    pairs = [[(p, f + a) for p, (f, n) in enumerate(zip(fs, ns)) for a in range(n)] for fs, ns in zip(first, count)]
+    ymax = max(len(ps) for ps in pairs)
+    PY = torch.zeros(len(pairs), ymax, dtype=torch.int64)
+    CY = torch.zeros(len(pairs), ymax, dtype=torch.int64)
+    for s, ps in enumerate(pairs):
+        if ps:
+            PY[s, :len(ps)] = torch.tensor([p for p, _ in ps])
+            CY[s, :len(ps)] = torch.tensor([c for _, c in ps])
+    return PY, CY, torch.tensor([len(ps) for ps in pairs], dtype=torch.int64)
+
+
+def compact_jacobian(model, index: int, pj: PixelJacobian) -> CompactJacobian:
+    """Gather the reachable entries of pj.J into the compact layout (one gather per sub-pixel (sy, sx))."""
+    blocks = model.blocks[index:]
+    strides, ks, hk = [b.stride for b in blocks], [b.conv.kernel_size[0] for b in blocks], model.head.kernel_size[0]
+    cfg, R, half, nout, D = model.config, pj.R, pj.half, pj.nout, pj.window
+    H, W, r = cfg.height, cfg.width, strides[0]
+    PY, CY, NY = _row_table(*axis_runs(H, strides, ks, hk))
+    fx, nxs = axis_runs(W, strides, ks, hk)
+    LX, nx = torch.tensor(fx, dtype=torch.int64), max(max(n) for n in nxs)
+    C = pj.J.shape[0]
+    Hc, Wc = H // R, W // R
+    J = pj.J.view(C // (r * r), r, r, Hc, Wc, D, D, nout, R, R)
+    Jc = pj.J.new_zeros(C, nout, PY.shape[1], nx, W)
+    Jv = Jc.view(C // (r * r), r, r, nout, PY.shape[1], nx, W)
+    xs = torch.arange(W)
+    slots = torch.arange(nx)
+    for sy in range(r):
+        ny = int(NY[sy])
+        py, cy = PY[sy, :ny], CY[sy, :ny]
+        cyo, qy = py // R, cy - py // R + half
+        assert bool(((qy >= 0) & (qy < D)).all()), "reachable rows outside the window"
+        iy = (cyo[:, None, None], qy[:, None, None], (py % R)[:, None, None])
+        for sx in range(r):
+            cx = LX[sx][:, None] + slots[None]  # (W, nx)
+            qx = cx - (xs // R)[:, None] + half
+            ok = (qx >= 0) & (qx < D)
+            live = torch.tensor([[j < n for j in range(nx)] for n in nxs[sx]])
+            assert bool(ok[live].all()), "reachable columns outside the window"
+            g = J[:, sy, sx][:, iy[0], (xs // R)[None, :, None], iy[1], qx.clamp(0, D - 1)[None], :, iy[2],
+                             (xs % R)[None, :, None]]  # (ny, W, nx, Cg, nout)
+            Jv[:, sy, sx, :, :ny] = (g * ok[:, :, None, None]).permute(3, 4, 0, 2, 1)
+    lo = min(int(CY.min()), int(LX.min()))
+    hi = max(int(CY.max()) - (Hc - 1), int(LX.max()) + nx - 1 - (Wc - 1))
+    return CompactJacobian(Jc, PY, CY, NY, LX, r, max(0, -lo, hi))
