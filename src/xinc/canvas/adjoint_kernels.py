@@ -65,15 +65,18 @@ def available(z: torch.Tensor) -> bool:
     return kernels.available() and z.device.type == "cpu" and z.dtype == torch.float32
 
 
-def apply_compact(cj, gamma: torch.Tensor, z: torch.Tensor, start: int, num_neurons: int) -> torch.Tensor:
+def apply_compact(cj, z: torch.Tensor, start: int, num_neurons: int) -> torch.Tensor:
     """Maps (n, nout, H, W) of neurons [start, start + n) from their per-kernel convs z (n, Hc, Wc) on the compact
-    Jacobian `cj` (xinc.canvas.adjoint.CompactJacobian) and the downstream bias term gamma (nout, H, W)."""
+    Jacobian `cj` (xinc.canvas.adjoint.CompactJacobian, with the downstream bias term cj.gamma (nout, H, W))."""
     n = z.shape[0]
     C, nout = cj.Jc.shape[0], cj.Jc.shape[1]
+    gamma = cj.gamma
     H, W = gamma.shape[-2:]
     p = cj.pad
-    zp = torch.nn.functional.pad(z, (p, p, p, p)).contiguous().numpy()
     gk = (gamma / num_neurons).contiguous().numpy()
+    o = (torch.arange(start, start + n) % C).to(z.device)
+    z = z * cj.slope.index_select(0, o)  # block b's own slope: a factor of the neuron's cell
+    zp = torch.nn.functional.pad(z, (p, p, p, p)).contiguous().numpy()
     maps = np.empty((n, nout, H, W), np.float32)
     tabs = (cj.PY.numpy(), (cj.CY + p).numpy(), cj.NY.numpy(), (cj.LX + p).numpy())
     Jc = cj.Jc.numpy()
@@ -86,3 +89,46 @@ def apply_compact(cj, gamma: torch.Tensor, z: torch.Tensor, start: int, num_neur
 
     kernels.map_ranges(len(parts), job)
     return torch.from_numpy(maps)
+
+
+def _gather_source(P, f0, p0, p1, PY, CY, NY, LX, r, h, c0, c1, Jc):
+    """Jc[c r^2 + sy r + sx, ch, ry, j, x] = P[fy - f0, t1, x // Rl, x % Rl, ch, c, dy, dx] for the rows ry of
+    output rows [p0, p1) (fy, t1 = divmod(PY[sy, ry], Rl); dy, dx the cell's fine offset in the window; zero
+    outside it), for channels c0 <= c < c1. One output row of P (W patches, cache-sized) at a time, Jc written
+    along x."""
+    Rl, nout, D = P.shape[1], P.shape[4], P.shape[6]
+    nx, W = Jc.shape[3], Jc.shape[4]
+    for sy in range(r):
+        for ry in range(NY[sy]):
+            py = PY[sy, ry]
+            if py < p0 or py >= p1:
+                continue
+            fy, t1 = py // Rl - f0, py % Rl
+            dy = CY[sy, ry] * r + sy - py // Rl + h
+            for c in range(c0, c1):
+                for sx in range(r):
+                    o = c * r * r + sy * r + sx
+                    lx = LX[sx]
+                    for ch in range(nout):
+                        for j in range(nx):
+                            dst = Jc[o, ch, ry, j]
+                            for x in range(W):
+                                dx = (lx[x] + j) * r + sx - x // Rl + h
+                                if 0 <= dy < D and 0 <= dx < D:
+                                    dst[x] = P[fy, t1, x // Rl, x % Rl, ch, c, dy, dx]
+                                else:
+                                    dst[x] = np.float32(0.0)
+
+
+@functools.cache
+def _gather_kernel():
+    return kernels.jit(_gather_source)
+
+
+def gather_band(P: torch.Tensor, h: int, Jc: torch.Tensor, PY, CY, NY, LX, r: int, f0: int, p0: int,
+                p1: int) -> None:
+    """Compiled form of xinc.canvas.adjoint._gather_band: one band's fine patches P into the compact Jc."""
+    args = (P.contiguous().numpy(), f0, p0, p1, PY.numpy(), CY.numpy(), NY.numpy(), LX.numpy(), r, h)
+    out, kern = Jc.numpy(), _gather_kernel()
+    parts = kernels.split(P.shape[5], kernels.threads())
+    kernels.map_ranges(len(parts), lambda i: kern(*args, *parts[i], out))
