@@ -96,3 +96,58 @@ def test_median_interval_covers_the_population_median():
     hits = sum(lo <= truth <= hi for lo, hi in
                (median_interval(rng.choice(pop, 40, replace=False), pop.size)["ci"] for _ in range(400)))
     assert hits / 400 >= 0.93  # nominal coverage >= 96 % at n = 40; 400 draws leave ~1 % SE
+
+
+def _cost(layer: str, maps: int, pixels: int):
+    from xinc.canvas.cost import CanvasCost
+
+    return CanvasCost(layer, "paper", maps, maps * pixels * 4, 1.0, maps)
+
+
+def test_auto_frame_count_is_a_value_count():
+    from xinc.analysis.runner import auto_frame_count, canvas_values
+
+    costs = [_cost("block1", 100, 1000), _cost("head", 3, 1000)]  # 103,000 values per frame
+    assert canvas_values(costs, 10, ["a1"], memo_mb=0) == 103_000 * 10 * 2  # two passes without the memo
+    assert canvas_values(costs, 10, ["a1", "a2"], memo_mb=0) == 103_000 * 10 * 4  # A2 streams 4 times
+    assert canvas_values(costs, 10, ["a1", "a2"], memo_mb=5) == 103_000 * 10  # the memo holds 4.1 MB: once
+    assert canvas_values(costs, 10, ["a1", "a2"], memo_mb=1) == 100_000 * 10 * 4 + 3_000 * 10  # head's 120 kB only
+    assert canvas_values(costs, 10, ["a7"], memo_mb=0) == 0  # A7 samples its own maps
+    assert auto_frame_count(costs, 10, ["a1", "a2"], 0, budget=103_000 * 40) == 10  # fits: every frame
+    assert auto_frame_count(costs, 10, ["a1", "a2"], 0, budget=103_000 * 4 * 6.5) == 6  # the most that fit
+    assert auto_frame_count(costs, 10, ["a1", "a2"], 0, budget=1.0) == 2  # never below 2 (an SE needs two)
+    assert auto_frame_count(costs, 2, ["a1", "a2"], 0, budget=1.0) == 2
+
+
+@pytest.mark.parametrize("extra, sampled", [([], 3), (["--sample-frames", "all"], None), (["--frames", "0-7"], None),
+                                            (["--sample-frames", "5"], 5)])
+def test_analyze_sample_frames_auto(tmp_path, capsys, monkeypatch, extra, sampled):
+    import xinc.analysis.runner as runner
+
+    nc = nerv_config_for_budget(height=32, width=32, num_frames=8, strides=[2, 2], embed="pe_1.25_8", fc_dim=4)
+    torch.manual_seed(0)
+    save_model(NeRV(nc), tmp_path / "model")  # no recorded data: the model's own 8 frames
+    args = ["analyze", str(tmp_path / "model"), "--analyses", "a1", "--layers", "head", "--mode", "paper",
+            "--no-progress", "--memo-mb", "0"]
+    from xinc.models.io import load_model
+
+    per_frame = runner.canvas_values(runner.probe_costs(load_model(tmp_path / "model", "cpu"), ["head"], ["paper"], 0),
+                                     1, ["a1"], 0)
+    monkeypatch.setattr(runner, "AUTO_VALUES", 3.5 * per_frame)  # room for 3 of the 8 frames
+    out = tmp_path / "run"
+    assert main([*args, *extra, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    r = json.loads((out / "results.json").read_text())
+    samp = r["data"].get("sampling")
+    if sampled is None:
+        assert samp is None and r["data"]["frames"] == list(range(8))
+        assert "--sample-frames auto" not in err
+        return
+    assert samp["n"] == sampled and samp["of"] > sampled and len(r["data"]["frames"]) == sampled
+    auto = "--sample-frames auto" in err
+    assert auto == (not extra) and samp["chosen_by"] == ("--sample-frames auto" if auto else "--sample-frames")
+    if auto:
+        assert f"{sampled} of the {samp['of']} frames" in err and "--sample-frames all" in err and "cuda" in err
+        assert "estimate" in r["a1"]["layers"]["paper"]["head"]  # the sample's error bounds
+        assert main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 0
+        assert "chosen by --sample-frames auto" in (tmp_path / "r.html").read_text()

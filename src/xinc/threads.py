@@ -69,6 +69,19 @@ def keep_freed_memory(limit: int = 2**31 - 1) -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))
 
 
+def release_freed_memory() -> bool:
+    """Return the freed blocks keep_freed_memory() kept to the system (glibc malloc_trim): call between phases
+    whose large allocations differ in shape, where the kept blocks would not be reused. True when released."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
 def configure_threads() -> dict[str, object]:
     """Apply xinc's thread and memory policy (call before anything imports torch); returns what was chosen."""
     policy_set = set_wait_policy()

@@ -69,8 +69,11 @@ class AnalyzeConfig:
     """memory budget of one canvas chunk in MB"""
     memo_mb: float = 1024.0
     """canvases kept in memory across analysis passes and analyses, in MB (each canvas computed once; 0: off)"""
-    sample_frames: int | None = None
-    """analyse a seeded random subset of this many of the selected frames (heavy videos; see the cost estimate)"""
+    sample_frames: int | Literal["auto", "all"] = "auto"
+    """N: analyse a seeded random subset of N of the selected frames (per-frame statistics get standard errors and
+    95 % intervals); all: every frame; auto: every frame unless the run is heavy on a CPU (its canvas values exceed
+    xinc.analysis.runner.AUTO_VALUES, ~3 CPU-min on a 2-core CPU), then the most frames that fit, said before it
+    starts (an explicit --frames and CUDA devices always analyse every frame)"""
     estimate_only: bool = False
     """print the estimated canvas cost of this run and exit without analysing"""
     sample_neurons: int = 6
@@ -90,7 +93,12 @@ class AnalyzeConfig:
         optional(positive_int, self.chunk_neurons, "--chunk-neurons")
         optional(finite_positive, self.memory_budget_mb, "--memory-budget-mb")
         optional(non_negative_int, self.frame, "--frame")
-        optional(positive_int, self.sample_frames, "--sample-frames")
+        if not isinstance(self.sample_frames, int) or isinstance(self.sample_frames, bool):
+            if self.sample_frames not in ("auto", "all"):
+                raise XincError(f"--sample-frames {self.sample_frames!r}: not a frame count ; give N >= 1, all or "
+                                "auto")
+        else:
+            positive_int(self.sample_frames, "--sample-frames")
         if not (isinstance(self.memo_mb, int | float) and 0 <= self.memo_mb < float("inf")):
             raise XincError(f"--memo-mb {self.memo_mb}: not a finite size in MB ; give >= 0 (0 turns the canvas memo "
                             "off)")

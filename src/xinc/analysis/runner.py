@@ -27,6 +27,10 @@ from xinc.models import protocol
 from xinc.outputs import owned_output
 from xinc.utils import parse_hw, parse_index_list, resolve_device, seed_everything, to_jsonable, write_json
 
+AUTO_VALUES = 2.0e10
+"""`--sample-frames auto`'s budget in canvas values streamed (maps x pixels x passes over layers, modes and
+frames): about 3 CPU-min on a 2-core laptop CPU (docs/reference/scale.md)."""
+
 
 def _model_frames(model) -> int:
     return protocol.frames(model)
@@ -267,9 +271,9 @@ def _analyse(ctx, run_ids: list[str], options: dict[str, Any], found: dict, prog
     return sections
 
 
-def _sample_frames(data: dict[str, Any], n: int | None, seed: int) -> dict[str, Any]:
+def _sample_frames(data: dict[str, Any], n: int | None, seed: int, chosen_by: str | None = None) -> dict[str, Any]:
     """A seeded random subset of n of the selected frames (sorted), images aligned; flow dropped unless the
-    subset is still consecutive (A4 then estimates it)."""
+    subset is still consecutive (A4 then estimates it). `chosen_by="auto"`: n came from --sample-frames auto."""
     if n is None:
         return data
     frames = data["frames"]
@@ -283,9 +287,12 @@ def _sample_frames(data: dict[str, Any], n: int | None, seed: int) -> dict[str, 
     if data.get("flow") is not None:
         out["flow"] = data["flow"][pick[:-1]] if consecutive and pick == list(range(pick[0], pick[-1] + 1)) else None
     out["summary"] = {**data["summary"], "frames": out["frames"],
-                      "sampled": f"{n} of {len(frames)} frames, seeded (--seed {seed})",
+                      "sampled": f"{n} of {len(frames)} frames, seeded (--seed {seed})"
+                                 + (", chosen by --sample-frames auto (every frame: --sample-frames all)"
+                                    if chosen_by == "auto" else ""),
                       "sampling": {"frames": out["frames"], "n": n, "of": len(frames), "population": list(frames),
-                                   "seed": seed, "method": METHOD}}
+                                   "seed": seed, "method": METHOD,
+                                   "chosen_by": "--sample-frames auto" if chosen_by == "auto" else "--sample-frames"}}
     return out
 
 
@@ -335,27 +342,32 @@ def _canvas_seconds(c, frames: int, run_ids: list[str], options: dict[str, Any],
     return secs, "; ".join(notes)
 
 
-def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], run_ids: list[str], memo_mb: float,
-                device, options: dict[str, Any] | None = None) -> tuple[float, list[str]]:
-    """(estimated seconds, lines saying so): each (layer, mode) canvas probe-timed on this machine and scaled to
-    what the run's analyses compute of it (_canvas_seconds), plus A2's own statistics (and what its opt-in
-    neurons-needed statistic would add)."""
+def probe_costs(model, layers: list[str], modes: list[str], frame: int) -> list:
+    """Each (layer, mode) canvas's per-frame cost (xinc.canvas.cost.estimate), probe-timed once per run."""
+    from xinc.canvas.cost import estimate
+
+    return [estimate(model, layer, mode, frame, probe_seconds=0.1) for layer in layers for mode in modes]
+
+
+def _cost_lines(model, costs: list, frames: int, run_ids: list[str], memo_mb: float, device,
+                options: dict[str, Any] | None = None) -> tuple[float, list[str]]:
+    """(estimated seconds, lines saying so) of `frames` frames: each probed canvas scaled to what the run's
+    analyses compute of it (_canvas_seconds), plus A2's own statistics (and what its opt-in neurons-needed
+    statistic would add)."""
     from xinc.analysis.distributed import work_with_options
-    from xinc.canvas.cost import estimate, format_seconds
+    from xinc.canvas.cost import format_seconds
 
     total, lines, optin = 0.0, [], 0.0
-    for layer in layers:
-        for mode in modes:
-            c = estimate(model, layer, mode, frames[0], probe_seconds=0.1)
-            secs, what = _canvas_seconds(c, len(frames), run_ids, options or {}, memo_mb * 2**20)
-            total += secs
-            a2 = ""
-            if "a2" in run_ids:  # A2's per-pixel statistics over every map, on top of the canvases
-                w, more = work_with_options((options or {}).get("a2"), c.neurons, model.config.height,
-                                            model.config.width, len(frames), device)
-                total, optin = total + w, optin + more
-                a2 = f"; A2 statistics {format_seconds(w)}"
-            lines.append(f"  {layer:8s} {mode:6s} {c.neurons:7d} maps: {what}" + a2)
+    for c in costs:
+        secs, what = _canvas_seconds(c, frames, run_ids, options or {}, memo_mb * 2**20)
+        total += secs
+        a2 = ""
+        if "a2" in run_ids:  # A2's per-pixel statistics over every map, on top of the canvases
+            w, more = work_with_options((options or {}).get("a2"), c.neurons, model.config.height,
+                                        model.config.width, frames, device)
+            total, optin = total + w, optin + more
+            a2 = f"; A2 statistics {format_seconds(w)}"
+        lines.append(f"  {c.layer:8s} {c.mode:6s} {c.neurons:7d} maps: {what}" + a2)
     head = (f"xinc analyze: estimated cost {format_seconds(total)} on {device} (probe-timed under this machine's "
             "current load: canvases" + (" and A2's statistics" if "a2" in run_ids else "") + "; other analyses' own "
             "work comes on top)")
@@ -365,6 +377,57 @@ def _cost_lines(model, layers: list[str], modes: list[str], frames: list[int], r
     if optin > 0:
         tips.append(f"  A2 neurons-needed (opt-in, --option a2.neurons_needed=true): +{format_seconds(optin)}")
     return total, [head, *lines, *tips]
+
+
+def _frame_count(o: AnalyzeConfig, model, costs: list, data: dict[str, Any], selection: tuple, memo_mb: float,
+                 device, options: dict[str, Any]) -> tuple[int | None, list[str]]:
+    """(frames to sample or None for all, the line saying so when `--sample-frames auto` samples). Auto samples
+    only on CPU, when --frames was not given and the run's canvas values exceed AUTO_VALUES."""
+    from xinc.canvas.cost import format_seconds
+
+    if isinstance(o.sample_frames, int):
+        return o.sample_frames, []
+    T = len(data["frames"])
+    if o.sample_frames == "all" or o.frames is not None or torch.device(device).type != "cpu":
+        return None, []
+    run_ids, _ = _runnable(*selection[:2], data, selection[2])
+    n = auto_frame_count(costs, T, run_ids, memo_mb)
+    if n >= T:
+        return None, []
+    full = _cost_lines(model, costs, T, run_ids, memo_mb, device, options)[0]
+    return n, [f"xinc analyze: --sample-frames auto (the default): analysing a seeded sample of {n} of the {T} "
+               f"frames (--seed {o.seed}), which keeps this CPU run within {AUTO_VALUES:.2g} canvas values; per-frame "
+               "statistics carry standard errors and 95 % intervals. Every frame: --sample-frames all (estimated "
+               f"{format_seconds(full)} on {device}), or --device cuda on a GPU machine"]
+
+
+def canvas_values(costs: list, frames: int, run_ids: list[str], memo_mb: float) -> float:
+    """Canvas values the run streams over `frames` frames: maps x pixels of every (layer, mode), once when the
+    memo holds the layer's frames, else once per pass (A2: 4, else 2); A7-only runs are not counted."""
+    from xinc.analysis.distributed import STREAMS
+
+    if not [a for a in run_ids if a != "a7"]:
+        return 0.0
+    passes = STREAMS if "a2" in run_ids else 2
+    total = 0.0
+    for c in costs:
+        once = c.bytes_per_frame * frames <= memo_mb * 2**20
+        total += c.bytes_per_frame / 4 * frames * (1 if once else passes)
+    return total
+
+
+def auto_frame_count(costs: list, frames: int, run_ids: list[str], memo_mb: float,
+                     budget: float | None = None) -> int:
+    """`--sample-frames auto`: all `frames` when their canvas values fit `budget` (default AUTO_VALUES), else the
+    most frames that do (at least 2, so that the sample has a standard error). A count of values, not a timing:
+    the same on every machine and under any load."""
+    budget = AUTO_VALUES if budget is None else budget
+    if frames <= 2 or canvas_values(costs, frames, run_ids, memo_mb) <= budget:
+        return frames
+    n = frames - 1
+    while n > 2 and canvas_values(costs, n, run_ids, memo_mb) > budget:
+        n -= 1
+    return n
 
 
 def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, dict[str, Any]] | None = None,
@@ -397,17 +460,19 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, 
     model = load_model(o.model_dir, device)
     cfg = read_model_dir_config(o.model_dir)
     layers = _layers(o, model)
-    data = _sample_frames(_load_data(o, model, cfg), o.sample_frames, o.seed)
+    data = _load_data(o, model, cfg)
+    memo_mb = memo_mb_within(o.memo_mb)
+    costs = probe_costs(model, layers, [c for _, c in variants(o.mode)], data["frames"][0])
+    n, auto = _frame_count(o, model, costs, data, (ids, explicit, found), memo_mb, device, options)
+    data = _sample_frames(data, n, o.seed, chosen_by="auto" if auto else None)
     run_ids, skipped = _runnable(ids, explicit, data, found)
     from xinc.analysis.registry import UNAVAILABLE
 
-    cost = _cost_lines(model, layers, [c for _, c in variants(o.mode)], data["frames"], run_ids,
-                       memo_mb_within(o.memo_mb), device,
-                       options)
-    if o.estimate_only or cost[0] > 30:
-        print("\n".join(cost[1]), file=sys.stderr, flush=True)
+    cost = _cost_lines(model, costs, len(data["frames"]), run_ids, memo_mb, device, options)
+    if o.estimate_only or cost[0] > 30 or auto:
+        print("\n".join(auto + cost[1]), file=sys.stderr, flush=True)
     if o.estimate_only:
-        return {"estimate": cost[1]}
+        return {"estimate": auto + cost[1]}
 
     resolved = {**as_json(o), "device": str(device), "layers": layers, "frames": data["frames"],
                 "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "command": command,

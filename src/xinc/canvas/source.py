@@ -131,10 +131,10 @@ class OwnSource:
     def neuron_maps(self, layer: str, frame: int, neurons: list[int]) -> torch.Tensor:
         from xinc.canvas.engine import compute_canvas, trace_frame
 
-        tr = trace_frame(self.model, frame)
+        tr = trace_frame(self.model, frame)  # clone: a map is a view of its chunk's buffer (~25 maps' memory)
         return torch.stack([compute_canvas(self.model, layer, frame, mode=self.opts.mode,
                                            per_channel=self.opts.per_channel, neurons=(k, k + 1),
-                                           trace=tr).maps[0] for k in neurons])
+                                           trace=tr).maps[0].clone() for k in neurons])
 
 
 class ForeignSource:

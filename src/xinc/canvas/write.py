@@ -14,6 +14,7 @@ from xinc.canvas.reduce import HeatMap, LayerInfo, NeuronTotals, completeness_li
 from xinc.canvas.store import STORE_NAME, ZarrWriter, open_layer
 from xinc.config import as_json, command_line
 from xinc.outputs import check_disk, clear_stage, owned_output
+from xinc.threads import release_freed_memory
 from xinc.utils import read_json, resolve_device, to_jsonable, write_json
 from xinc.validate import names_list
 
@@ -119,6 +120,7 @@ def run_canvas(cfg: CanvasConfig, *, command: str | None = None, verbose: bool =
             "layers": layers, "frames": frames, "neuron_index": {n: i.neuron_index for n, i in infos.items()},
         }))
         _fill_store(root, cfg, source, infos, frames)
+        release_freed_memory()  # the streaming's kept blocks do not fit the grids' maps (a 640x1280 run: +1.4 GB)
         figures = _grids(root, stage, layers, cfg.top, source)
         measured = {name: all(map(residual_exact, root[name].attrs["residual"].values())) for name in layers}
         summary = {name: {"rule": infos[name].rule, "exact": infos[name].exact and measured[name],

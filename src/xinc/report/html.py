@@ -292,7 +292,7 @@ def _model_summary(name: str, res: dict[str, Any], cfg: dict[str, Any]) -> str:
     pairs += [(k, v) for k, v in arch if v is not None]
     pairs.append(("model directory", m.get("dir")))
     d = res.get("data", {}) or {}
-    dpairs = [(k, d[k]) for k in ("source", "dataset", "video", "src", "frames", "note") if k in d]
+    dpairs = [(k, d[k]) for k in ("source", "dataset", "video", "src", "frames", "sampled", "note") if k in d]
     clip = d.get("clip") or {}
     for k in ("num_frames", "annotated", "size", "num_tracks", "num_vanished"):
         if k in clip:
