@@ -95,9 +95,9 @@ def test_compact_jacobian_holds_every_nonzero(shape):
             o = torch.arange(C)
             sy, sx = (o % (r * r)) // r, o % r
             extra = cj.LX.gather(1, cj.XL) + cj.XJ  # (r, Emax): cell columns of the listed entries
-            cols = torch.cat([cj.LX, extra], 1)[sx] + p  # (C, W + Emax)
-            s = sp[o[:, None, None], (cj.CY[sy] + p)[:, :, None], cols[:, None, :]]  # (C, Ymax, W + Emax)
-            assert cj.Jc.shape[-1] == W + cj.XL.shape[1]
+            cols = torch.cat([cj.LX + j for j in range(cj.nd)] + [extra], 1)[sx] + p  # (C, nd W + Emax)
+            s = sp[o[:, None, None], (cj.CY[sy] + p)[:, :, None], cols[:, None, :]]  # (C, Ymax, entries)
+            assert cj.Jc.shape[-1] == cj.nd * W + cj.XL.shape[1]
             got = (cj.Jc.abs() * s.abs()[:, None]).sum((1, 2, 3)).double()
             torch.testing.assert_close(got, full.J.view(C, -1).abs().sum(1).double(), rtol=1e-6, atol=0)
 

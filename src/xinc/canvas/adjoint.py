@@ -219,8 +219,9 @@ def apply_jacobian(pj: PixelJacobian, z: torch.Tensor, start: int, num_neurons: 
 # coarse cell, so of the window only the cells whose position cell r + s lies in the pixel's receptive interval on
 # block b's output grid can be nonzero (13 % of J on the bunny NeRV's block1, 43 % on block2, 25 % on block3).
 # The interval is a product of one interval per axis, so the reachable cells are, per axis and sub-pixel, a short
-# run: rows are kept exactly (a list of (pixel row, cell row) pairs per sub-pixel row); columns as one dense slot
-# (the run's first cell, every output column) and a list of (column, slot j) for the columns whose run is longer.
+# run: rows are kept exactly (a list of (pixel row, cell row) pairs per sub-pixel row); columns as `nd` dense slots
+# (the run's first nd cells, nd the shortest run: every output column has them) and a list of (column, slot j) for
+# the columns whose run is longer.
 # The compiled kernel then reads only these entries (xinc.canvas.adjoint_kernels; CPU float32 with numba).
 
 
@@ -249,10 +250,11 @@ def axis_runs(size: int, strides: list[int], kernels: list[int], head_k: int) ->
 
 @dataclass
 class CompactJacobian:
-    """Jc (C_pre, nout, Ymax, W + Emax): J at the reachable cells only, without block b's own activation slope
+    """Jc (C_pre, nout, Ymax, nd W + Emax): J at the reachable cells only, without block b's own activation slope
     (a factor of the cell alone: it multiplies z_k instead). Row ry of sub-pixel row sy is output row PY[sy, ry]
-    (rows ordered by PY; NY[sy] rows used) and cell row CY[sy, ry]. Entry x < W of a row is output column x at
-    cell column LX[sx, x]; entry W + e (e < NE[sx]) is output column XL[sx, e] at cell column LX[sx, x] + XJ[sx, e].
+    (rows ordered by PY; NY[sy] rows used) and cell row CY[sy, ry]. Entry j W + x (j < nd) of a row is output
+    column x at cell column LX[sx, x] + j; entry nd W + e (e < NE[sx]) is output column x = XL[sx, e] at cell
+    column LX[sx, x] + XJ[sx, e].
     Cells are unpadded coarse coordinates (may lie outside the grid by up to `pad`: z is zero padded there)."""
 
     Jc: torch.Tensor
@@ -263,6 +265,7 @@ class CompactJacobian:
     XL: torch.Tensor
     XJ: torch.Tensor
     NE: torch.Tensor
+    nd: int
     r: int
     pad: int
     gamma: torch.Tensor  # (nout, H, W): the downstream biases through the tangent network (PixelJacobian.gamma)
@@ -282,9 +285,9 @@ def _row_table(first: list, count: list) -> tuple[torch.Tensor, torch.Tensor, to
     return PY, CY, torch.tensor([len(ps) for ps in pairs], dtype=torch.int64)
 
 
-def _extra_table(count: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per sub-pixel s: the (output column, slot j >= 1) pairs of columns whose run has more than one cell."""
-    pairs = [[(x, j) for x, n in enumerate(ns) for j in range(1, n)] for ns in count]
+def _extra_table(count: list, nd: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sub-pixel s: the (output column, slot j >= nd) pairs of columns whose run has more than nd cells."""
+    pairs = [[(x, j) for x, n in enumerate(ns) for j in range(nd, n)] for ns in count]
     emax = max(1, max(len(ps) for ps in pairs))
     XL = torch.zeros(len(pairs), emax, dtype=torch.int64)
     XJ = torch.zeros(len(pairs), emax, dtype=torch.int64)
@@ -311,16 +314,17 @@ def compact_jacobian(model, index: int, slopes: list[torch.Tensor], per_channel:
     PY, CY, NY = _row_table(*axis_runs(H, strides, ks, hk))
     fx, nxs = axis_runs(W, strides, ks, hk)
     LX = torch.tensor(fx, dtype=torch.int64)
-    XL, XJ, NE = _extra_table(nxs)
-    Jc = head_w.new_zeros(C, nout, PY.shape[1], W + XL.shape[1])
+    nd = min(min(ns) for ns in nxs)
+    XL, XJ, NE = _extra_table(nxs, nd)
+    Jc = head_w.new_zeros(C, nout, PY.shape[1], nd * W + XL.shape[1])
     step = max(1, min(Hc, band_elems // max(Wc * R * R * nout * C * (2 * half + 1) ** 2, 1)))
     for y0 in range(0, Hc, step):
         y1 = min(Hc, y0 + step)
         P, h = _band_fine(model, index, slopes, head_w, y0, y1, own_slope=False)
-        adjoint_kernels.gather_band(P, h, Jc, (PY, CY, NY, LX, XL, XJ, NE), r, y0 * r, y0 * R, y1 * R)
+        adjoint_kernels.gather_band(P, h, Jc, (PY, CY, NY, LX, XL, XJ, NE), nd, r, y0 * r, y0 * R, y1 * R)
     lo = min(int(CY.min()), int(LX.min()))
-    hi = max(int(CY.max()) - (Hc - 1), int(LX.max()) + int(XJ.max()) - (Wc - 1))
+    hi = max(int(CY.max()) - (Hc - 1), int(LX.max()) + max(int(XJ.max()), nd - 1) - (Wc - 1))
     gamma = bias_tangent(model, index, slopes)
     gamma = gamma if per_channel else gamma.sum(0, keepdim=True)
     slope = F.pixel_unshuffle(slopes[0][None], r)[0].contiguous()
-    return CompactJacobian(Jc, PY, CY, NY, LX, XL, XJ, NE, r, max(0, -lo, hi), gamma, slope)
+    return CompactJacobian(Jc, PY, CY, NY, LX, XL, XJ, NE, nd, r, max(0, -lo, hi), gamma, slope)
