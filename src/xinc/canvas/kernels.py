@@ -6,8 +6,9 @@ sum_i (a_i(p) s_i + beta). Eager PyTorch writes the (P, n) products, reads them 
 float32 round-off like the eager path (sums are reassociated so they vectorise; products may use FMA).
 
 The paper NeRV block rule runs every filter stage of a map in one call (block_chain): the map's planes stay in
-cache, the activation is compiled in (GELU through a rational fit of erf, named beside its coefficients) and the
-last stage reduces straight into the heat map and the neuron's total.
+cache, the activation is compiled in (GELU through a rational fit of erf, named beside its coefficients), two
+stages with no activation between them run as one composite linear map (merge_tables, _merged) and the last
+stage reduces straight into the heat map and the neuron's total.
 
 Used only for float32 CPU tensors when numba imports; otherwise (CUDA, other dtypes, no numba) the rules
 fall back to their PyTorch tiles. The first call in a process costs ~0.5-1 s (numba's start-up; the
