@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from xinc.canvas import adjoint
+from xinc.canvas import adjoint, kernels
 from xinc.canvas.engine import compute_canvas, make_rule, trace_frame
 from xinc.canvas.rules import ConvBlockLinearRule, linear_block_forward
 from xinc.models.nerv import NeRV, NeRVConfig
@@ -37,7 +37,8 @@ def check_rule(model, layer, per_channel, ranges, frame=1, tol=2e-6):
     rule = make_rule(model, layer, "linear", per_channel)
     with torch.no_grad():
         rule.prepare(trace_frame(model, frame))
-        assert rule.pj is not None
+        assert (rule.pj is not None) != (rule.cj is not None)
+        assert (rule.cj is not None) == kernels.available()
         for a, b in ranges:
             got, part = rule.compute(a, b)
             ref = linear_block_forward(rule, a, b)
@@ -48,8 +49,13 @@ def check_rule(model, layer, per_channel, ranges, frame=1, tol=2e-6):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"s{s[0]}k{s[1]}h{s[2]}{s[3]}")
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_adjoint_equals_forward(shape, per_channel):
-    """Every block, chunks inside one row of kernels, across rows, and whole rows (the GEMM path)."""
+@pytest.mark.parametrize("compiled", [True, False], ids=["compact", "torch"])
+def test_adjoint_equals_forward(shape, per_channel, compiled, monkeypatch):
+    """Every block, chunks inside one row of kernels, across rows, and whole rows (the GEMM path); the compiled
+    kernel on the compact Jacobian (CPU, numba) and the batched product on the full J."""
+    if compiled and not kernels.available():
+        pytest.skip("numba is not installed (the compact Jacobian kernel is CPU/numba only)")
+    monkeypatch.setattr(kernels, "ENABLED", compiled)
     m = tiny(*shape, table=shape[1][0] == 1)
     for bi, blk in enumerate(m.blocks):
         C = blk.conv.out_channels
@@ -63,9 +69,39 @@ def test_adjoint_in_bands_equals_one_band(monkeypatch):
     rule = make_rule(m, "block1", "linear")
     with torch.no_grad():
         rule.prepare(trace_frame(m, 0))
-        whole = rule.pj.J.clone()
+        whole = adjoint.pixel_jacobian(m, 0, rule.slopes, False).J
         pj = adjoint.pixel_jacobian(m, 0, rule.slopes, False, band_elems=1)
     assert torch.equal(pj.J, whole)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"s{s[0]}k{s[1]}h{s[2]}{s[3]}")
+def test_compact_jacobian_holds_every_nonzero(shape, monkeypatch):
+    """The compact J times the block's own slope at each cell keeps every nonzero entry of the full J (the
+    reachable-cell geometry misses none); in bands of one coarse row as in one band; compiled gather = torch's."""
+    m = tiny(*shape, table=shape[1][0] == 1)
+    with torch.no_grad():
+        first = make_rule(m, "block1", "linear")
+        first.prepare(trace_frame(m, 0))
+        for bi in range(len(m.blocks)):
+            slopes = first.slopes[bi:]
+            full = adjoint.pixel_jacobian(m, bi, slopes, True)
+            cj = adjoint.compact_jacobian(m, bi, slopes, True)
+            one = adjoint.compact_jacobian(m, bi, slopes, True, band_elems=1)
+            assert torch.equal(cj.Jc, one.Jc)
+            with monkeypatch.context() as mp:
+                mp.setattr(kernels, "ENABLED", False)
+                assert torch.equal(adjoint.compact_jacobian(m, bi, slopes, True).Jc, cj.Jc)
+            torch.testing.assert_close(cj.gamma, full.gamma)
+            C, r = cj.Jc.shape[0], cj.r
+            p = cj.pad
+            sp = torch.nn.functional.pad(cj.slope, (p, p, p, p))  # slope at every (o, ry, j, x) entry's cell
+            o = torch.arange(C)
+            sy, sx = (o % (r * r)) // r, o % r
+            rows = (cj.CY[sy] + p)[:, :, None, None]  # (C, Ymax, 1, 1)
+            cols = (cj.LX[sx][:, None, :] + torch.arange(cj.Jc.shape[3])[None, :, None] + p)[:, None]  # (C,1,nx,W)
+            s = sp[o[:, None, None, None], rows, cols]  # (C, Ymax, nx, W)
+            got = (cj.Jc.abs() * s.abs()[:, None]).sum((1, 2, 3, 4)).double()
+            torch.testing.assert_close(got, full.J.view(C, -1).abs().sum(1).double(), rtol=1e-6, atol=0)
 
 
 def test_window_halfwidth_formula():

@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from xinc.canvas import adjoint, kernels
+from xinc.canvas import adjoint, adjoint_kernels, kernels
 from xinc.canvas.reduce import LayerInfo
 from xinc.errors import XincError
 from xinc.models.trace import Trace
@@ -1009,17 +1009,26 @@ class ConvBlockLinearRule(_BlockBase):
         self.slopes = [activation_slope(act, trace.post[f"block{q + 1}"][0])
                        for q in range(self.index, len(self.model.blocks))]
         self.logit = trace.pre["head"][0]
-        self.pj = None
+        self.pj = self.cj = None
         if self.jacobian_bytes() <= self.jacobian_budget.get(self.u.device.type, self.jacobian_budget["cpu"]):
             with torch.no_grad():
-                self.pj = adjoint.pixel_jacobian(self.model, self.index, self.slopes, self.per_channel)
+                if adjoint_kernels.available(self.u):  # compiled CPU path: only the reachable cells of J
+                    self.cj = adjoint.compact_jacobian(self.model, self.index, self.slopes, self.per_channel)
+                    p = self.W.shape[-1] // 2
+                    self.u_pad = F.pad(self.u, (p, p, p, p)).contiguous()
+                else:
+                    self.pj = adjoint.pixel_jacobian(self.model, self.index, self.slopes, self.per_channel)
 
     def compute(self, start: int, stop: int):
-        if self.pj is None:  # the Jacobian does not fit: one pass through the downstream convs per neuron
+        if self.pj is None and self.cj is None:  # J does not fit: one pass through the downstream convs per neuron
             _, _, ident = self.routed(start, stop, with_part=True)
             return linear_block_forward(self, start, stop), ident
-        z = kernel_conv(self.u, self.W, self.b, start, stop)
-        maps = adjoint.apply_jacobian(self.pj, z, start, self.info.num_neurons)
+        if self.cj is not None:  # compiled CPU path (float32, numba): per-kernel convs and the fused product
+            z = kernels.kernel_maps(self.u_pad, self.W, self.b, start, stop)
+            maps = adjoint_kernels.apply_compact(self.cj, z, start, self.info.num_neurons)
+        else:
+            z = kernel_conv(self.u, self.W, self.b, start, stop)
+            maps = adjoint.apply_jacobian(self.pj, z, start, self.info.num_neurons)
         part = sum_over_inputs(z, start, self.cout)
         return (maps if self.per_channel else maps[:, 0]), part
 
