@@ -93,3 +93,65 @@ def test_chunks_replay_in_the_engine_chunks_and_feed_a4():
     half = CanvasMemo(0)  # nothing fits: streamed, nothing reserved
     list(half.chunks(m, "head", 0))
     assert half.used == 0
+
+
+class _Passive(Collect.__mro__[1]):  # a Reducer that takes no map data (like the analyses' residual log)
+    passive = True
+
+    def __init__(self) -> None:
+        self.frames = []
+
+    def begin_frame(self, info, frame):
+        super().begin_frame(info, frame)
+        self.frames.append(frame)
+
+    def update(self, start, maps):
+        pass
+
+
+def test_passive_reducers_keep_the_fused_path(monkeypatch):
+    from xinc.canvas import engine
+
+    m = tiny_video()
+    ref = HeatMap()
+    stream_canvas(m, "block1", [0], ref, fused=False)  # from the maps
+    calls = []
+    real = engine.CanvasRun.chunks
+    monkeypatch.setattr(engine.CanvasRun, "chunks", lambda self: calls.append(1) or real(self))
+    h, log = HeatMap(), _Passive()
+    stream_canvas(m, "block1", [0], [h, log])  # the paper block rule fuses heat: no maps formed
+    assert calls == [] and log.frames == [0]
+    torch.testing.assert_close(h.results[0], ref.results[0])
+
+
+def test_side_heat_and_totals_serve_a_later_heat_stream(monkeypatch):
+    from xinc.canvas import engine
+    from xinc.canvas import memo as memo_mod
+
+    m = tiny_video()
+    one = CanvasMemo.nbytes(layer_info(m, "block1", mode="linear"))
+    small = CanvasMemo((one - 1) / 2**20)  # no room for a canvas: maps are streamed, only the side entries kept
+    first = Collect()
+    small.stream(m, "block1", [0, 2], [first], mode="linear")  # the linear rule cannot fuse: maps
+    assert small.used == 0 and small.side_used > 0
+
+    def no_engine(*a, **k):
+        raise AssertionError("the side entry should have served this")
+
+    import xinc.canvas
+
+    monkeypatch.setattr(xinc.canvas, "stream_canvas", no_engine)
+    monkeypatch.setattr(memo_mod, "iter_canvas", no_engine)
+    h, t, log = HeatMap(), NeuronTotals(), _Passive()
+    res = small.stream(m, "block1", [0, 2], [h, t, log], mode="linear")
+    monkeypatch.undo()
+    for f in (0, 2):  # bit-identical to streaming the maps into the same reducers
+        rh, rt = HeatMap(), NeuronTotals()
+        ref = engine.stream_canvas(m, "block1", [f], [rh, rt], mode="linear")
+        assert torch.equal(h.results[f], rh.results[f]) and torch.equal(t.results[f], rt.results[f])
+        assert res[f] == ref[f]
+    assert log.frames == [0, 2] and small.hits == 2
+    assert CanvasMemo(0).side_used == 0  # memo off: nothing kept
+    off = CanvasMemo(0)
+    off.stream(m, "block1", [0], [Collect()], mode="linear")
+    assert off.side_used == 0 and not off._side

@@ -783,7 +783,7 @@ def _arrays(variant: str, layer: str, r: dict[str, Any], f0: int) -> dict[str, n
     return out
 
 
-@register_analysis(AID, "Representations are distributed", options=DistributedOptions)
+@register_analysis(AID, "Representations are distributed", options=DistributedOptions, streams=STREAMS)
 def run(ctx: AnalysisContext, opts: DistributedOptions) -> AnalysisResult:
     """Pixels per neuron, neurons per pixel at a = 0.1 / 0.5 (and, opted in, neurons needed per pixel); per layer."""
     grid = each_variant_layer(ctx, lambda v, cm, la: distributed_stats(

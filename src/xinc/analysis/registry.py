@@ -174,6 +174,7 @@ class Analysis:
     needs_flow: bool = False
     needs_video: bool = False
     module: str = ""
+    streams: int = 1  # times it streams each layer's canvases: runs with several start with the most (see _analyse)
 
 
 ANALYSES: dict[str, Analysis] = {}
@@ -181,15 +182,17 @@ UNAVAILABLE: dict[str, str] = {}  # module -> why it could not be imported (a mi
 
 
 def register_analysis(aid: str, title: str, *, options: type | None = None, needs_panoptic: bool = False,
-                      needs_flow: bool = False, needs_video: bool = False):
-    """Decorator: register `fn(ctx, opts) -> AnalysisResult` as analysis `aid` (e.g. 'a1')."""
+                      needs_flow: bool = False, needs_video: bool = False, streams: int = 1):
+    """Decorator: register `fn(ctx, opts) -> AnalysisResult` as analysis `aid` (e.g. 'a1'); `streams`: how many
+    times it streams each layer (multi-pass analyses run first, so later heat/totals-only ones replay the memo)."""
     if options is not None and not dataclasses.is_dataclass(options):
         raise TypeError(f"register_analysis({aid!r}): options must be a dataclass type")
 
     def deco(fn):
         if aid in ANALYSES and ANALYSES[aid].module != fn.__module__:
             raise ValueError(f"analysis id {aid!r} registered twice ({ANALYSES[aid].module}, {fn.__module__})")
-        ANALYSES[aid] = Analysis(aid, title, fn, options, needs_panoptic, needs_flow, needs_video, fn.__module__)
+        ANALYSES[aid] = Analysis(aid, title, fn, options, needs_panoptic, needs_flow, needs_video, fn.__module__,
+                                 streams)
         return fn
 
     return deco
@@ -386,6 +389,8 @@ def sub_arrays(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarr
 
 class _InfoLog(Reducer):
     """Reducer that records the layer info and each frame's completeness residual (no map data)."""
+
+    passive = True
 
     def __init__(self) -> None:
         self.info = None

@@ -258,7 +258,9 @@ def _analyse(ctx, run_ids: list[str], options: dict[str, Any], found: dict, prog
     from xinc.analysis.registry import run as run_analyses
 
     sections = {}
-    for aid in run_ids:
+    # the analyses streaming each layer most often first: the canvas memo then keeps every frame's heat map and
+    # totals on the side, and single-pass heat/totals analyses (A1) replay them instead of recomputing the maps
+    for aid in sorted(run_ids, key=lambda a: -found[a].streams):
         bar = tqdm(desc=f"{aid} {found[aid].title}", unit="map", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)
         ctx.progress = bar.update

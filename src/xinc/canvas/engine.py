@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from xinc.canvas.reduce import LayerInfo, Reducer, fused_kind, residual_exact
+from xinc.canvas.reduce import LayerInfo, Reducer, fused_kinds, residual_exact
 from xinc.canvas.rules import Rule, accumulate_part, get_rule, layer_kind
 from xinc.errors import XincError
 from xinc.models import protocol
@@ -284,7 +284,8 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
         if len(frames) != 1:
             raise XincError("trace= as one Trace needs exactly one frame; give {frame: Trace} for several")
         trace = {frames[0]: trace}
-    kinds = [fused_kind(red) for red in reducers]  # standard reductions the rule may compute without maps
+    active = [red for red in reducers if not red.passive]  # passive ones (logs) take no data and never block fusion
+    kinds = fused_kinds(reducers)  # standard reductions the rule may compute without maps
     wants = frozenset(kinds)
     residuals: dict[int, dict[str, float]] = {}
     for j, f in enumerate(frames):
@@ -293,9 +294,9 @@ def stream_canvas(model, layer: str, frames: int | Sequence[int] | None, reducer
                      trace=None if trace is None else trace.get(f))
         for red in reducers:
             red.begin_frame(run.info, run.frame)
-        if fused and reducers and None not in wants and wants <= run.rule.fusable():
+        if fused and active and None not in wants and wants <= run.rule.fusable():
             for start, stop, values in run.reduced(wants):
-                for red, kind in zip(reducers, kinds):
+                for red, kind in zip(active, kinds):
                     red.update_reduced(start, stop, values[kind])
                 if progress is not None:
                     progress(stop - start)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from xinc.canvas.engine import check_model, iter_canvas, layer_info, make_rule, num_frames, on_device, plan_chunk
-from xinc.canvas.reduce import Reducer, fused_kind
+from xinc.canvas.reduce import HeatMap, NeuronTotals, Reducer, fused_kind, fused_kinds
 
 DEFAULT_MEMO_MB = float(os.environ.get("XINC_CANVAS_MEMO_MB", "1024"))
 
@@ -35,6 +35,8 @@ class CanvasMemo:
         self._store: OrderedDict[tuple, tuple[torch.Tensor, object, dict]] = OrderedDict()
         self._cost: dict[tuple, float] = {}  # seconds the entry took to compute, per byte (eviction order)
         self.hits = self.misses = 0
+        self._side: dict[tuple, tuple] = {}  # (heat, totals, info, residual) of streamed frames (_keep_side)
+        self.side_used = 0
 
     @staticmethod
     def nbytes(info) -> int:
@@ -77,7 +79,8 @@ class CanvasMemo:
     def clear(self) -> None:
         self._store.clear()
         self._cost.clear()
-        self.used = 0
+        self._side.clear()
+        self.used = self.side_used = 0
 
     def stream(self, model, layer: str, frames: int | Sequence[int] | None, reducers: Reducer | Iterable[Reducer],
                *, mode: str = "paper", chunk_neurons: int | None = None, memory_budget_mb: float | None = None,
@@ -94,24 +97,56 @@ class CanvasMemo:
         info = layer_info(model, layer, mode=mode)
         size = self.nbytes(info)
         group = (id(model), layer, mode)
-        kinds = [fused_kind(r) for r in reducers]
-        fused = bool(reducers) and None not in kinds and frozenset(kinds) <= make_rule(model, layer, mode).fusable()
+        kinds = fused_kinds(reducers)
+        standard = bool(kinds) and None not in kinds  # heat/totals only: a side entry can serve them
+        fused = standard and frozenset(kinds) <= make_rule(model, layer, mode).fusable()
         out: dict[int, dict[str, float]] = {}
         for f in (int(f) for f in frames):
             key = (*group, f)
+            side = [] if fused or key in self._side else [HeatMap(), NeuronTotals()]
             if key in self._store:
                 self.hits += 1
                 self._store.move_to_end(key)
                 out[f] = self._replay(self._store[key], f, reducers, chunk_neurons, progress)
+            elif standard and key in self._side:
+                self.hits += 1
+                out[f] = self._replay_side(self._side[key], f, reducers, progress)
             elif not fused and self._room(size):
                 self.misses += 1
-                out[f] = self._compute(model, layer, f, mode, reducers, chunk_neurons, memory_budget_mb, progress,
-                                       key)
+                out[f] = self._compute(model, layer, f, mode, reducers + side, chunk_neurons, memory_budget_mb,
+                                       progress, key)
             else:
                 self.misses += 1
-                out.update(stream_canvas(model, layer, [f], reducers, mode=mode, chunk_neurons=chunk_neurons,
+                out.update(stream_canvas(model, layer, [f], reducers + side, mode=mode, chunk_neurons=chunk_neurons,
                                          memory_budget_mb=memory_budget_mb, progress=progress))
+            if side:
+                self._keep_side(key, f, side, out[f])
         return out
+
+    def _keep_side(self, key: tuple, f: int, side: list, residual: dict) -> None:
+        """Keep a streamed frame's heat map and neuron totals (small) within a sixteenth of the budget, so a later
+        heat/totals-only stream of that frame (A1 after A2) replays them instead of recomputing the maps."""
+        heat, totals = side[0].result()[f], side[1].result()[f]
+        need = heat.numel() * heat.element_size() + totals.numel() * totals.element_size()
+        if self.side_used + need <= self.budget // 16:
+            self._side[key] = (heat, totals, side[0].info, dict(residual))
+            self.side_used += need
+
+    @staticmethod
+    def _replay_side(entry, f: int, reducers, progress) -> dict[str, float]:
+        """Hand a kept heat map / totals to heat/totals reducers as the engine's fused path would."""
+        heat, totals, info, residual = entry
+        info.residual = dict(residual)
+        values = {"heat": heat, "totals": totals}
+        for red in reducers:
+            red.begin_frame(info, f)
+        for red in (r for r in reducers if not r.passive):
+            red.update_reduced(0, info.num_neurons, values[fused_kind(red)])
+        if progress is not None:
+            progress(info.num_neurons)
+        for red in reducers:
+            red.end_frame()
+        return dict(residual)
 
     def chunks(self, model, layer: str, frame: int, *, mode: str = "paper", chunk_neurons: int | None = None,
                memory_budget_mb: float | None = None, device=None):

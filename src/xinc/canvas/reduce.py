@@ -95,6 +95,7 @@ class Reducer:
     """
 
     fuses: str | None = None
+    passive = False  # True: takes no map data (only begin/end_frame), so it never stops the others from fusing
 
     def update_reduced(self, start: int, stop: int, value: torch.Tensor) -> None:
         raise NotImplementedError
@@ -110,6 +111,11 @@ class Reducer:
 
     def result(self) -> Any:
         raise NotImplementedError
+
+
+def fused_kinds(reducers: list[Reducer]) -> list[str | None]:
+    """fused_kind of each reducer that takes map data (passive reducers left out)."""
+    return [fused_kind(r) for r in reducers if not r.passive]
 
 
 def fused_kind(red: Reducer) -> str | None:
