@@ -219,8 +219,10 @@ def apply_jacobian(pj: PixelJacobian, z: torch.Tensor, start: int, num_neurons: 
 # coarse cell, so of the window only the cells whose position cell r + s lies in the pixel's receptive interval on
 # block b's output grid can be nonzero (13 % of J on the bunny NeRV's block1, 43 % on block2, 25 % on block3).
 # The interval is a product of one interval per axis, so the reachable cells are, per axis and sub-pixel, a short
-# run: rows are kept exactly (a list of (pixel row, cell row) pairs per sub-pixel row), columns as `nx` slots
-# from a first cell (zeros beyond the run). The compiled kernel then reads only these entries.
+# run: rows are kept exactly (a list of (pixel row, cell row) pairs per sub-pixel row); columns as `nd` dense slots
+# (the run's first nd cells, nd the shortest run: every output column has them) and a list of (column, slot j) for
+# the columns whose run is longer.
+# The compiled kernel then reads only these entries (xinc.canvas.adjoint_kernels; CPU float32 with numba).
 
 
 def fine_interval(coord: int, strides: list[int], kernels: list[int], head_k: int) -> tuple[int, int]:
@@ -248,17 +250,22 @@ def axis_runs(size: int, strides: list[int], kernels: list[int], head_k: int) ->
 
 @dataclass
 class CompactJacobian:
-    """Jc (C_pre, nout, Ymax, nx, W): J at the reachable cells only, without block b's own activation slope
-    (a factor of the cell alone: it multiplies z_k instead). Row ry of sub-pixel row sy is output row
-    PY[sy, ry] (rows ordered by PY; NY[sy] rows used) and cell row CY[sy, ry]; slot j of output column x is
-    cell column LX[sx, x] + j. Cells are unpadded coarse coordinates (may be -1 or Hc at the borders: z is zero padded
-    by `pad` there)."""
+    """Jc (C_pre, nout, Ymax, nd W + Emax): J at the reachable cells only, without block b's own activation slope
+    (a factor of the cell alone: it multiplies z_k instead). Row ry of sub-pixel row sy is output row PY[sy, ry]
+    (rows ordered by PY; NY[sy] rows used) and cell row CY[sy, ry]. Entry j W + x (j < nd) of a row is output
+    column x at cell column LX[sx, x] + j; entry nd W + e (e < NE[sx]) is output column x = XL[sx, e] at cell
+    column LX[sx, x] + XJ[sx, e].
+    Cells are unpadded coarse coordinates (may lie outside the grid by up to `pad`: z is zero padded there)."""
 
     Jc: torch.Tensor
     PY: torch.Tensor
     CY: torch.Tensor
     NY: torch.Tensor
     LX: torch.Tensor
+    XL: torch.Tensor
+    XJ: torch.Tensor
+    NE: torch.Tensor
+    nd: int
     r: int
     pad: int
     gamma: torch.Tensor  # (nout, H, W): the downstream biases through the tangent network (PixelJacobian.gamma)
@@ -278,10 +285,24 @@ def _row_table(first: list, count: list) -> tuple[torch.Tensor, torch.Tensor, to
     return PY, CY, torch.tensor([len(ps) for ps in pairs], dtype=torch.int64)
 
 
+def _extra_table(count: list, nd: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sub-pixel s: the (output column, slot j >= nd) pairs of columns whose run has more than nd cells."""
+    pairs = [[(x, j) for x, n in enumerate(ns) for j in range(nd, n)] for ns in count]
+    emax = max(1, max(len(ps) for ps in pairs))
+    XL = torch.zeros(len(pairs), emax, dtype=torch.int64)
+    XJ = torch.zeros(len(pairs), emax, dtype=torch.int64)
+    for s, ps in enumerate(pairs):
+        if ps:
+            XL[s, :len(ps)] = torch.tensor([x for x, _ in ps])
+            XJ[s, :len(ps)] = torch.tensor([j for _, j in ps])
+    return XL, XJ, torch.tensor([len(ps) for ps in pairs], dtype=torch.int64)
+
+
 def compact_jacobian(model, index: int, slopes: list[torch.Tensor], per_channel: bool,
                      band_elems: int = BAND_ELEMS) -> CompactJacobian:
     """The compact J of block `index` (see CompactJacobian), gathered band by band straight from the patches
-    on block `index`'s output grid (the full J and its last unshuffle are never built)."""
+    on block `index`'s output grid (the full J and its last unshuffle are never built). Needs the compiled
+    kernels (xinc.canvas.adjoint_kernels.available)."""
     blocks = model.blocks[index:]
     strides, ks, hk = [b.stride for b in blocks], [b.conv.kernel_size[0] for b in blocks], model.head.kernel_size[0]
     cfg, R, r = model.config, math.prod(strides), strides[0]
@@ -292,44 +313,18 @@ def compact_jacobian(model, index: int, slopes: list[torch.Tensor], per_channel:
     nout, C = head_w.shape[0], blocks[0].conv.out_channels
     PY, CY, NY = _row_table(*axis_runs(H, strides, ks, hk))
     fx, nxs = axis_runs(W, strides, ks, hk)
-    LX, nx = torch.tensor(fx, dtype=torch.int64), max(max(n) for n in nxs)
-    live = torch.tensor([[[j < n for n in ns] for j in range(nx)] for ns in nxs])  # (r, nx, W)
-    Jc = head_w.new_zeros(C, nout, PY.shape[1], nx, W)
-    Jv = Jc.view(C // (r * r), r, r, nout, PY.shape[1], nx, W)
+    LX = torch.tensor(fx, dtype=torch.int64)
+    nd = min(min(ns) for ns in nxs)
+    XL, XJ, NE = _extra_table(nxs, nd)
+    Jc = head_w.new_zeros(C, nout, PY.shape[1], nd * W + XL.shape[1])
     step = max(1, min(Hc, band_elems // max(Wc * R * R * nout * C * (2 * half + 1) ** 2, 1)))
     for y0 in range(0, Hc, step):
         y1 = min(Hc, y0 + step)
         P, h = _band_fine(model, index, slopes, head_w, y0, y1, own_slope=False)
-        if adjoint_kernels.available(P):
-            adjoint_kernels.gather_band(P, h, Jc, PY, CY, NY, LX, r, y0 * r, y0 * R, y1 * R)
-        else:
-            _gather_band(P, h, Jv, PY, CY, NY, LX, live, y0 * r, y0 * R, y1 * R)
+        adjoint_kernels.gather_band(P, h, Jc, (PY, CY, NY, LX, XL, XJ, NE), nd, r, y0 * r, y0 * R, y1 * R)
     lo = min(int(CY.min()), int(LX.min()))
-    hi = max(int(CY.max()) - (Hc - 1), int(LX.max()) + nx - 1 - (Wc - 1))
+    hi = max(int(CY.max()) - (Hc - 1), int(LX.max()) + max(int(XJ.max()), nd - 1) - (Wc - 1))
     gamma = bias_tangent(model, index, slopes)
     gamma = gamma if per_channel else gamma.sum(0, keepdim=True)
     slope = F.pixel_unshuffle(slopes[0][None], r)[0].contiguous()
-    return CompactJacobian(Jc, PY, CY, NY, LX, r, max(0, -lo, hi), gamma, slope)
-
-
-def _gather_band(P, h, Jv, PY, CY, NY, LX, live, f0: int, p0: int, p1: int) -> None:
-    """Copy the reachable entries of one band's fine patches P (output rows [p0, p1), fine rows from f0) into
-    the compact view Jv (C/r^2, r, r, nout, Ymax, nx, W); entries outside the window stay zero."""
-    r, nx, W = Jv.shape[1], Jv.shape[5], Jv.shape[6]
-    Rl, D = P.shape[1], P.shape[-1]
-    xs = torch.arange(W)
-    for sy in range(r):
-        a, b = (int(v) for v in torch.searchsorted(PY[sy, :int(NY[sy])], torch.tensor([p0, p1])))
-        if a == b:
-            continue
-        py, cy = PY[sy, a:b], CY[sy, a:b]
-        dy = cy * r + sy - py // Rl + h
-        assert bool(((dy >= 0) & (dy < D)).all()), "reachable rows outside the window"
-        iy = ((py // Rl - f0)[:, None, None], (py % Rl)[:, None, None], dy[:, None, None])
-        for sx in range(r):
-            dx = (LX[sx][None] + torch.arange(nx)[:, None]) * r + sx - (xs // Rl)[None] + h  # (nx, W)
-            ok = (dx >= 0) & (dx < D)
-            assert bool(ok[live[sx]].all()), "reachable columns outside the window"
-            g = P[iy[0], iy[1], (xs // Rl)[None, None], (xs % Rl)[None, None], :, :, iy[2],
-                  dx.clamp(0, D - 1)[None]]  # (ny, nx, W, nout, c)
-            Jv[:, sy, sx, :, a:b] = (g * ok[None, :, :, None, None]).permute(4, 3, 0, 1, 2)
+    return CompactJacobian(Jc, PY, CY, NY, LX, XL, XJ, NE, nd, r, max(0, -lo, hi), gamma, slope)
