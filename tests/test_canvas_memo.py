@@ -155,3 +155,20 @@ def test_side_heat_and_totals_serve_a_later_heat_stream(monkeypatch):
     off = CanvasMemo(0)
     off.stream(m, "block1", [0], [Collect()], mode="linear")
     assert off.side_used == 0 and not off._side
+
+
+def test_a_full_memo_streams_without_a_throwaway_copy(monkeypatch):
+    m = tiny_video()
+    one = CanvasMemo.nbytes(layer_info(m, "block1"))
+    memo = CanvasMemo((2 * one + 1) / 2**20)  # two frames of block1
+    computed = []
+    real = CanvasMemo._compute
+    monkeypatch.setattr(CanvasMemo, "_compute", lambda self, *a: computed.append(a[2]) or real(self, *a))
+    got = Collect()
+    memo.stream(m, "block1", [0, 1, 2], [got])
+    assert computed == [0, 1] and memo.used == 2 * one  # frame 2: no room and nothing cheaper to evict
+    ref = Collect()
+    stream_canvas(m, "block1", [2], ref)
+    torch.testing.assert_close(got.results[2], ref.results[2])
+    assert not memo._worth_storing((id(m), "block1", "paper"), one)
+    assert memo._worth_storing((id(m), "head", "paper"), 1)  # another group: room is made for it if cheaper

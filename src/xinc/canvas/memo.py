@@ -54,17 +54,32 @@ class CanvasMemo:
 
         return rss_mb() * 2**20 + size <= self.rss_limit
 
+    def _victims(self, group: tuple, need: int, density: float) -> tuple[list[tuple], int]:
+        """(entries to evict, bytes free after it) to make `need` bytes: entries of other layers/modes that were
+        cheaper to compute per byte, cheapest first (so a costly linear-mode canvas outlives cheap paper ones)."""
+        victims, free = [], self.budget - self.used
+        for k in sorted((k for k in self._store if k[:-1] != group), key=lambda k: self._cost.get(k, 0.0)):
+            if free >= need or self._cost.get(k, 0.0) > density:
+                break
+            victims.append(k)
+            free += self._store[k][0].numel() * self._store[k][0].element_size()
+        return victims, free
+
+    def _worth_storing(self, group: tuple, size: int) -> bool:
+        """Whether a new canvas of `group` could be admitted: within the budget (and RSS limit) and, once the
+        group has entries (their cost per byte is known), with room or cheaper entries to evict. Else the frame is
+        streamed without a (K, ...) copy that would be thrown away (which grew the heap frame after frame)."""
+        if not self._room(size):
+            return False
+        known = [self._cost[k] for k in self._store if k[:-1] == group]
+        return not known or self._victims(group, size, max(known))[1] >= size
+
     def _admit(self, key: tuple, store: torch.Tensor, info, residual: dict, seconds: float) -> bool:
         """Keep a computed canvas if room can be made by evicting entries of other layers/modes that were cheaper
         to compute per byte (cheapest first, so a costly linear-mode canvas outlives cheap paper ones)."""
         need = store.numel() * store.element_size()
         density = seconds / max(need, 1)
-        victims, free = [], self.budget - self.used
-        for k in sorted((k for k in self._store if k[:-1] != key[:-1]), key=lambda k: self._cost.get(k, 0.0)):
-            if free >= need or self._cost.get(k, 0.0) > density:
-                break
-            victims.append(k)
-            free += self._store[k][0].numel() * self._store[k][0].element_size()
+        victims, free = self._victims(key[:-1], need, density)
         if free < need:
             return False
         for k in victims:
@@ -111,7 +126,7 @@ class CanvasMemo:
             elif standard and key in self._side:
                 self.hits += 1
                 out[f] = self._replay_side(self._side[key], f, reducers, progress)
-            elif not fused and self._room(size):
+            elif not fused and self._worth_storing(group, size):
                 self.misses += 1
                 out[f] = self._compute(model, layer, f, mode, reducers + side, chunk_neurons, memory_budget_mb,
                                        progress, key)
@@ -167,7 +182,7 @@ class CanvasMemo:
                 yield s, maps[s:s + step]
             return dict(residual)
         self.misses += 1
-        keep = self._room(self.nbytes(info))
+        keep = self._worth_storing(key[:-1], self.nbytes(info))
         store, residual = None, {}
         t0 = time.perf_counter()
         it = iter_canvas(model, layer, frame, mode=mode, chunk_neurons=chunk_neurons, memory_budget_mb=memory_budget_mb)
