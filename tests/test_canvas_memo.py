@@ -172,3 +172,25 @@ def test_a_full_memo_streams_without_a_throwaway_copy(monkeypatch):
     torch.testing.assert_close(got.results[2], ref.results[2])
     assert not memo._worth_storing((id(m), "block1", "paper"), one)
     assert memo._worth_storing((id(m), "head", "paper"), 1)  # another group: room is made for it if cheaper
+
+
+def test_trim_after_a_frame_once_rss_grew(monkeypatch):
+    from xinc import memory
+    from xinc.canvas import memo as memo_mod
+
+    rss = iter([100.0, 100.0, 400.0, 700.0, 300.0, 350.0])  # MB read after each frame (and after each trim)
+    trims = []
+    monkeypatch.setattr(memory, "rss_mb", lambda: next(rss))
+    monkeypatch.setattr(memo_mod, "release_freed_memory", lambda: trims.append(1))
+    memo = CanvasMemo(64)
+    memo._trim_if_grown(step_mb=512)  # 100 > 0 + 512? no
+    memo._rss_mark = 0.0
+    memo._trim_if_grown(step_mb=50)  # 100 > 50: trim, mark 400
+    assert trims == [1] and memo._rss_mark == 400.0
+    memo._trim_if_grown(step_mb=512)  # 700 < 912: none
+    assert trims == [1]
+    m = tiny_video()
+    monkeypatch.setattr(memory, "rss_mb", lambda: 10_000.0)  # grown: every streamed frame trims
+    memo = CanvasMemo(64)
+    memo.stream(m, "head", [0, 1], [Collect()])
+    assert len(trims) == 2

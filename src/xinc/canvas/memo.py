@@ -20,6 +20,7 @@ import torch
 
 from xinc.canvas.engine import check_model, iter_canvas, layer_info, make_rule, num_frames, on_device, plan_chunk
 from xinc.canvas.reduce import HeatMap, NeuronTotals, Reducer, fused_kind, fused_kinds
+from xinc.threads import release_freed_memory
 
 DEFAULT_MEMO_MB = float(os.environ.get("XINC_CANVAS_MEMO_MB", "1024"))
 
@@ -37,6 +38,7 @@ class CanvasMemo:
         self.hits = self.misses = 0
         self._side: dict[tuple, tuple] = {}  # (heat, totals, info, residual) of streamed frames (_keep_side)
         self.side_used = 0
+        self._rss_mark = 0.0  # RSS (MB) after the last trim (_trim_if_grown)
 
     @staticmethod
     def nbytes(info) -> int:
@@ -136,7 +138,18 @@ class CanvasMemo:
                                          memory_budget_mb=memory_budget_mb, progress=progress))
             if side:
                 self._keep_side(key, f, side, out[f])
+            self._trim_if_grown()
         return out
+
+    def _trim_if_grown(self, step_mb: float = 512.0) -> None:
+        """Return freed heap to the system once RSS grew `step_mb` since the last time: under xinc's keep-freed-
+        memory policy the blocks a streamed frame frees fragment around stored canvases and pile up frame after
+        frame (bunny NeRV, 10 linear frames: 4.6 GB peak; trimming: 1.7 GB)."""
+        from xinc.memory import rss_mb
+
+        if rss_mb() > self._rss_mark + step_mb:
+            release_freed_memory()
+            self._rss_mark = rss_mb()
 
     def _keep_side(self, key: tuple, f: int, side: list, residual: dict) -> None:
         """Keep a streamed frame's heat map and neuron totals (small) within a sixteenth of the budget, so a later
