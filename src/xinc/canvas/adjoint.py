@@ -272,30 +272,27 @@ class CompactJacobian:
     slope: torch.Tensor  # (C_pre, Hc, Wc): block b's activation slope at each pre-shuffle channel and cell
 
 
-def _row_table(first: list, count: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per sub-pixel s: the (output row, cell row) pairs in output-row order, padded to the longest s."""
-    pairs = [[(p, f + a) for p, (f, n) in enumerate(zip(fs, ns)) for a in range(n)] for fs, ns in zip(first, count)]
-    ymax = max(len(ps) for ps in pairs)
-    PY = torch.zeros(len(pairs), ymax, dtype=torch.int64)
-    CY = torch.zeros(len(pairs), ymax, dtype=torch.int64)
+def _pad_pairs(pairs: list[list[tuple[int, int]]], least: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sub-pixel lists of (a, b) pairs as two zero-padded (S, longest) int64 tables and each list's length."""
+    width = max(least, max(len(ps) for ps in pairs))
+    A = torch.zeros(len(pairs), width, dtype=torch.int64)
+    B = torch.zeros(len(pairs), width, dtype=torch.int64)
     for s, ps in enumerate(pairs):
         if ps:
-            PY[s, :len(ps)] = torch.tensor([p for p, _ in ps])
-            CY[s, :len(ps)] = torch.tensor([c for _, c in ps])
-    return PY, CY, torch.tensor([len(ps) for ps in pairs], dtype=torch.int64)
+            A[s, :len(ps)] = torch.tensor([a for a, _ in ps])
+            B[s, :len(ps)] = torch.tensor([b for _, b in ps])
+    return A, B, torch.tensor([len(ps) for ps in pairs], dtype=torch.int64)
+
+
+def _row_table(first: list, count: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sub-pixel s: the (output row, cell row) pairs in output-row order, padded to the longest s."""
+    return _pad_pairs([[(p, f + a) for p, (f, n) in enumerate(zip(fs, ns)) for a in range(n)]
+                       for fs, ns in zip(first, count)])
 
 
 def _extra_table(count: list, nd: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per sub-pixel s: the (output column, slot j >= nd) pairs of columns whose run has more than nd cells."""
-    pairs = [[(x, j) for x, n in enumerate(ns) for j in range(nd, n)] for ns in count]
-    emax = max(1, max(len(ps) for ps in pairs))
-    XL = torch.zeros(len(pairs), emax, dtype=torch.int64)
-    XJ = torch.zeros(len(pairs), emax, dtype=torch.int64)
-    for s, ps in enumerate(pairs):
-        if ps:
-            XL[s, :len(ps)] = torch.tensor([x for x, _ in ps])
-            XJ[s, :len(ps)] = torch.tensor([j for _, j in ps])
-    return XL, XJ, torch.tensor([len(ps) for ps in pairs], dtype=torch.int64)
+    return _pad_pairs([[(x, j) for x, n in enumerate(ns) for j in range(nd, n)] for ns in count], least=1)
 
 
 def compact_jacobian(model, index: int, slopes: list[torch.Tensor], per_channel: bool,
