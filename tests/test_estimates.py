@@ -151,3 +151,13 @@ def test_analyze_sample_frames_auto(tmp_path, capsys, monkeypatch, extra, sample
         assert "estimate" in r["a1"]["layers"]["paper"]["head"]  # the sample's error bounds
         assert main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 0
         assert "chosen by --sample-frames auto" in (tmp_path / "r.html").read_text()
+
+
+def test_auto_prints_each_skip_once(tmp_path, capsys):
+    nc = nerv_config_for_budget(height=32, width=32, num_frames=4, strides=[2, 2], embed="pe_1.25_8", fc_dim=4)
+    torch.manual_seed(0)
+    save_model(NeRV(nc), tmp_path / "model")
+    assert main(["analyze", str(tmp_path / "model"), "--analyses", "all", "--layers", "head", "--mode", "paper",
+                 "--no-progress", "--out", str(tmp_path / "run"), "--option", "a7.neurons=2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipping a3") == 1  # no panoptic labels: said once, not again by --sample-frames auto

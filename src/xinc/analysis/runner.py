@@ -236,7 +236,9 @@ def _layers(o: AnalyzeConfig, model) -> list[str]:
     return want
 
 
-def _runnable(ids: list[str], explicit: bool, data: dict[str, Any], found: dict) -> tuple[list[str], dict]:
+def _runnable(ids: list[str], explicit: bool, data: dict[str, Any], found: dict,
+              quiet: bool = False) -> tuple[list[str], dict]:
+    """(analyses that can run on `data`, {skipped id: reason}); a skip is printed unless `quiet`."""
     run_ids, skipped = [], {}
     for aid in ids:
         reason = _skip_reason(found[aid], data)
@@ -244,7 +246,8 @@ def _runnable(ids: list[str], explicit: bool, data: dict[str, Any], found: dict)
             raise XincError(f"--analyses {aid}: {reason}")
         if reason:
             skipped[aid] = reason
-            print(f"xinc analyze: skipping {aid} ({found[aid].title}): {reason}", file=sys.stderr)
+            if not quiet:
+                print(f"xinc analyze: skipping {aid} ({found[aid].title}): {reason}", file=sys.stderr)
         else:
             run_ids.append(aid)
     return run_ids, skipped
@@ -392,7 +395,7 @@ def _frame_count(o: AnalyzeConfig, model, costs: list, data: dict[str, Any], sel
     T = len(data["frames"])
     if o.sample_frames == "all" or o.frames is not None or torch.device(device).type != "cpu":
         return None, []
-    run_ids, _ = _runnable(*selection[:2], data, selection[2])
+    run_ids, _ = _runnable(*selection[:2], data, selection[2], quiet=True)  # printed once, after sampling
     n = auto_frame_count(costs, T, run_ids, memo_mb)
     if n >= T:
         return None, []
