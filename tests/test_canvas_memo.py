@@ -194,3 +194,14 @@ def test_trim_after_a_frame_once_rss_grew(monkeypatch):
     memo = CanvasMemo(64)
     memo.stream(m, "head", [0, 1], [Collect()])
     assert len(trims) == 2
+
+
+def test_a_frame_stored_by_chunks_replays_in_stream():
+    m = tiny_video()
+    memo = CanvasMemo(64)
+    list(memo.chunks(m, "block1", 0))  # stored by A4's path, which keeps no side entry
+    got, ref = Collect(), Collect()
+    memo.stream(m, "block1", [0], [got])  # replayed (it raised KeyError looking for the side reductions)
+    stream_canvas(m, "block1", [0], ref)
+    torch.testing.assert_close(got.results[0], ref.results[0])
+    assert memo.hits == 1

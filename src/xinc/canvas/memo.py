@@ -120,20 +120,23 @@ class CanvasMemo:
         out: dict[int, dict[str, float]] = {}
         for f in (int(f) for f in frames):
             key = (*group, f)
-            side = [] if fused or key in self._side else [HeatMap(), NeuronTotals()]
             if key in self._store:
                 self.hits += 1
                 self._store.move_to_end(key)
                 out[f] = self._replay(self._store[key], f, reducers, chunk_neurons, progress)
-            elif standard and key in self._side:
+                continue
+            if standard and key in self._side:
                 self.hits += 1
                 out[f] = self._replay_side(self._side[key], f, reducers, progress)
-            elif not fused and self._worth_storing(group, size):
-                self.misses += 1
-                out[f] = self._compute(model, layer, f, mode, reducers + side, chunk_neurons, memory_budget_mb,
-                                       progress, key)
+                continue
+            self.misses += 1
+            keep = not fused and self._worth_storing(group, size)
+            # maps streamed and not kept whole: reduce them on the side too (a stored canvas replays instead)
+            side = [] if fused or keep or key in self._side else [HeatMap(), NeuronTotals()]
+            if keep:
+                out[f] = self._compute(model, layer, f, mode, reducers, chunk_neurons, memory_budget_mb, progress,
+                                       key)
             else:
-                self.misses += 1
                 out.update(stream_canvas(model, layer, [f], reducers + side, mode=mode, chunk_neurons=chunk_neurons,
                                          memory_budget_mb=memory_budget_mb, progress=progress))
             if side:
