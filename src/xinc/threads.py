@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -55,15 +56,22 @@ def threads_wanted(default: int) -> int:
     return max(1, min(int(default), cores_available()))
 
 
+@functools.cache
+def _glibc(name: str):
+    """The C library's function `name` on Linux (glibc), or None (another OS, or a libc without it, e.g. musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory(limit: int = 2**31 - 1) -> bool:
     """Let glibc keep freed blocks up to `limit` bytes for reuse instead of unmapping them (mallopt); True
     when applied. Skipped off glibc, and when XINC_MALLOC=default asks for the C library's own policy."""
-    if os.environ.get("XINC_MALLOC", "").strip().lower() == "default" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+    mallopt = _glibc("mallopt")
+    if os.environ.get("XINC_MALLOC", "").strip().lower() == "default" or mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))
@@ -72,11 +80,8 @@ def keep_freed_memory(limit: int = 2**31 - 1) -> bool:
 def release_freed_memory() -> bool:
     """Return the freed blocks keep_freed_memory() kept to the system (glibc malloc_trim): call between phases
     whose large allocations differ in shape, where the kept blocks would not be reused. True when released."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    trim = _glibc("malloc_trim")
+    if trim is None:
         return False
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return bool(trim(0))

@@ -317,22 +317,30 @@ def _frame_estimates(results: dict[str, Any], run_ids: list[str]) -> list[str]:
             estimate_line("mean PSNR (8-bit)", rec["estimate"]["psnr_8bit"], " dB")]
 
 
+def _passes(c, frames: int, run_ids: list[str], memo_bytes: float) -> int:
+    """Times the run's full-canvas analyses stream one (layer, mode) canvas per frame: once when the memo holds
+    the layer's frames, else once per pass (A2: STREAMS, else 2)."""
+    from xinc.analysis.distributed import STREAMS
+
+    if c.bytes_per_frame * frames <= memo_bytes:
+        return 1
+    return STREAMS if "a2" in run_ids else 2
+
+
 def _canvas_seconds(c, frames: int, run_ids: list[str], options: dict[str, Any],
                     memo_bytes: float) -> tuple[float, str]:
     """(seconds, what they cover) of one (layer, mode) canvas for the run: every analysis but A7 streams the
     whole canvas of every frame (once when the memo holds it, else once per pass: A2 up to 4); A7 follows its
     options (xinc.analysis.faithfulness.canvas_need: sampled maps only outside a7.rank_modes, a7.frames frames)."""
-    from xinc.analysis.distributed import STREAMS
     from xinc.canvas.cost import format_seconds
 
     full = [a for a in run_ids if a != "a7"]
-    passes = STREAMS if "a2" in run_ids else 2
-    once = c.bytes_per_frame * frames <= memo_bytes
+    passes = _passes(c, frames, run_ids, memo_bytes)
     secs, notes = 0.0, []
     if full:
-        secs += c.seconds_per_frame * frames * (1 if once else passes)
+        secs += c.seconds_per_frame * frames * passes
         notes.append(f"{format_seconds(c.seconds_per_frame)} per frame x {frames} frame(s)"
-                     + ("" if once else f" x up to {passes} passes (over --memo-mb)"))
+                     + ("" if passes == 1 else f" x up to {passes} passes (over --memo-mb)"))
     if "a7" in run_ids:
         from xinc.analysis.faithfulness import canvas_need
         from xinc.analysis.registry import make_options
@@ -341,7 +349,7 @@ def _canvas_seconds(c, frames: int, run_ids: list[str], options: dict[str, Any],
         if maps < c.neurons:
             secs += c.seconds_for(maps) * n7
             notes.append(f"A7 {maps} sampled maps x {n7} frame(s): {format_seconds(c.seconds_for(maps) * n7)}")
-        elif not (full and once):  # else A7's frames come from the memo
+        elif not (full and passes == 1):  # else A7's frames come from the memo
             secs += c.seconds_per_frame * n7
             notes.append(f"A7 {format_seconds(c.seconds_per_frame)} per frame x {n7} frame(s)")
     return secs, "; ".join(notes)
@@ -409,16 +417,9 @@ def _frame_count(o: AnalyzeConfig, model, costs: list, data: dict[str, Any], sel
 def canvas_values(costs: list, frames: int, run_ids: list[str], memo_mb: float) -> float:
     """Canvas values the run streams over `frames` frames: maps x pixels of every (layer, mode), once when the
     memo holds the layer's frames, else once per pass (A2: 4, else 2); A7-only runs are not counted."""
-    from xinc.analysis.distributed import STREAMS
-
     if not [a for a in run_ids if a != "a7"]:
         return 0.0
-    passes = STREAMS if "a2" in run_ids else 2
-    total = 0.0
-    for c in costs:
-        once = c.bytes_per_frame * frames <= memo_mb * 2**20
-        total += c.bytes_per_frame / 4 * frames * (1 if once else passes)
-    return total
+    return sum(c.bytes_per_frame / 4 * frames * _passes(c, frames, run_ids, memo_mb * 2**20) for c in costs)
 
 
 def auto_frame_count(costs: list, frames: int, run_ids: list[str], memo_mb: float,
@@ -482,7 +483,7 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, 
     resolved = {**as_json(o), "device": str(device), "layers": layers, "frames": data["frames"],
                 "analyses": run_ids, "skipped": skipped, "options": to_jsonable(options), "command": command,
                 "optional_modules_missing": sorted(UNAVAILABLE),
-                "memory": {"budget_mb": budget_mb(), "memo_mb": memo_mb_within(o.memo_mb),
+                "memory": {"budget_mb": budget_mb(), "memo_mb": memo_mb,
                            "memory_budget_mb": chunk_mb_within(o.memory_budget_mb)}}
     modes = [c for _, c in variants(o.mode)]
     results: dict[str, Any] = {
@@ -499,7 +500,7 @@ def analyze(o: AnalyzeConfig, *, command: str | None = None, options: dict[str, 
                               images=data["images"], out=stage, panoptic=data["panoptic"], flow=data.get("flow"),
                               mode=o.mode, seed=o.seed, device=device, chunk_neurons=o.chunk_neurons,
                               memory_budget_mb=chunk_mb_within(o.memory_budget_mb),
-                              memo=CanvasMemo(memo_mb_within(o.memo_mb), rss_limit_mb=rss_limit_mb()))
+                              memo=CanvasMemo(memo_mb, rss_limit_mb=rss_limit_mb()))
         results.update(_analyse(ctx, run_ids, options, found, o.progress, draw))
         results["canvas"] = _canvas_section(model, layers, ctx.canvas_log, modes)
         order = ["model", "data", "reconstruction", "canvas", "skipped", *run_ids]

@@ -131,7 +131,8 @@ class OwnSource:
     def neuron_maps(self, layer: str, frame: int, neurons: list[int]) -> torch.Tensor:
         from xinc.canvas.engine import compute_canvas, trace_frame
 
-        tr = trace_frame(self.model, frame)  # clone: a map is a view of its chunk's buffer (~25 maps' memory)
+        tr = trace_frame(self.model, frame)  # clone: each kept map in a fresh small block, not one that pins the
+        # heap between the per-neuron runs' freed buffers (16 HNeRV block5 maps: 2.76 -> 1.22 GB peak RSS)
         return torch.stack([compute_canvas(self.model, layer, frame, mode=self.opts.mode,
                                            per_channel=self.opts.per_channel, neurons=(k, k + 1),
                                            trace=tr).maps[0].clone() for k in neurons])
